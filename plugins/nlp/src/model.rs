@@ -1,0 +1,811 @@
+//! The triage classifier and its zero-copy file format.
+//!
+//! A model is a multinomial logistic regression over TF-IDF weighted hashed features
+//! ([`crate::features`]), with one or more *heads* (fields such as `category`, `queue`,
+//! `priority`) sharing the features. Inference reads the weights straight out of the byte
+//! slice: nothing is parsed or copied per call, so a plugin can serve it from its
+//! copy-on-write data segment.
+//!
+//! Layout (little-endian, offsets absolute from the start):
+//! ```text
+//! header   96 bytes: magic "DHMODEL1", version, feature spec, counts, region offsets, checksum
+//! heads    32 bytes each: name, classes, first column, temperature, bias and label offsets
+//! index    u32 per hash bucket: row number, or u32::MAX when the bucket has no feature
+//! rowmeta  (idf f32, scale f32) per row
+//! weights  per row, `stride` columns (all heads side by side): f32, or i8 times `scale`
+//! strings  UTF-8 bytes of names and labels
+//! ```
+
+use crate::detmath::softmax_into;
+use crate::features::{Block, FeatureSpec, Scratch, extract, for_each_count, sublinear_tf};
+use std::fmt;
+
+/// First bytes of every model file.
+pub const MAGIC: &[u8; 8] = b"DHMODEL1";
+/// Format version written by this crate.
+pub const FORMAT_VERSION: u32 = 1;
+const HEADER_LEN: usize = 96;
+const HEAD_LEN: usize = 32;
+const NO_ROW: u32 = u32::MAX;
+
+/// Storage type of the weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DType {
+    /// 32-bit floats.
+    F32,
+    /// 8-bit integers with one f32 scale per row (4x smaller, near-identical predictions).
+    I8,
+}
+
+impl DType {
+    fn code(self) -> u32 {
+        match self {
+            DType::F32 => 0,
+            DType::I8 => 1,
+        }
+    }
+
+    fn bytes(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::I8 => 1,
+        }
+    }
+}
+
+/// Why a byte slice is not a usable model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModelError {
+    /// The data does not start with [`MAGIC`].
+    NotAModel,
+    /// Written by a newer deskhost.
+    UnsupportedVersion(u32),
+    /// A region or value is out of bounds; names which.
+    Corrupt(&'static str),
+    /// The checksum does not match the content.
+    ChecksumMismatch,
+}
+
+impl fmt::Display for ModelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModelError::NotAModel => write!(f, "not a deskhost model (missing DHMODEL1 header)"),
+            ModelError::UnsupportedVersion(v) => write!(
+                f,
+                "model format version {v} is newer than this build supports ({FORMAT_VERSION}); retrain or upgrade"
+            ),
+            ModelError::Corrupt(what) => write!(f, "model file is corrupt: {what}; retrain it"),
+            ModelError::ChecksumMismatch => {
+                write!(
+                    f,
+                    "model checksum does not match its content; the file was altered or truncated"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for ModelError {}
+
+fn u32_at(bytes: &[u8], offset: usize) -> Option<u32> {
+    let b = bytes.get(offset..offset + 4)?;
+    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+fn f32_at(bytes: &[u8], offset: usize) -> Option<f32> {
+    u32_at(bytes, offset).map(f32::from_bits)
+}
+
+/// A parsed view of a model's bytes. Parsing reads the header and checks every region is in
+/// bounds; it does not touch the weights.
+#[derive(Clone, Copy, Debug)]
+pub struct Model<'a> {
+    bytes: &'a [u8],
+    spec: FeatureSpec,
+    n_rows: u32,
+    stride: u32,
+    dtype: DType,
+    n_heads: u32,
+    heads_off: usize,
+    index_off: usize,
+    rowmeta_off: usize,
+    weights_off: usize,
+    strings_off: usize,
+    strings_len: usize,
+    name: (u32, u32),
+}
+
+/// One output field of a model.
+#[derive(Clone, Copy, Debug)]
+pub struct Head<'a> {
+    model: Model<'a>,
+    /// Position among the model's heads.
+    pub index: usize,
+    /// Number of classes.
+    pub n_classes: usize,
+    /// First column of this head in a weight row.
+    column: usize,
+    /// Softmax temperature fitted on held-out data.
+    pub temperature: f32,
+    name: (u32, u32),
+    bias_off: usize,
+    labels_off: usize,
+}
+
+/// A head's probabilities for one text.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prediction {
+    /// Head (field) name.
+    pub field: String,
+    /// Index of the most probable class.
+    pub best: usize,
+    /// Its label.
+    pub label: String,
+    /// Its probability.
+    pub confidence: f32,
+    /// All class probabilities, in label order.
+    pub probabilities: Vec<f32>,
+}
+
+/// A feature that pushed a prediction, in the text's own words.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Contribution {
+    /// The word, word pair, or (for character n-grams) the word containing it.
+    pub text: String,
+    /// Its contribution to the class's logit.
+    pub weight: f32,
+}
+
+impl<'a> Model<'a> {
+    /// Reads the header of `bytes` and checks the layout. Cheap: O(number of heads).
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, ModelError> {
+        if bytes.len() < HEADER_LEN || &bytes[..8] != MAGIC {
+            return Err(ModelError::NotAModel);
+        }
+        let h = |i: usize| u32_at(bytes, 8 + 4 * i).ok_or(ModelError::Corrupt("header"));
+        let version = h(0)?;
+        if version != FORMAT_VERSION {
+            return Err(ModelError::UnsupportedVersion(version));
+        }
+        let spec = FeatureSpec {
+            buckets_log2: h(1)?,
+            word_ngram_max: h(7)?,
+            char_ngram_min: h(8)?,
+            char_ngram_max: h(9)?,
+            max_tokens: h(10)?,
+        };
+        if !(4..=26).contains(&spec.buckets_log2) {
+            return Err(ModelError::Corrupt("bucket count"));
+        }
+        let n_rows = h(2)?;
+        let stride = h(3)?;
+        let dtype = match h(4)? {
+            0 => DType::F32,
+            1 => DType::I8,
+            _ => return Err(ModelError::Corrupt("weight type")),
+        };
+        let n_heads = h(5)?;
+        let total_len = h(16)? as usize;
+        let model = Model {
+            bytes,
+            spec,
+            n_rows,
+            stride,
+            dtype,
+            n_heads,
+            heads_off: h(11)? as usize,
+            index_off: h(12)? as usize,
+            rowmeta_off: h(13)? as usize,
+            weights_off: h(14)? as usize,
+            strings_off: h(15)? as usize,
+            strings_len: h(6)? as usize,
+            name: (h(17)?, h(18)?),
+        };
+        if total_len > bytes.len() {
+            return Err(ModelError::Corrupt("file shorter than its header says"));
+        }
+        let fits =
+            |off: usize, len: usize| off.checked_add(len).is_some_and(|end| end <= total_len);
+        let buckets = 1usize << spec.buckets_log2;
+        let rows = n_rows as usize;
+        if !fits(model.heads_off, n_heads as usize * HEAD_LEN) {
+            return Err(ModelError::Corrupt("head table"));
+        }
+        if !fits(model.index_off, buckets * 4) || model.index_off % 4 != 0 {
+            return Err(ModelError::Corrupt("bucket index"));
+        }
+        if !fits(model.rowmeta_off, rows * 8) {
+            return Err(ModelError::Corrupt("row metadata"));
+        }
+        if !fits(model.weights_off, rows * stride as usize * dtype.bytes()) {
+            return Err(ModelError::Corrupt("weights"));
+        }
+        if !fits(model.strings_off, model.strings_len) {
+            return Err(ModelError::Corrupt("strings"));
+        }
+        for i in 0..n_heads as usize {
+            let head = model.head_at(i)?;
+            if head.column + head.n_classes > stride as usize || head.n_classes == 0 {
+                return Err(ModelError::Corrupt("head columns"));
+            }
+            if !fits(head.bias_off, head.n_classes * 4)
+                || !fits(head.labels_off, head.n_classes * 8)
+            {
+                return Err(ModelError::Corrupt("head labels"));
+            }
+        }
+        Ok(model)
+    }
+
+    /// Recomputes the checksum over the content (reads every byte: do it once at load time).
+    pub fn verify_checksum(&self) -> Result<(), ModelError> {
+        let stored = u64::from(u32_at(self.bytes, 8 + 4 * 19).unwrap_or(0))
+            | (u64::from(u32_at(self.bytes, 8 + 4 * 20).unwrap_or(0)) << 32);
+        let total = u32_at(self.bytes, 8 + 4 * 16).unwrap_or(0) as usize;
+        let content = self
+            .bytes
+            .get(HEADER_LEN..total)
+            .ok_or(ModelError::ChecksumMismatch)?;
+        if checksum(content) == stored {
+            Ok(())
+        } else {
+            Err(ModelError::ChecksumMismatch)
+        }
+    }
+
+    fn string(&self, (off, len): (u32, u32)) -> &'a str {
+        let start = self.strings_off + off as usize;
+        let end = start + len as usize;
+        if end > self.strings_off + self.strings_len {
+            return "";
+        }
+        self.bytes
+            .get(start..end)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or("")
+    }
+
+    /// The model's name (set at training time, e.g. `demo-triage`).
+    pub fn name(&self) -> &'a str {
+        self.string(self.name)
+    }
+
+    /// How this model turns text into features.
+    pub fn spec(&self) -> FeatureSpec {
+        self.spec
+    }
+
+    /// Number of feature rows stored.
+    pub fn rows(&self) -> u32 {
+        self.n_rows
+    }
+
+    /// Weight storage type.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    fn head_at(&self, i: usize) -> Result<Head<'a>, ModelError> {
+        let base = self.heads_off + i * HEAD_LEN;
+        let f =
+            |k: usize| u32_at(self.bytes, base + 4 * k).ok_or(ModelError::Corrupt("head table"));
+        Ok(Head {
+            model: *self,
+            index: i,
+            name: (f(0)?, f(1)?),
+            n_classes: f(2)? as usize,
+            column: f(3)? as usize,
+            temperature: f32::from_bits(f(4)?),
+            bias_off: f(5)? as usize,
+            labels_off: f(6)? as usize,
+        })
+    }
+
+    /// The model's heads in stored order.
+    pub fn heads(&self) -> impl Iterator<Item = Head<'a>> + '_ {
+        (0..self.n_heads as usize).filter_map(|i| self.head_at(i).ok())
+    }
+
+    /// The head called `name`, if any.
+    pub fn head(&self, name: &str) -> Option<Head<'a>> {
+        self.heads().find(|h| h.name() == name)
+    }
+
+    fn row_of(&self, bucket: u32) -> Option<u32> {
+        let row = u32_at(self.bytes, self.index_off + bucket as usize * 4)?;
+        (row != NO_ROW && row < self.n_rows).then_some(row)
+    }
+
+    /// Turns `text` into the model's TF-IDF vector, kept in `scratch` for [`Self::predict`]
+    /// and [`Self::explain`].
+    pub fn vectorize(&self, text: &str, scratch: &mut Scratch, explain: bool) {
+        extract(text, &self.spec, scratch, explain);
+        scratch.x.clear();
+        let mut word = std::mem::take(&mut scratch.word);
+        let mut chars = std::mem::take(&mut scratch.chars);
+        for (buckets, block) in [(&mut word, Block::Word), (&mut chars, Block::Char)] {
+            let start = scratch.x.len();
+            for_each_count(buckets, |bucket, count| {
+                if let Some(row) = self.row_of(bucket) {
+                    let idf =
+                        f32_at(self.bytes, self.rowmeta_off + row as usize * 8).unwrap_or(0.0);
+                    scratch.x.push((row, sublinear_tf(count) * idf, block));
+                }
+            });
+            let norm = scratch.x[start..]
+                .iter()
+                .map(|&(_, v, _)| v * v)
+                .sum::<f32>()
+                .sqrt();
+            if norm > 0.0 {
+                for entry in &mut scratch.x[start..] {
+                    entry.1 /= norm;
+                }
+            }
+        }
+        scratch.word = word;
+        scratch.chars = chars;
+    }
+
+    /// Adds row `row`'s weights times `value` to `acc` (all heads' columns).
+    fn accumulate(&self, row: u32, value: f32, acc: &mut [f32]) {
+        let stride = self.stride as usize;
+        let scale = f32_at(self.bytes, self.rowmeta_off + row as usize * 8 + 4).unwrap_or(0.0);
+        let start = self.weights_off + row as usize * stride * self.dtype.bytes();
+        match self.dtype {
+            DType::I8 => {
+                let Some(weights) = self.bytes.get(start..start + stride) else {
+                    return;
+                };
+                let v = value * scale;
+                for (a, &w) in acc.iter_mut().zip(weights) {
+                    *a += v * f32::from(w as i8);
+                }
+            }
+            DType::F32 => {
+                let Some(weights) = self.bytes.get(start..start + stride * 4) else {
+                    return;
+                };
+                for (a, w) in acc.iter_mut().zip(weights.chunks_exact(4)) {
+                    *a += value * f32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+                }
+            }
+        }
+    }
+
+    /// Logits of every head for the vector in `scratch` (one pass over the rows).
+    fn logits<'s>(&self, scratch: &'s mut Scratch) -> &'s [f32] {
+        let stride = self.stride as usize;
+        scratch.logits.clear();
+        scratch.logits.resize(stride, 0.0);
+        for i in 0..scratch.x.len() {
+            let (row, value, _) = scratch.x[i];
+            self.accumulate(row, value, &mut scratch.logits);
+        }
+        &scratch.logits
+    }
+
+    /// Predicts every head for the vector in `scratch` (call [`Self::vectorize`] first).
+    pub fn predict(&self, scratch: &mut Scratch) -> Vec<Prediction> {
+        let logits = self.logits(scratch).to_vec();
+        self.heads()
+            .map(|head| {
+                let mut raw: Vec<f32> = logits[head.column..head.column + head.n_classes].to_vec();
+                for (c, l) in raw.iter_mut().enumerate() {
+                    *l += f32_at(self.bytes, head.bias_off + 4 * c).unwrap_or(0.0);
+                }
+                let mut probabilities = vec![0.0; head.n_classes];
+                softmax_into(&raw, head.temperature, &mut probabilities);
+                let best = argmax(&probabilities);
+                Prediction {
+                    field: head.name().to_string(),
+                    best,
+                    label: head.label(best).to_string(),
+                    confidence: probabilities.get(best).copied().unwrap_or(0.0),
+                    probabilities,
+                }
+            })
+            .collect()
+    }
+
+    /// The `k` features of `text` that pushed `head` towards `class` the most (call
+    /// [`Self::vectorize`] with `explain = true` first).
+    pub fn explain(
+        &self,
+        text: &str,
+        scratch: &Scratch,
+        head: &Head<'_>,
+        class: usize,
+        k: usize,
+    ) -> Vec<Contribution> {
+        let stride = self.stride as usize;
+        let column = head.column + class;
+        if column >= stride {
+            return Vec::new();
+        }
+        let mut single = vec![0.0; stride];
+        let mut scored: Vec<(f32, u32, Block)> = Vec::new();
+        for &(row, value, block) in &scratch.x {
+            single.iter_mut().for_each(|s| *s = 0.0);
+            self.accumulate(row, value, &mut single);
+            if single[column] > 0.0 {
+                scored.push((single[column], row, block));
+            }
+        }
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut out: Vec<Contribution> = Vec::new();
+        for (weight, row, block) in scored {
+            let Some(text) = self.origin_text(text, scratch, row, block) else {
+                continue;
+            };
+            match out.iter_mut().find(|c| c.text == text) {
+                Some(existing) => existing.weight += weight,
+                None => out.push(Contribution { text, weight }),
+            }
+            if out.len() >= k {
+                break;
+            }
+        }
+        out
+    }
+
+    fn origin_text(&self, text: &str, scratch: &Scratch, row: u32, block: Block) -> Option<String> {
+        let origin = scratch
+            .origins
+            .iter()
+            .find(|o| o.block == block && self.row_of(o.bucket) == Some(row))?;
+        let first = scratch.token_spans.get(origin.token as usize)?;
+        let last = scratch
+            .token_spans
+            .get((origin.token + origin.tokens - 1) as usize)?;
+        text.get(first.start..last.end).map(str::to_string)
+    }
+}
+
+impl<'a> Head<'a> {
+    /// The field this head predicts (e.g. `category`).
+    pub fn name(&self) -> &'a str {
+        self.model.string(self.name)
+    }
+
+    /// Label of class `i` ("" if out of range).
+    pub fn label(&self, i: usize) -> &'a str {
+        if i >= self.n_classes {
+            return "";
+        }
+        let at = self.labels_off + 8 * i;
+        match (
+            u32_at(self.model.bytes, at),
+            u32_at(self.model.bytes, at + 4),
+        ) {
+            (Some(off), Some(len)) => self.model.string((off, len)),
+            _ => "",
+        }
+    }
+
+    /// All labels in class order.
+    pub fn labels(&self) -> Vec<&'a str> {
+        (0..self.n_classes).map(|i| self.label(i)).collect()
+    }
+}
+
+fn argmax(values: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, v) in values.iter().enumerate() {
+        if *v > values[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// FNV-1a 64 over `bytes`: detects accidental corruption, not tampering (the host keeps
+/// sha256 digests for that).
+pub fn checksum(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// One head's definition for [`ModelWriter`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeadSpec {
+    /// Field name.
+    pub name: String,
+    /// Class labels.
+    pub labels: Vec<String>,
+    /// Per-class bias.
+    pub bias: Vec<f32>,
+    /// Softmax temperature.
+    pub temperature: f32,
+}
+
+/// One feature row for [`ModelWriter`]: the bucket, its idf, and one weight per column (all
+/// heads' classes in head order).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RowSpec {
+    /// Hash bucket.
+    pub bucket: u32,
+    /// Inverse document frequency.
+    pub idf: f32,
+    /// Weights, `sum of head classes` long.
+    pub weights: Vec<f32>,
+}
+
+/// Serialises a model into the format above.
+#[derive(Clone, Debug)]
+pub struct ModelWriter {
+    /// Name stored in the model.
+    pub name: String,
+    /// Feature settings.
+    pub spec: FeatureSpec,
+    /// Weight storage.
+    pub dtype: DType,
+    /// Heads in column order.
+    pub heads: Vec<HeadSpec>,
+    /// Rows (buckets must be distinct and below `2^buckets_log2`).
+    pub rows: Vec<RowSpec>,
+}
+
+impl ModelWriter {
+    /// The model bytes.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, ModelError> {
+        let stride: usize = self.heads.iter().map(|h| h.labels.len()).sum();
+        let buckets = 1usize << self.spec.buckets_log2;
+        for row in &self.rows {
+            if row.weights.len() != stride || row.bucket as usize >= buckets {
+                return Err(ModelError::Corrupt("row does not fit the heads or buckets"));
+            }
+        }
+        for head in &self.heads {
+            if head.bias.len() != head.labels.len() {
+                return Err(ModelError::Corrupt("bias length differs from labels"));
+            }
+        }
+
+        let mut strings: Vec<u8> = Vec::new();
+        let mut intern = |s: &str| -> (u32, u32) {
+            let off = strings.len() as u32;
+            strings.extend_from_slice(s.as_bytes());
+            (off, s.len() as u32)
+        };
+        let name = intern(&self.name);
+        let head_names: Vec<(u32, u32)> = self.heads.iter().map(|h| intern(&h.name)).collect();
+        let head_labels: Vec<Vec<(u32, u32)>> = self
+            .heads
+            .iter()
+            .map(|h| h.labels.iter().map(|l| intern(l)).collect())
+            .collect();
+
+        let align = |n: usize| n.div_ceil(16) * 16;
+        let heads_off = HEADER_LEN;
+        let mut cursor = heads_off + self.heads.len() * HEAD_LEN;
+        let mut bias_offs = Vec::new();
+        let mut label_offs = Vec::new();
+        for h in &self.heads {
+            bias_offs.push(cursor);
+            cursor += h.labels.len() * 4;
+            label_offs.push(cursor);
+            cursor += h.labels.len() * 8;
+        }
+        let index_off = align(cursor);
+        let rowmeta_off = align(index_off + buckets * 4);
+        let weights_off = align(rowmeta_off + self.rows.len() * 8);
+        let strings_off = align(weights_off + self.rows.len() * stride * self.dtype.bytes());
+        let total = strings_off + strings.len();
+
+        let mut out = vec![0u8; total];
+        let put = |out: &mut Vec<u8>, at: usize, v: u32| {
+            out[at..at + 4].copy_from_slice(&v.to_le_bytes())
+        };
+        out[..8].copy_from_slice(MAGIC);
+        let header = [
+            FORMAT_VERSION,
+            self.spec.buckets_log2,
+            self.rows.len() as u32,
+            stride as u32,
+            self.dtype.code(),
+            self.heads.len() as u32,
+            strings.len() as u32,
+            self.spec.word_ngram_max,
+            self.spec.char_ngram_min,
+            self.spec.char_ngram_max,
+            self.spec.max_tokens,
+            heads_off as u32,
+            index_off as u32,
+            rowmeta_off as u32,
+            weights_off as u32,
+            strings_off as u32,
+            total as u32,
+            name.0,
+            name.1,
+        ];
+        for (i, v) in header.iter().enumerate() {
+            put(&mut out, 8 + 4 * i, *v);
+        }
+
+        let mut column = 0u32;
+        for (i, h) in self.heads.iter().enumerate() {
+            let base = heads_off + i * HEAD_LEN;
+            let n = h.labels.len() as u32;
+            for (k, v) in [
+                head_names[i].0,
+                head_names[i].1,
+                n,
+                column,
+                h.temperature.to_bits(),
+                bias_offs[i] as u32,
+                label_offs[i] as u32,
+            ]
+            .iter()
+            .enumerate()
+            {
+                put(&mut out, base + 4 * k, *v);
+            }
+            for (c, b) in h.bias.iter().enumerate() {
+                put(&mut out, bias_offs[i] + 4 * c, b.to_bits());
+            }
+            for (c, (off, len)) in head_labels[i].iter().enumerate() {
+                put(&mut out, label_offs[i] + 8 * c, *off);
+                put(&mut out, label_offs[i] + 8 * c + 4, *len);
+            }
+            column += n;
+        }
+
+        for b in 0..buckets {
+            put(&mut out, index_off + 4 * b, NO_ROW);
+        }
+        for (r, row) in self.rows.iter().enumerate() {
+            if u32_at(&out, index_off + 4 * row.bucket as usize) != Some(NO_ROW) {
+                return Err(ModelError::Corrupt("two rows for one bucket"));
+            }
+            put(&mut out, index_off + 4 * row.bucket as usize, r as u32);
+            let max = row.weights.iter().fold(0.0f32, |m, w| m.max(w.abs()));
+            let scale = match self.dtype {
+                DType::I8 if max > 0.0 => max / 127.0,
+                DType::I8 => 0.0,
+                DType::F32 => 1.0,
+            };
+            put(&mut out, rowmeta_off + 8 * r, row.idf.to_bits());
+            put(&mut out, rowmeta_off + 8 * r + 4, scale.to_bits());
+            let base = weights_off + r * stride * self.dtype.bytes();
+            for (c, w) in row.weights.iter().enumerate() {
+                match self.dtype {
+                    DType::F32 => put(&mut out, base + 4 * c, w.to_bits()),
+                    DType::I8 => {
+                        let q = if scale > 0.0 {
+                            (w / scale).round().clamp(-127.0, 127.0)
+                        } else {
+                            0.0
+                        };
+                        out[base + c] = (q as i8) as u8;
+                    }
+                }
+            }
+        }
+        out[strings_off..].copy_from_slice(&strings);
+        let sum = checksum(&out[HEADER_LEN..]);
+        put(&mut out, 8 + 4 * 19, sum as u32);
+        put(&mut out, 8 + 4 * 20, (sum >> 32) as u32);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::extract;
+    use pretty_assertions::assert_eq;
+
+    /// A two-head model whose weights say: "refund" → billing, "password" → access.
+    fn tiny(dtype: DType) -> Vec<u8> {
+        let spec = FeatureSpec {
+            buckets_log2: 12,
+            char_ngram_max: 0,
+            ..FeatureSpec::default()
+        };
+        let mut scratch = Scratch::default();
+        let bucket_of = |word: &str, scratch: &mut Scratch| {
+            extract(word, &spec, scratch, false);
+            scratch.word[0]
+        };
+        let refund = bucket_of("refund", &mut scratch);
+        let password = bucket_of("password", &mut scratch);
+        ModelWriter {
+            name: "tiny".into(),
+            spec,
+            dtype,
+            heads: vec![
+                HeadSpec {
+                    name: "category".into(),
+                    labels: vec!["billing".into(), "access".into()],
+                    bias: vec![0.0, 0.0],
+                    temperature: 1.0,
+                },
+                HeadSpec {
+                    name: "priority".into(),
+                    labels: vec!["low".into(), "high".into(), "urgent".into()],
+                    bias: vec![0.5, 0.0, -0.5],
+                    temperature: 2.0,
+                },
+            ],
+            rows: vec![
+                RowSpec {
+                    bucket: refund,
+                    idf: 1.0,
+                    weights: vec![3.0, -3.0, 0.0, 1.0, 0.0],
+                },
+                RowSpec {
+                    bucket: password,
+                    idf: 2.0,
+                    weights: vec![-2.0, 4.0, 0.0, 0.0, 2.0],
+                },
+            ],
+        }
+        .to_bytes()
+        .expect("valid model")
+    }
+
+    #[test]
+    #[allow(clippy::expect_used)]
+    fn round_trip_predicts_and_explains() {
+        for dtype in [DType::F32, DType::I8] {
+            let bytes = tiny(dtype);
+            let model = Model::parse(&bytes).expect("parses");
+            model.verify_checksum().expect("checksum");
+            assert_eq!(model.name(), "tiny");
+            assert_eq!(
+                model
+                    .heads()
+                    .map(|h| h.name().to_string())
+                    .collect::<Vec<_>>(),
+                vec!["category", "priority"]
+            );
+            let mut scratch = Scratch::default();
+            let text = "I forgot my PASSWORD again";
+            model.vectorize(text, &mut scratch, true);
+            let predictions = model.predict(&mut scratch);
+            assert_eq!(predictions[0].label, "access");
+            assert_eq!(predictions[1].label, "urgent");
+            let sum: f32 = predictions[1].probabilities.iter().sum();
+            assert!((sum - 1.0).abs() < 1e-5);
+            let head = model.head("category").expect("head");
+            let why = model.explain(text, &scratch, &head, 1, 3);
+            assert_eq!(
+                why[0].text, "PASSWORD",
+                "explanations quote the original text"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_words_give_the_prior() {
+        let bytes = tiny(DType::F32);
+        let Ok(model) = Model::parse(&bytes) else {
+            panic!("parses")
+        };
+        let mut scratch = Scratch::default();
+        model.vectorize("completely unrelated", &mut scratch, false);
+        let p = model.predict(&mut scratch);
+        assert_eq!(p[0].probabilities, vec![0.5, 0.5]);
+    }
+
+    #[test]
+    fn corruption_is_detected() {
+        let mut bytes = tiny(DType::I8);
+        assert_eq!(Model::parse(b"nope").err(), Some(ModelError::NotAModel));
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        let Ok(model) = Model::parse(&bytes) else {
+            panic!("header still parses")
+        };
+        assert_eq!(model.verify_checksum(), Err(ModelError::ChecksumMismatch));
+        let truncated = &bytes[..bytes.len() / 2];
+        assert!(matches!(
+            Model::parse(truncated),
+            Err(ModelError::Corrupt(_))
+        ));
+    }
+}
