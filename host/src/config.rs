@@ -1,0 +1,312 @@
+//! The workspace configuration, `deskhost.toml`: taxonomy, active plugins per slot, the gate,
+//! the operator's grant ceiling and runtime settings.
+
+use crate::manifest::{CapabilityName, Grants};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Errors reading `deskhost.toml`.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}; run `deskhost init DIR` to create a workspace")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not fit the schema.
+    #[error("{path} is not a valid workspace config: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and where (line, column, key).
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+/// `deskhost.toml`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspaceConfig {
+    /// Name and description.
+    pub workspace: WorkspaceInfo,
+    /// Values the triage decision may take.
+    #[serde(default)]
+    pub taxonomy: Taxonomy,
+    /// The active plugin of each policy slot, as `id@version`.
+    pub slots: Slots,
+    /// Which stages run.
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+    /// What may be applied without a human.
+    #[serde(default)]
+    pub gate: GateConfig,
+    /// The most any plugin may be granted.
+    #[serde(default)]
+    pub ceiling: Grants,
+    /// Engine and pool settings.
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+}
+
+/// `[workspace]`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspaceInfo {
+    /// Display name.
+    pub name: String,
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// `[taxonomy]`: known values. Empty lists accept any value.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Taxonomy {
+    /// Categories (intents).
+    #[serde(default)]
+    pub categories: Vec<String>,
+    /// Queues.
+    #[serde(default)]
+    pub queues: Vec<String>,
+    /// Extra fields and their values, e.g. `type = ["incident", "request"]`.
+    #[serde(default)]
+    pub fields: BTreeMap<String, Vec<String>>,
+}
+
+/// `[slots]`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Slots {
+    /// The triage policy (required).
+    pub triage: String,
+    /// The reply policy.
+    #[serde(default)]
+    pub reply: Option<String>,
+    /// The escalation policy.
+    #[serde(default)]
+    pub escalation: Option<String>,
+}
+
+/// `[pipeline]`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Tickets decided concurrently (0 = twice the CPU count).
+    pub concurrency: usize,
+    /// Categories the reply policy is not asked about (a human writes those).
+    pub no_reply_categories: Vec<String>,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 0,
+            no_reply_categories: Vec::new(),
+        }
+    }
+}
+
+/// Effects the gate may apply without a human.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum EffectKind {
+    /// Set the ticket's category.
+    Category,
+    /// Route to a queue.
+    Queue,
+    /// Set the priority.
+    Priority,
+    /// Set the language.
+    Language,
+    /// Add tags.
+    Tags,
+    /// Add an internal note (the triage rationale or the escalation packet).
+    InternalNote,
+}
+
+/// `[gate]`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GateConfig {
+    /// Effects that may be applied without review when their field clears its threshold.
+    pub auto_apply: Vec<EffectKind>,
+    /// Minimum confidence per field (`category`, `queue`, `priority`, `language`); a field
+    /// without a threshold never auto-applies.
+    pub thresholds: BTreeMap<String, f32>,
+    /// Rules that force review regardless of confidence.
+    pub risk: RiskRules,
+}
+
+impl Default for GateConfig {
+    fn default() -> Self {
+        Self {
+            auto_apply: Vec::new(),
+            thresholds: BTreeMap::new(),
+            risk: RiskRules::default(),
+        }
+    }
+}
+
+/// `[gate.risk]`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RiskRules {
+    /// Categories a human always reviews.
+    pub always_review_categories: Vec<String>,
+    /// CRM tiers a human always reviews.
+    pub review_customer_tiers: Vec<String>,
+    /// Negative sentiment at this priority or above goes to review (`none` = off).
+    pub negative_sentiment_min_priority: Option<String>,
+    /// Escalated tickets go to review (default true).
+    pub review_escalations: bool,
+}
+
+impl Default for RiskRules {
+    fn default() -> Self {
+        Self {
+            always_review_categories: Vec::new(),
+            review_customer_tiers: Vec::new(),
+            negative_sentiment_min_priority: Some("high".into()),
+            review_escalations: true,
+        }
+    }
+}
+
+/// `[runtime]`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Meter fuel (a deterministic instruction budget per call). Costs ~40% speed; the
+    /// wall-clock deadline is always on.
+    pub fuel_metering: bool,
+    /// Instances that may exist at once in the pool.
+    pub pool_instances: u32,
+    /// Largest linear memory any plugin may reach, MiB (per-plugin limits are lower).
+    pub max_memory_mib: u32,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            fuel_metering: true,
+            pool_instances: 128,
+            max_memory_mib: 512,
+        }
+    }
+}
+
+/// The file name of the workspace config.
+pub const CONFIG_FILE: &str = "deskhost.toml";
+
+impl WorkspaceConfig {
+    /// Reads and checks `dir/deskhost.toml`.
+    pub fn load(dir: &Path) -> Result<Self, ConfigError> {
+        let path = dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        Self::parse(&text, &path)
+    }
+
+    /// Parses and checks `text` (named `path` in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: WorkspaceConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        config.check(path)?;
+        Ok(config)
+    }
+
+    fn check(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        for (field, threshold) in &self.gate.thresholds {
+            if !(0.0..=1.0).contains(threshold) {
+                return Err(invalid(format!(
+                    "[gate.thresholds] {field} = {threshold} is outside 0..1; use a probability such as 0.8"
+                )));
+            }
+        }
+        if let Some(p) = &self.gate.risk.negative_sentiment_min_priority
+            && !matches!(p.as_str(), "low" | "medium" | "high" | "urgent")
+        {
+            return Err(invalid(format!(
+                "[gate.risk] negative_sentiment_min_priority = \"{p}\" is not a priority; use low, medium, high or urgent"
+            )));
+        }
+        if self.runtime.max_memory_mib == 0 || self.runtime.pool_instances == 0 {
+            return Err(invalid(
+                "[runtime] max_memory_mib and pool_instances must be above 0".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Capabilities the ceiling allows.
+    pub fn ceiling_allows(&self, capability: CapabilityName) -> bool {
+        self.ceiling.has(capability)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[workspace]
+name = "t"
+[slots]
+triage = "triage-default@0.1.0"
+"#;
+
+    #[test]
+    fn minimal_config_gets_safe_defaults() {
+        let Ok(c) = WorkspaceConfig::parse(MINIMAL, Path::new("deskhost.toml")) else {
+            panic!("parses")
+        };
+        assert!(
+            c.gate.auto_apply.is_empty(),
+            "nothing auto-applies unless the operator says so"
+        );
+        assert!(c.gate.risk.review_escalations);
+        assert!(c.runtime.fuel_metering);
+        assert!(
+            !c.ceiling_allows(CapabilityName::Crm),
+            "the default ceiling grants nothing"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_file_and_key() {
+        let bad = format!("{MINIMAL}\n[gate.thresholds]\nqueue = 1.5\n");
+        let Err(e) = WorkspaceConfig::parse(&bad, Path::new("ws/deskhost.toml")) else {
+            panic!("must fail")
+        };
+        let msg = e.to_string();
+        assert!(
+            msg.contains("ws/deskhost.toml") && msg.contains("queue = 1.5"),
+            "{msg}"
+        );
+        let Err(e) = WorkspaceConfig::parse("[workspace]\nname = 1", Path::new("x.toml")) else {
+            panic!("must fail")
+        };
+        assert!(e.to_string().contains("x.toml"), "{e}");
+    }
+}

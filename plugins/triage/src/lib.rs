@@ -1,0 +1,398 @@
+//! The default triage policy.
+//!
+//! - category, queue, priority and any other trained field come from the classifier in the
+//!   plugin's data (trained by `deskhost triage train`), with calibrated probabilities and
+//!   the n-grams that pushed each decision as evidence;
+//! - language from the ticket's channel, checked against detection;
+//! - sentiment from the model's `sentiment` head when it has one, else from a lexicon;
+//! - operator rules from the settings (legal threats, security incidents, outages, customer
+//!   tiers read through the CRM capability) raise priority, force a category or queue, add
+//!   tags and ask for escalation, each citing what matched.
+
+use deskhost_sdk::nlp::{Model, Prediction, Scratch, lang, sentiment};
+use deskhost_sdk::phrases::TokenizedText;
+use deskhost_sdk::{
+    EscalationRequest, Evidence, EvidenceSource, LabeledValue, NamedValue, PluginError, Priority,
+    PriorityCall, Sentiment, SentimentCall, Ticket, TriageDecision, evidence, plugin_error,
+    priority_from_name, priority_name, priority_rank, ticket_text,
+};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// Operator settings (the manifest's `config` file).
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct Settings {
+    /// Decision field → model head, when they differ (e.g. `category` ← `intent`).
+    heads: BTreeMap<String, String>,
+    /// Queue per category, used when the model has no queue head.
+    category_queues: BTreeMap<String, String>,
+    /// Values used when the model cannot say.
+    fallback_category: Option<String>,
+    fallback_queue: Option<String>,
+    /// Rules on the ticket text, applied in order.
+    rules: Vec<TextRule>,
+    /// Rules on the customer's CRM tier.
+    tier_rules: Vec<TierRule>,
+    /// How many n-grams to cite per model decision.
+    evidence_per_field: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct Effects {
+    escalate: Option<String>,
+    detail: Option<String>,
+    priority_at_least: Option<String>,
+    category: Option<String>,
+    queue: Option<String>,
+    tags: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TextRule {
+    id: String,
+    /// Phrases (whole words, any case); the rule fires on the first one found.
+    any: Vec<String>,
+    #[serde(flatten)]
+    then: Effects,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TierRule {
+    id: String,
+    tiers: Vec<String>,
+    #[serde(flatten)]
+    then: Effects,
+}
+
+struct Policy;
+
+impl deskhost_sdk::triage_world::Guest for Policy {
+    fn triage(ticket: Ticket) -> Result<TriageDecision, PluginError> {
+        let settings: Settings = deskhost_sdk::settings()?;
+        let data = deskhost_sdk::bound::data();
+        let model = if data.is_empty() {
+            None
+        } else {
+            Some(
+                Model::parse(&data)
+                    .map_err(|e| plugin_error("bad-model", format!("triage model: {e}")))?,
+            )
+        };
+        Ok(decide(&ticket, &settings, model.as_ref()))
+    }
+}
+
+deskhost_sdk::export_triage!(Policy);
+
+fn head_for<'a>(settings: &'a Settings, field: &'a str) -> &'a str {
+    settings.heads.get(field).map_or(field, String::as_str)
+}
+
+fn decide(ticket: &Ticket, settings: &Settings, model: Option<&Model<'_>>) -> TriageDecision {
+    let text = ticket_text(ticket);
+    let per_field = settings.evidence_per_field.unwrap_or(3);
+    let model_ref = model
+        .map(|m| format!("model:{}", m.name()))
+        .unwrap_or_default();
+
+    // Model predictions, with explanations, keyed by head name.
+    let mut predicted: BTreeMap<String, (Prediction, Vec<Evidence>)> = BTreeMap::new();
+    if let Some(model) = model {
+        let mut scratch = Scratch::default();
+        model.vectorize(&text, &mut scratch, true);
+        for prediction in model.predict(&mut scratch) {
+            let why = model
+                .head(&prediction.field)
+                .map(|head| model.explain(&text, &scratch, &head, prediction.best, per_field))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| evidence(EvidenceSource::Model, &model_ref, c.text))
+                .collect();
+            predicted.insert(prediction.field.clone(), (prediction, why));
+        }
+    }
+    let mut take = |field: &str| predicted.remove(head_for(settings, field));
+
+    let mut category = match take("category") {
+        Some((p, why)) => labeled(p.label, p.confidence, why),
+        None => labeled(
+            settings
+                .fallback_category
+                .clone()
+                .unwrap_or_else(|| "general".into()),
+            0.0,
+            vec![],
+        ),
+    };
+    let mut queue = match take("queue") {
+        Some((p, why)) => labeled(p.label, p.confidence, why),
+        None => match settings.category_queues.get(&category.value) {
+            Some(q) => labeled(
+                q.clone(),
+                category.confidence,
+                vec![evidence(
+                    EvidenceSource::Rule,
+                    "category-queues",
+                    format!("{} → {q}", category.value),
+                )],
+            ),
+            None => labeled(
+                settings
+                    .fallback_queue
+                    .clone()
+                    .unwrap_or_else(|| "general".into()),
+                0.0,
+                vec![],
+            ),
+        },
+    };
+    let mut priority = match take("priority") {
+        Some((p, why)) => PriorityCall {
+            value: priority_from_name(&p.label).unwrap_or(Priority::Medium),
+            confidence: p.confidence,
+            evidence: why,
+        },
+        None => PriorityCall {
+            value: Priority::Medium,
+            confidence: 0.0,
+            evidence: vec![],
+        },
+    };
+    let sentiment = match take("sentiment") {
+        Some((p, why)) => SentimentCall {
+            value: sentiment_from_name(&p.label),
+            confidence: p.confidence,
+            evidence: why,
+        },
+        None => lexicon_sentiment(&text),
+    };
+    // Whatever else the model predicts (e.g. `type`) is passed on as extra fields.
+    let extra_fields: Vec<NamedValue> = predicted
+        .into_values()
+        .map(|(p, why)| NamedValue {
+            field: p.field.clone(),
+            decision: labeled(p.label, p.confidence, why),
+        })
+        .collect();
+
+    let language = detect_language(ticket, &text);
+
+    let mut tags = Vec::new();
+    let mut escalate: Option<EscalationRequest> = None;
+    let mut notes = Vec::new();
+    let tokens = TokenizedText::new(&text);
+    for rule in &settings.rules {
+        let Some((_, matched)) = tokens.find_any(&rule.any) else {
+            continue;
+        };
+        let why = evidence(EvidenceSource::Rule, &rule.id, matched);
+        apply(
+            &rule.id,
+            &rule.then,
+            why,
+            &mut category,
+            &mut queue,
+            &mut priority,
+            &mut tags,
+            &mut escalate,
+        );
+        notes.push(format!("rule {} matched \"{matched}\"", rule.id));
+    }
+    if !settings.tier_rules.is_empty()
+        && let Some(tier) = customer_tier(ticket)
+    {
+        for rule in settings
+            .tier_rules
+            .iter()
+            .filter(|r| r.tiers.iter().any(|t| t.eq_ignore_ascii_case(&tier)))
+        {
+            let why = evidence(EvidenceSource::Crm, "customer.tier", tier.clone());
+            apply(
+                &rule.id,
+                &rule.then,
+                why,
+                &mut category,
+                &mut queue,
+                &mut priority,
+                &mut tags,
+                &mut escalate,
+            );
+            notes.push(format!("rule {} matched tier {tier}", rule.id));
+        }
+    }
+
+    let rationale = format!(
+        "category {} ({:.2}), queue {} ({:.2}), priority {} ({:.2}), language {}, sentiment {}{}{}",
+        category.value,
+        category.confidence,
+        queue.value,
+        queue.confidence,
+        priority_name(priority.value),
+        priority.confidence,
+        language.value,
+        sentiment_name(sentiment.value),
+        if model.is_none() {
+            "; no model bound, fallbacks used"
+        } else {
+            ""
+        },
+        if notes.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", notes.join("; "))
+        },
+    );
+    TriageDecision {
+        category,
+        queue,
+        priority,
+        language,
+        sentiment,
+        extra_fields,
+        tags,
+        escalate,
+        rationale,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn apply(
+    rule_id: &str,
+    then: &Effects,
+    why: Evidence,
+    category: &mut LabeledValue,
+    queue: &mut LabeledValue,
+    priority: &mut PriorityCall,
+    tags: &mut Vec<String>,
+    escalate: &mut Option<EscalationRequest>,
+) {
+    // Operator rules are certain by definition: the operator said so.
+    if let Some(c) = &then.category {
+        *category = labeled(c.clone(), 1.0, vec![why.clone()]);
+    }
+    if let Some(q) = &then.queue {
+        *queue = labeled(q.clone(), 1.0, vec![why.clone()]);
+    }
+    if let Some(min) = then
+        .priority_at_least
+        .as_deref()
+        .and_then(priority_from_name)
+        && priority_rank(min) > priority_rank(priority.value)
+    {
+        *priority = PriorityCall {
+            value: min,
+            confidence: 1.0,
+            evidence: vec![why.clone()],
+        };
+    }
+    for tag in &then.tags {
+        if !tags.contains(tag) {
+            tags.push(tag.clone());
+        }
+    }
+    if let Some(code) = &then.escalate
+        && escalate.is_none()
+    {
+        *escalate = Some(EscalationRequest {
+            code: code.clone(),
+            detail: then
+                .detail
+                .clone()
+                .unwrap_or_else(|| format!("rule {rule_id} requires a human")),
+            evidence: vec![why],
+        });
+    }
+}
+
+fn customer_tier(ticket: &Ticket) -> Option<String> {
+    let id = ticket.customer_id.as_deref()?;
+    match deskhost_sdk::crm::lookup_customer(id) {
+        Ok(Some(customer)) => customer.tier,
+        Ok(None) => None,
+        Err(e) => {
+            deskhost_sdk::log::log(
+                deskhost_sdk::LogLevel::Warn,
+                &format!("CRM lookup failed: {e:?}"),
+            );
+            None
+        }
+    }
+}
+
+fn labeled(value: String, confidence: f32, evidence: Vec<Evidence>) -> LabeledValue {
+    LabeledValue {
+        value,
+        confidence: confidence.clamp(0.0, 1.0),
+        evidence,
+    }
+}
+
+fn detect_language(ticket: &Ticket, text: &str) -> LabeledValue {
+    let guess = lang::detect(text);
+    let detected = evidence(
+        EvidenceSource::Ticket,
+        "language-detection",
+        guess.evidence.join(" "),
+    );
+    match ticket.language.as_deref() {
+        Some(declared)
+            if declared.eq_ignore_ascii_case(guess.language) || guess.language == "und" =>
+        {
+            labeled(
+                declared.to_ascii_lowercase(),
+                guess.confidence.max(0.9),
+                vec![
+                    evidence(EvidenceSource::Ticket, "ticket.language", declared),
+                    detected,
+                ],
+            )
+        }
+        Some(declared) if guess.confidence < 0.8 => labeled(
+            declared.to_ascii_lowercase(),
+            0.6,
+            vec![evidence(
+                EvidenceSource::Ticket,
+                "ticket.language",
+                declared,
+            )],
+        ),
+        _ => labeled(guess.language.to_string(), guess.confidence, vec![detected]),
+    }
+}
+
+fn lexicon_sentiment(text: &str) -> SentimentCall {
+    let guess = sentiment::detect(text);
+    SentimentCall {
+        value: match guess.polarity {
+            sentiment::Polarity::Negative => Sentiment::Negative,
+            sentiment::Polarity::Neutral => Sentiment::Neutral,
+            sentiment::Polarity::Positive => Sentiment::Positive,
+        },
+        confidence: guess.confidence,
+        evidence: guess
+            .evidence
+            .into_iter()
+            .map(|w| evidence(EvidenceSource::Ticket, "sentiment-lexicon", w))
+            .collect(),
+    }
+}
+
+fn sentiment_from_name(name: &str) -> Sentiment {
+    match name {
+        "negative" => Sentiment::Negative,
+        "positive" => Sentiment::Positive,
+        _ => Sentiment::Neutral,
+    }
+}
+
+fn sentiment_name(s: Sentiment) -> &'static str {
+    match s {
+        Sentiment::Negative => "negative",
+        Sentiment::Neutral => "neutral",
+        Sentiment::Positive => "positive",
+    }
+}
