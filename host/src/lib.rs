@@ -1,8 +1,10 @@
 //! deskhost: runs support-operations policies (triage, reply, escalation) as sandboxed
 //! WebAssembly components, and owns everything they may not: data, effects, review, audit.
 
+pub mod audit;
 pub mod bindings;
 pub mod config;
+pub mod kb;
 pub mod manifest;
 pub mod records;
 pub mod runtime;

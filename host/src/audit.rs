@@ -1,0 +1,374 @@
+//! The audit log: append-only, hash-chained, batched.
+//!
+//! Record `n` stores `hash_n = sha256(hash_{n-1}, n, time, run, kind, payload)`; the last
+//! record's seq and hash are kept in `audit_head`. Altering a record breaks its own hash;
+//! deleting one leaves a gap in `seq` and a broken link; deleting the tail disagrees with the
+//! head. `verify` names the first record where any of that happens.
+//!
+//! Records are appended inside the caller's transaction (the committer writes a batch of
+//! runs and their records together), so a decision and its audit trail land or fail as one.
+
+use crate::util::{now_rfc3339, sha256_parts};
+use futures::TryStreamExt;
+use serde::Serialize;
+use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+
+/// The `prev_hash` of the first record.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One record to append.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct AuditEntry {
+    /// The run it belongs to, if any.
+    pub run_id: Option<String>,
+    /// What happened: `run-inputs`, `host-call`, `plugin-outcome`, `decision`, `kb-import`, ...
+    pub kind: String,
+    /// Details (canonical JSON: keys sorted).
+    pub payload: serde_json::Value,
+}
+
+impl AuditEntry {
+    /// An entry for `run_id`.
+    pub fn run(run_id: &str, kind: &str, payload: serde_json::Value) -> Self {
+        Self {
+            run_id: Some(run_id.to_string()),
+            kind: kind.to_string(),
+            payload,
+        }
+    }
+
+    /// An entry outside any run.
+    pub fn global(kind: &str, payload: serde_json::Value) -> Self {
+        Self {
+            run_id: None,
+            kind: kind.to_string(),
+            payload,
+        }
+    }
+}
+
+/// Position of the chain's end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditHead {
+    /// Last seq (0 when empty).
+    pub seq: i64,
+    /// Last hash ([`GENESIS`] when empty).
+    pub hash: String,
+}
+
+/// Hash of one record.
+pub fn record_hash(
+    prev: &str,
+    seq: i64,
+    recorded_at: &str,
+    run_id: Option<&str>,
+    kind: &str,
+    payload: &str,
+) -> String {
+    sha256_parts(&[
+        prev.as_bytes(),
+        &seq.to_le_bytes(),
+        recorded_at.as_bytes(),
+        run_id.unwrap_or("").as_bytes(),
+        kind.as_bytes(),
+        payload.as_bytes(),
+    ])
+}
+
+/// Reads the chain's head.
+pub async fn load_head(pool: &SqlitePool) -> Result<AuditHead, sqlx::Error> {
+    let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+        .fetch_optional(pool)
+        .await?;
+    Ok(match row {
+        Some(r) => AuditHead {
+            seq: r.get(0),
+            hash: r.get(1),
+        },
+        None => AuditHead {
+            seq: 0,
+            hash: GENESIS.to_string(),
+        },
+    })
+}
+
+/// Appends `entries` in `tx`, advancing `head`. The caller commits.
+pub async fn append(
+    tx: &mut Transaction<'_, Sqlite>,
+    head: &mut AuditHead,
+    entries: &[AuditEntry],
+) -> Result<(), sqlx::Error> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let recorded_at = now_rfc3339();
+    for e in entries {
+        let seq = head.seq + 1;
+        let payload = serde_json::to_string(&e.payload).unwrap_or_else(|_| "null".into());
+        let hash = record_hash(
+            &head.hash,
+            seq,
+            &recorded_at,
+            e.run_id.as_deref(),
+            &e.kind,
+            &payload,
+        );
+        sqlx::query("INSERT INTO audit (seq, prev_hash, hash, recorded_at, run_id, kind, payload) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            .bind(seq)
+            .bind(&head.hash)
+            .bind(&hash)
+            .bind(&recorded_at)
+            .bind(&e.run_id)
+            .bind(&e.kind)
+            .bind(&payload)
+            .execute(&mut **tx)
+            .await?;
+        *head = AuditHead { seq, hash };
+    }
+    sqlx::query("INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash")
+        .bind(head.seq)
+        .bind(&head.hash)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Appends `entries` in a transaction of their own (imports, plugin events).
+pub async fn append_now(pool: &SqlitePool, entries: &[AuditEntry]) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    // Read the head inside the transaction: SQLite serialises writers, so it is current.
+    let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+        .fetch_optional(&mut *tx)
+        .await?;
+    let mut head = match row {
+        Some(r) => AuditHead {
+            seq: r.get(0),
+            hash: r.get(1),
+        },
+        None => AuditHead {
+            seq: 0,
+            hash: GENESIS.to_string(),
+        },
+    };
+    append(&mut tx, &mut head, entries).await?;
+    tx.commit().await
+}
+
+/// What `verify` found.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Records read.
+    pub records: u64,
+    /// Seq of the last record read.
+    pub last_seq: i64,
+    /// The first problem, if any.
+    pub broken: Option<ChainBreak>,
+}
+
+/// Where and how the chain breaks.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct ChainBreak {
+    /// The first record (seq) that fails.
+    pub seq: i64,
+    /// What is wrong.
+    pub problem: BreakKind,
+    /// Human detail.
+    pub detail: String,
+}
+
+/// Kinds of chain breaks.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum BreakKind {
+    /// The record's content does not match its hash.
+    Altered,
+    /// Records before this one are missing (a gap in seq).
+    Missing,
+    /// The record does not link to the one before it.
+    Unlinked,
+    /// Records after the last one are missing (the head is further on).
+    TailRemoved,
+}
+
+/// Walks the whole chain.
+pub async fn verify(pool: &SqlitePool) -> Result<VerifyReport, sqlx::Error> {
+    let head = load_head(pool).await?;
+    let mut rows = sqlx::query(
+        "SELECT seq, prev_hash, hash, recorded_at, run_id, kind, payload FROM audit ORDER BY seq",
+    )
+    .fetch(pool);
+    let mut expected_seq = 1i64;
+    let mut prev = GENESIS.to_string();
+    let mut records = 0u64;
+    let mut last_seq = 0;
+    let brk = |seq, problem, detail: String| {
+        Some(ChainBreak {
+            seq,
+            problem,
+            detail,
+        })
+    };
+    while let Some(r) = rows.try_next().await? {
+        let seq: i64 = r.get(0);
+        let prev_hash: String = r.get(1);
+        let hash: String = r.get(2);
+        let recorded_at: String = r.get(3);
+        let run_id: Option<String> = r.get(4);
+        let kind: String = r.get(5);
+        let payload: String = r.get(6);
+        records += 1;
+        let broken = if seq != expected_seq {
+            brk(
+                seq,
+                BreakKind::Missing,
+                format!(
+                    "expected record {expected_seq} next, found {seq}: records {expected_seq}..{} were removed",
+                    seq - 1
+                ),
+            )
+        } else if prev_hash != prev {
+            brk(
+                seq,
+                BreakKind::Unlinked,
+                "its prev_hash does not match the previous record's hash".into(),
+            )
+        } else if record_hash(
+            &prev_hash,
+            seq,
+            &recorded_at,
+            run_id.as_deref(),
+            &kind,
+            &payload,
+        ) != hash
+        {
+            brk(
+                seq,
+                BreakKind::Altered,
+                format!("its content ({kind}) does not match its hash: the record was changed"),
+            )
+        } else {
+            None
+        };
+        if let Some(b) = broken {
+            return Ok(VerifyReport {
+                records,
+                last_seq: seq,
+                broken: Some(b),
+            });
+        }
+        prev = hash;
+        last_seq = seq;
+        expected_seq = seq + 1;
+    }
+    let broken = if head.seq != last_seq || (head.seq > 0 && head.hash != prev) {
+        brk(
+            last_seq + 1,
+            BreakKind::TailRemoved,
+            format!(
+                "the chain ends at record {last_seq} but its head says {}: records after {last_seq} were removed",
+                head.seq
+            ),
+        )
+    } else {
+        None
+    };
+    Ok(VerifyReport {
+        records,
+        last_seq,
+        broken,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+    use serde_json::json;
+
+    async fn store_with(n: usize) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("a.db")).await.unwrap();
+        let entries: Vec<AuditEntry> = (0..n)
+            .map(|i| AuditEntry::run("run_1", "host-call", json!({ "i": i })))
+            .collect();
+        append_now(store.pool(), &entries[..n / 2]).await.unwrap();
+        append_now(store.pool(), &entries[n / 2..]).await.unwrap();
+        (dir, store)
+    }
+
+    async fn tamper(store: &Store, sql: &str) {
+        sqlx::query("DROP TRIGGER audit_no_update")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        sqlx::query("DROP TRIGGER audit_no_delete")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(store.pool())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn intact_chain_verifies() {
+        let (_d, store) = store_with(6).await;
+        let r = verify(store.pool()).await.unwrap();
+        assert_eq!((r.records, r.last_seq, r.broken), (6, 6, None));
+    }
+
+    #[tokio::test]
+    async fn altered_record_is_named() {
+        let (_d, store) = store_with(6).await;
+        tamper(
+            &store,
+            "UPDATE audit SET payload = '{\"i\":99}' WHERE seq = 3",
+        )
+        .await;
+        let b = verify(store.pool()).await.unwrap().broken.unwrap();
+        assert_eq!((b.seq, b.problem), (3, BreakKind::Altered));
+    }
+
+    #[tokio::test]
+    async fn deleted_record_is_named() {
+        let (_d, store) = store_with(6).await;
+        tamper(&store, "DELETE FROM audit WHERE seq = 4").await;
+        let b = verify(store.pool()).await.unwrap().broken.unwrap();
+        assert_eq!((b.seq, b.problem), (5, BreakKind::Missing));
+        assert!(b.detail.contains("4..4"), "{}", b.detail);
+    }
+
+    #[tokio::test]
+    async fn deleted_tail_is_detected() {
+        let (_d, store) = store_with(6).await;
+        tamper(&store, "DELETE FROM audit WHERE seq >= 5").await;
+        let b = verify(store.pool()).await.unwrap().broken.unwrap();
+        assert_eq!((b.seq, b.problem), (5, BreakKind::TailRemoved));
+    }
+
+    #[tokio::test]
+    async fn rehashed_record_breaks_the_next_link() {
+        let (_d, store) = store_with(6).await;
+        // An attacker who recomputes the altered record's own hash still breaks record 4.
+        let r = sqlx::query("SELECT prev_hash, recorded_at, run_id, kind FROM audit WHERE seq = 3")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        let forged = record_hash(
+            r.get::<&str, _>(0),
+            3,
+            r.get::<&str, _>(1),
+            r.get::<Option<&str>, _>(2),
+            r.get::<&str, _>(3),
+            "{}",
+        );
+        tamper(
+            &store,
+            &format!("UPDATE audit SET payload = '{{}}', hash = '{forged}' WHERE seq = 3"),
+        )
+        .await;
+        let b = verify(store.pool()).await.unwrap().broken.unwrap();
+        assert_eq!((b.seq, b.problem), (4, BreakKind::Unlinked));
+    }
+}
