@@ -3,10 +3,14 @@
 
 pub mod audit;
 pub mod bindings;
+pub mod caps;
 pub mod config;
 pub mod kb;
 pub mod manifest;
+pub mod pipeline;
 pub mod records;
 pub mod runtime;
 pub mod store;
+pub mod train;
 pub mod util;
+pub mod workspace;

@@ -1,1 +1,835 @@
-fn main() {}
+//! The `deskhost` command line.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use deskhost::audit;
+use deskhost::manifest::{Manifest, PolicyKind};
+use deskhost::records::{ArticleRecord, CustomerRecord, TicketInput};
+use deskhost::store::Upsert;
+use deskhost::workspace::{self, Workspace, find_manifests, import_record};
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// `println!` that returns the error instead of panicking (e.g. on a closed pipe).
+macro_rules! out {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout(), $($arg)*)?
+    };
+}
+
+#[derive(Parser)]
+#[command(
+    name = "deskhost",
+    version,
+    about = "Runs support-operations policies as sandboxed WebAssembly plugins"
+)]
+struct Cli {
+    /// The workspace directory.
+    #[arg(
+        short = 'w',
+        long,
+        global = true,
+        env = "DESKHOST_WORKSPACE",
+        default_value = "."
+    )]
+    workspace: PathBuf,
+    /// Machine-readable output on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a workspace from a template and install its plugins.
+    Init(InitArgs),
+    /// Knowledge base: import, reindex, search.
+    #[command(subcommand)]
+    Kb(KbCommand),
+    /// CRM: import customers.
+    #[command(subcommand)]
+    Crm(CrmCommand),
+    /// Train the triage model from labeled tickets.
+    Train(TrainArgs),
+    /// Decide tickets: one JSON object per ticket on stdout.
+    Run(RunArgs),
+    /// Review items.
+    #[command(subcommand)]
+    Review(ReviewCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Installed plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Args)]
+struct InitArgs {
+    /// Directory to create.
+    dir: PathBuf,
+    /// Template workspace.
+    #[arg(long, env = "DESKHOST_TEMPLATE", default_value = "examples/workspace")]
+    from: PathBuf,
+    /// Directory with the built plugin components (default: next to this binary's target
+    /// directory, `wasm32-wasip2/plugin`).
+    #[arg(long, env = "DESKHOST_PLUGIN_DIR")]
+    plugins: Option<PathBuf>,
+    /// Replace a non-empty directory.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Subcommand)]
+enum KbCommand {
+    /// Import articles (JSON Lines: id, title, body, language, collection) and reindex.
+    Import {
+        /// Articles file.
+        file: PathBuf,
+    },
+    /// Rebuild the search index from the store.
+    Reindex,
+    /// Search as a plugin would.
+    Search {
+        /// Query text.
+        query: String,
+        /// Only this language.
+        #[arg(long)]
+        language: Option<String>,
+        /// Collections to search.
+        #[arg(long, default_value = "public")]
+        collection: Vec<String>,
+        /// Hits.
+        #[arg(long, default_value_t = 5)]
+        limit: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum CrmCommand {
+    /// Import customers (JSON Lines).
+    Import {
+        /// Customers file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Labeled tickets (JSON Lines with subject, body, labels).
+    file: PathBuf,
+    /// Label fields to learn, comma-separated (e.g. category,queue,priority).
+    #[arg(long, value_delimiter = ',', required = true)]
+    fields: Vec<String>,
+    /// Held-out file for early stopping and calibration (default: 10% of FILE).
+    #[arg(long)]
+    dev: Option<PathBuf>,
+    /// Output model file (default: the data file of the workspace's triage plugin).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Model name.
+    #[arg(long, default_value = "triage")]
+    name: String,
+    /// log2 of the number of hash buckets.
+    #[arg(long, default_value_t = 18)]
+    buckets: u32,
+    /// Maximum epochs.
+    #[arg(long, default_value_t = 30)]
+    epochs: u32,
+    /// Weight storage: i8 (small) or f32.
+    #[arg(long, default_value = "i8")]
+    dtype: String,
+    /// Inverse regularisation strength.
+    #[arg(long, default_value_t = 10.0)]
+    c: f32,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Tickets (JSON Lines). Omit with --pending.
+    file: Option<PathBuf>,
+    /// Also decide tickets left pending by earlier runs.
+    #[arg(long)]
+    pending: bool,
+    /// Tickets decided at once (default from deskhost.toml, else 2 x CPUs).
+    #[arg(long)]
+    concurrency: Option<usize>,
+}
+
+#[derive(Subcommand)]
+enum ReviewCommand {
+    /// List review items.
+    List {
+        /// `open` (default), `approved`, `rejected` or `all`.
+        #[arg(long, default_value = "open")]
+        status: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain; exits non-zero and names the first broken record.
+    Verify,
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Installed plugins with digest, grants and limits.
+    List,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        // `deskhost review list | head`: the reader has what it wanted.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    let ws_dir = cli.workspace.clone();
+    match cli.command {
+        Command::Init(args) => init(args, cli.json),
+        Command::Kb(cmd) => kb(&ws_dir, cmd, cli.json).await,
+        Command::Crm(CrmCommand::Import { file }) => crm_import(&ws_dir, &file, cli.json).await,
+        Command::Train(args) => train(&ws_dir, args, cli.json).await,
+        Command::Run(args) => run(&ws_dir, args).await,
+        Command::Review(ReviewCommand::List { status }) => {
+            review_list(&ws_dir, &status, cli.json).await
+        }
+        Command::Audit(AuditCommand::Verify) => audit_verify(&ws_dir, cli.json).await,
+        Command::Plugin(PluginCommand::List) => plugin_list(&ws_dir, cli.json).await,
+    }
+}
+
+fn print_json(value: &serde_json::Value) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn default_plugin_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| {
+            exe.parent()
+                .and_then(Path::parent)
+                .map(|t| t.join("wasm32-wasip2").join("plugin"))
+        })
+        .unwrap_or_else(|| PathBuf::from("target/wasm32-wasip2/plugin"))
+}
+
+fn init(args: InitArgs, json: bool) -> Result<ExitCode> {
+    let components = args.plugins.unwrap_or_else(default_plugin_dir);
+    let report = workspace::init(&args.dir, &args.from, &components, args.force)?;
+    if json {
+        print_json(&json!(report))?;
+    } else {
+        out!("created workspace {}", report.dir.display());
+        for (manifest, digest) in &report.plugins {
+            out!(
+                "  installed {} (sha256 {})",
+                manifest.display(),
+                &digest[..12]
+            );
+        }
+        out!(
+            "next: deskhost -w {} kb import FILE, crm import FILE, train FILE, run FILE",
+            report.dir.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads a JSON Lines file into `T`s; bad lines are reported with their number, not fatal.
+fn read_jsonl<T: serde::de::DeserializeOwned>(
+    path: &Path,
+) -> Result<(Vec<(usize, T)>, Vec<String>)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut good = Vec::new();
+    let mut bad = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<T>(line) {
+            Ok(v) => good.push((i + 1, v)),
+            Err(e) => bad.push(format!("{}:{}: {e}; line skipped", path.display(), i + 1)),
+        }
+    }
+    Ok((good, bad))
+}
+
+fn count(outcomes: &[Upsert]) -> serde_json::Value {
+    let n = |u: Upsert| outcomes.iter().filter(|&&o| o == u).count();
+    json!({ "inserted": n(Upsert::Inserted), "updated": n(Upsert::Updated), "unchanged": n(Upsert::Unchanged) })
+}
+
+async fn kb(dir: &Path, cmd: KbCommand, json: bool) -> Result<ExitCode> {
+    let ws = Workspace::open(dir).await?;
+    match cmd {
+        KbCommand::Import { file } => {
+            let (articles, bad) = read_jsonl::<ArticleRecord>(&file)?;
+            for b in &bad {
+                eprintln!("{b}");
+            }
+            let mut outcomes = Vec::new();
+            for (line, a) in &articles {
+                if a.id.trim().is_empty() || a.body.trim().is_empty() {
+                    eprintln!(
+                        "{}:{line}: article needs a non-empty id and body; line skipped",
+                        file.display()
+                    );
+                    continue;
+                }
+                outcomes.push(ws.store.upsert_article(a).await?.0);
+            }
+            let kb = ws.reindex().await?;
+            let counts = count(&outcomes);
+            ws.audit(&[import_record(
+                "kb-import",
+                &file,
+                json!({ "articles": counts, "rejected": bad.len(), "index_version": kb.version() }),
+            )])
+            .await?;
+            if json {
+                print_json(
+                    &json!({ "articles": counts, "rejected": bad.len(), "index_version": kb.version(), "total": kb.len() }),
+                )?;
+            } else {
+                out!(
+                    "kb import: {counts}, {} rejected; index {} with {} articles",
+                    bad.len(),
+                    kb.version(),
+                    kb.len()
+                );
+            }
+            Ok(if bad.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
+        }
+        KbCommand::Reindex => {
+            let kb = ws.reindex().await?;
+            out!(
+                "reindexed {} articles, index version {}",
+                kb.len(),
+                kb.version()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        KbCommand::Search {
+            query,
+            language,
+            collection,
+            limit,
+        } => {
+            let kb = ws.kb().await?;
+            let hits = kb.search(&query, language.as_deref(), &collection, limit)?;
+            if json {
+                print_json(&json!(hits))?;
+            } else {
+                for h in hits {
+                    out!(
+                        "{:>7.3}  {}  [{}] {}\n         {}",
+                        h.score,
+                        h.article_id,
+                        h.language,
+                        h.title,
+                        h.snippet
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn crm_import(dir: &Path, file: &Path, json: bool) -> Result<ExitCode> {
+    let ws = Workspace::open(dir).await?;
+    let (customers, bad) = read_jsonl::<CustomerRecord>(file)?;
+    for b in &bad {
+        eprintln!("{b}");
+    }
+    let mut outcomes = Vec::new();
+    for (_, c) in &customers {
+        outcomes.push(ws.store.upsert_customer(c).await?.0);
+    }
+    let counts = count(&outcomes);
+    ws.audit(&[import_record(
+        "crm-import",
+        file,
+        json!({ "customers": counts, "rejected": bad.len() }),
+    )])
+    .await?;
+    if json {
+        print_json(&json!({ "customers": counts, "rejected": bad.len() }))?;
+    } else {
+        out!("crm import: {counts}, {} rejected", bad.len());
+    }
+    Ok(if bad.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+async fn train(dir: &Path, args: TrainArgs, json: bool) -> Result<ExitCode> {
+    let dtype = match args.dtype.as_str() {
+        "i8" => deskhost_nlp::DType::I8,
+        "f32" => deskhost_nlp::DType::F32,
+        other => bail!("--dtype {other}: use i8 or f32"),
+    };
+    let ws = if args.out.is_none() {
+        Some(Workspace::open(dir).await?)
+    } else {
+        None
+    };
+    let out = match (&args.out, &ws) {
+        (Some(out), _) => out.clone(),
+        (None, Some(ws)) => {
+            let manifest_path = ws.manifest_for(PolicyKind::Triage, &ws.config.slots.triage)?;
+            let manifest = Manifest::load(&manifest_path)?;
+            let data = manifest.data.with_context(|| {
+                format!("{} has no `data` file to write the model to; add data = \"model.dhm\" or pass --out", manifest_path.display())
+            })?;
+            manifest_path.parent().unwrap_or(Path::new(".")).join(data)
+        }
+        (None, None) => bail!("pass --out or a workspace"),
+    };
+    let options = deskhost::train::TrainOptions {
+        input: args.file.clone(),
+        dev: args.dev,
+        fields: args.fields,
+        out,
+        name: args.name,
+        buckets_log2: args.buckets,
+        epochs: args.epochs,
+        dtype,
+        c: args.c,
+    };
+    let summary = deskhost::train::run(&options)?;
+    if let Some(ws) = &ws {
+        ws.audit(&[audit::AuditEntry::global(
+            "model-trained",
+            json!({ "file": args.file.display().to_string(), "model": summary.out.display().to_string(), "sha256": summary.sha256 }),
+        )])
+        .await?;
+    }
+    let r = &summary.report;
+    if json {
+        let heads: Vec<_> = r
+            .heads
+            .iter()
+            .map(|h| json!({ "field": h.field, "classes": h.labels.len(), "examples": h.examples, "heldout_accuracy": h.heldout_accuracy, "temperature": h.temperature }))
+            .collect();
+        print_json(
+            &json!({ "model": summary, "train_examples": r.train_examples, "heldout_examples": r.heldout_examples, "rows": r.rows, "epochs": r.epochs_run, "heads": heads }),
+        )?;
+    } else {
+        out!(
+            "trained {} on {} examples ({} held out, {} skipped) in {:.1}s: {} feature rows, {} epochs, {} KiB",
+            summary.out.display(),
+            r.train_examples,
+            r.heldout_examples,
+            summary.skipped,
+            summary.seconds,
+            r.rows,
+            r.epochs_run,
+            summary.bytes / 1024
+        );
+        for h in &r.heads {
+            out!(
+                "  {:<10} {:>3} classes  {:>5} examples  held-out accuracy {:.3}  temperature {:.2}",
+                h.field,
+                h.labels.len(),
+                h.examples,
+                h.heldout_accuracy,
+                h.temperature
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Default)]
+struct RunSummary {
+    decided: usize,
+    already: usize,
+    failed: usize,
+    outcomes: BTreeMap<String, usize>,
+    faults: BTreeMap<String, usize>,
+    escalated: usize,
+    abstained: usize,
+    host_calls: u64,
+}
+
+async fn run(dir: &Path, args: RunArgs) -> Result<ExitCode> {
+    let ws = Workspace::open(dir).await?;
+    let pipeline = ws.pipeline().await?;
+    let mut rejected = 0;
+    let mut work: Vec<(String, u32)> = Vec::new();
+    let mut out = std::io::stdout().lock();
+    if let Some(file) = &args.file {
+        let (tickets, bad) = read_jsonl::<TicketInput>(file)?;
+        rejected += bad.len();
+        for b in &bad {
+            eprintln!("{b}");
+        }
+        let mut valid = Vec::new();
+        for (line, t) in tickets {
+            match t.check() {
+                Ok(()) => valid.push(t),
+                Err(e) => {
+                    rejected += 1;
+                    eprintln!("{}:{line}: {e}; line skipped", file.display());
+                }
+            }
+        }
+        for ingested in ws.store.ingest_tickets(&valid).await? {
+            if ingested.pending {
+                work.push((ingested.id, ingested.version));
+            } else {
+                writeln!(
+                    out,
+                    "{}",
+                    json!({ "ticket_id": ingested.id, "ticket_version": ingested.version, "status": "already-decided" })
+                )?;
+            }
+        }
+    } else if !args.pending {
+        bail!("give a tickets file (JSON Lines), or --pending to decide what earlier runs left");
+    }
+    if args.pending {
+        for p in ws.store.pending().await? {
+            if !work.contains(&p) {
+                work.push(p);
+            }
+        }
+    }
+    let concurrency = args
+        .concurrency
+        .or((ws.config.pipeline.concurrency > 0).then_some(ws.config.pipeline.concurrency))
+        .unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let progress = if std::io::stderr().is_terminal() {
+        ProgressBar::with_draw_target(Some(work.len() as u64), ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    progress.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} tickets {per_sec} {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+
+    let started = Instant::now();
+    let mut summary = RunSummary::default();
+    let pipeline = &pipeline;
+    let mut results = futures::stream::iter(work.iter().cloned())
+        .map(|(id, version)| async move { (id.clone(), pipeline.decide(&id, version).await) })
+        .buffered(concurrency.max(1));
+    while let Some((id, result)) = results.next().await {
+        progress.inc(1);
+        match result {
+            Ok(outcome) if outcome.already_decided => {
+                summary.already += 1;
+                writeln!(
+                    out,
+                    "{}",
+                    json!({ "ticket_id": id, "status": "already-decided" })
+                )?;
+            }
+            Ok(outcome) => {
+                summary.decided += 1;
+                *summary.outcomes.entry(outcome.outcome.clone()).or_default() += 1;
+                for (stage, kind) in &outcome.faults {
+                    *summary.faults.entry(format!("{stage}:{kind}")).or_default() += 1;
+                }
+                summary.escalated += usize::from(outcome.escalated);
+                summary.abstained += usize::from(outcome.abstained);
+                summary.host_calls += u64::from(outcome.host_calls);
+                writeln!(out, "{}", outcome.json)?;
+            }
+            Err(e) => {
+                summary.failed += 1;
+                eprintln!("ticket {id}: {e}");
+                writeln!(
+                    out,
+                    "{}",
+                    json!({ "ticket_id": id, "status": "error", "error": e.to_string() })
+                )?;
+            }
+        }
+    }
+    progress.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "decided {} tickets in {:.2}s ({:.1} tickets/s){}{}",
+        summary.decided,
+        secs,
+        summary.decided as f64 / secs.max(1e-9),
+        if summary.already > 0 {
+            format!(", {} already decided", summary.already)
+        } else {
+            String::new()
+        },
+        if summary.failed > 0 {
+            format!(", {} failed (still pending)", summary.failed)
+        } else {
+            String::new()
+        },
+    );
+    let outcomes: Vec<String> = summary
+        .outcomes
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    eprintln!(
+        "  gate: {}",
+        if outcomes.is_empty() {
+            "-".into()
+        } else {
+            outcomes.join(", ")
+        }
+    );
+    eprintln!(
+        "  escalations {}, reply abstentions {}",
+        summary.escalated, summary.abstained
+    );
+    let faults: Vec<String> = summary
+        .faults
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    eprintln!(
+        "  plugin faults: {}",
+        if faults.is_empty() {
+            "none".into()
+        } else {
+            faults.join(", ")
+        }
+    );
+    if summary.decided > 0 {
+        eprintln!(
+            "  audited host calls per ticket: {:.2}",
+            summary.host_calls as f64 / summary.decided as f64
+        );
+    }
+    if rejected > 0 {
+        eprintln!("  {rejected} input line(s) rejected (see above); fix them and run again");
+    }
+    Ok(if summary.failed > 0 {
+        ExitCode::FAILURE
+    } else if rejected > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn review_list(dir: &Path, status: &str, json: bool) -> Result<ExitCode> {
+    let ws = Workspace::open(dir).await?;
+    let filter = (status != "all").then_some(status);
+    let items = ws.store.review_items(filter).await?;
+    if json {
+        print_json(&json!(items))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    out!("{} review item(s) ({status})", items.len());
+    for item in &items {
+        let codes: Vec<&str> = item
+            .reasons
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r.get("code").and_then(|c| c.as_str()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out!(
+            "{}  {:<8} v{}  {}",
+            item.id,
+            item.ticket_id,
+            item.ticket_version,
+            codes.join(", ")
+        );
+        if let Some(reasons) = item.reasons.as_array() {
+            for r in reasons {
+                out!(
+                    "    - {}",
+                    r.get("detail").and_then(|d| d.as_str()).unwrap_or("")
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn audit_verify(dir: &Path, json: bool) -> Result<ExitCode> {
+    let ws = Workspace::open(dir).await?;
+    let report = audit::verify(ws.store.pool()).await?;
+    if json {
+        print_json(&json!(report))?;
+    }
+    match &report.broken {
+        None => {
+            if !json {
+                out!(
+                    "audit chain intact: {} records, last seq {}",
+                    report.records,
+                    report.last_seq
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(b) => {
+            eprintln!(
+                "audit chain BROKEN at record {}: {:?}: {}",
+                b.seq, b.problem, b.detail
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+async fn plugin_list(dir: &Path, json: bool) -> Result<ExitCode> {
+    let ws = Workspace::open(dir).await?;
+    let slots = &ws.config.slots;
+    let active: Vec<&str> = [
+        Some(slots.triage.as_str()),
+        slots.reply.as_deref(),
+        slots.escalation.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let mut rows = Vec::new();
+    for path in find_manifests(&ws.dir.join("plugins"))? {
+        let m = match Manifest::load(&path) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("{e}");
+                continue;
+            }
+        };
+        let component = path.parent().unwrap_or(Path::new(".")).join(&m.component);
+        let intact = std::fs::read(&component)
+            .map(|b| deskhost::util::sha256_hex(&b) == m.sha256)
+            .unwrap_or(false);
+        rows.push(json!({
+            "id": m.id,
+            "version": m.version,
+            "kind": m.kind,
+            "active": active.contains(&m.key().as_str()),
+            "digest": m.sha256,
+            "digest_ok": intact,
+            "grants": m.grants,
+            "limits": m.limits,
+            "manifest": path.display().to_string(),
+        }));
+    }
+    if json {
+        print_json(&json!(rows))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for r in &rows {
+        let g = &r["grants"];
+        let mut grants = Vec::new();
+        if let Some(f) = g["crm"]["fields"].as_array() {
+            grants.push(format!(
+                "crm[{}]",
+                f.iter()
+                    .filter_map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ));
+        }
+        if let Some(c) = g["kb"]["collections"].as_array() {
+            grants.push(format!(
+                "kb[{}]",
+                c.iter()
+                    .filter_map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ));
+        }
+        if g["helpdesk"].is_object() {
+            grants.push("helpdesk".into());
+        }
+        if let Some(f) = g["ticket"]["fields"].as_array() {
+            grants.push(format!(
+                "ticket[{}]",
+                f.iter()
+                    .filter_map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ));
+        }
+        let l = &r["limits"];
+        out!(
+            "{}{}@{} ({})  sha256 {}{}\n    grants: {}\n    limits: fuel {}, wall {} ms, memory {} MiB, host calls {}, output {} KiB",
+            if r["active"].as_bool() == Some(true) {
+                "* "
+            } else {
+                "  "
+            },
+            r["id"].as_str().unwrap_or(""),
+            r["version"].as_str().unwrap_or(""),
+            r["kind"].as_str().unwrap_or(""),
+            &r["digest"].as_str().unwrap_or("")[..12.min(r["digest"].as_str().unwrap_or("").len())],
+            if r["digest_ok"].as_bool() == Some(true) {
+                ""
+            } else {
+                "  (COMPONENT DOES NOT MATCH ITS DIGEST)"
+            },
+            if grants.is_empty() {
+                "none".into()
+            } else {
+                grants.join(" ")
+            },
+            l["fuel"],
+            l["wall_ms"],
+            l["memory_mib"],
+            l["host_calls"],
+            l["output_kib"],
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,1 +1,410 @@
+//! The Wasm runtime: one engine (pooling allocator, epoch interruption, optional fuel), a
+//! compile cache on disk, plugin loading with grant checks, and sandboxed invocation.
+//!
+//! Every invocation gets a fresh store and instance from the plugin's `InstancePre`, with:
+//! - a wall-clock deadline (epoch ticks every millisecond; the guest yields to the executor
+//!   on each tick and traps once the deadline has passed),
+//! - fuel, when the workspace meters it,
+//! - a memory limit (a growth past it traps),
+//! - a host-call budget (enforced by the capability choke point),
+//! - an output-size limit (checked on the returned proposal),
+//! - a locked-down WASI context (no environment, arguments, files or network; stderr
+//!   captured so a guest's panic message reaches the fault).
+
 pub mod bind;
+pub mod fault;
+mod load;
+
+pub use load::{LoadError, LoadedPlugin, PolicyPre};
+
+use crate::bindings::types;
+use crate::caps::{
+    CallContext, HostCall, HostState, LogLine, MemoryLimiter, PluginIdentity, RunScope, Services,
+};
+use crate::config::RuntimeConfig;
+use fault::{Fault, FaultKind, HostTrap};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
+};
+use wasmtime_wasi::WasiCtx;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+
+/// Epoch tick period: the granularity of deadlines and of guest yields.
+const TICK: Duration = Duration::from_millis(1);
+/// Captured stderr per call (a guest writing more traps with an output fault).
+const STDERR_CAPACITY: usize = 64 * 1024;
+/// Extra time for a call stuck in the host (the epoch only interrupts guest code).
+const HOST_GRACE: Duration = Duration::from_millis(500);
+
+/// The shared engine and compile cache.
+pub struct Runtime {
+    engine: Engine,
+    cache_dir: PathBuf,
+    fuel: bool,
+    stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("cache_dir", &self.cache_dir)
+            .field("fuel", &self.fuel)
+            .finish()
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Runtime {
+    /// An engine configured by `config`, caching compiled components in `cache_dir`.
+    pub fn new(config: &RuntimeConfig, cache_dir: &Path) -> wasmtime::Result<Self> {
+        let mut pool = PoolingAllocationConfig::new();
+        let instances = config.pool_instances;
+        pool.total_component_instances(instances)
+            .total_core_instances(instances * 8)
+            .total_memories(instances * 2)
+            .total_tables(instances * 8)
+            .total_stacks(instances)
+            .max_core_instances_per_component(64)
+            .max_memories_per_component(4)
+            .max_tables_per_component(16)
+            .max_memory_size(config.max_memory_mib as usize * 1024 * 1024)
+            // Keep the first 64 MiB of each slot resident between instances: with Linux's
+            // PAGEMAP_SCAN wasmtime then resets only the pages a call dirtied, and the
+            // clean pages of a bound model stay mapped for the next instance.
+            .linear_memory_keep_resident(64 * 1024 * 1024)
+            .table_keep_resident(1024 * 1024);
+        let mut wasm = Config::new();
+        wasm.wasm_component_model(true)
+            .epoch_interruption(true)
+            .consume_fuel(config.fuel_metering)
+            .memory_init_cow(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wasm)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = engine.clone();
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("deskhost-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    ticker.increment_epoch();
+                }
+            })?;
+        Ok(Self {
+            engine,
+            cache_dir: cache_dir.to_path_buf(),
+            fuel: config.fuel_metering,
+            stop,
+        })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Whether fuel is metered.
+    pub fn fuel_metering(&self) -> bool {
+        self.fuel
+    }
+
+    /// Where compiled components are cached.
+    pub fn cache_dir(&self) -> &Path {
+        &self.cache_dir
+    }
+
+    /// Invokes `plugin` on `input` in a fresh instance, with all limits on.
+    pub async fn invoke(
+        &self,
+        plugin: &LoadedPlugin,
+        services: Arc<Services>,
+        scope: RunScope,
+        input: PolicyInput<'_>,
+    ) -> Invocation {
+        let identity = plugin.identity.clone();
+        let limits = identity.limits.clone();
+        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        let wasi = locked_down_wasi(&stderr);
+        let limiter = MemoryLimiter {
+            limit: plugin.memory_limit_bytes,
+            peak: 0,
+        };
+        let state = HostState::new(
+            wasi,
+            limiter,
+            CallContext::new(identity.clone(), scope, services),
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        if self.fuel
+            && let Err(e) = store.set_fuel(limits.fuel)
+        {
+            return Invocation::failed(Fault::new(
+                FaultKind::HostError,
+                format!("cannot set fuel: {e}"),
+            ));
+        }
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(limits.wall_ms);
+        let wall_ms = limits.wall_ms;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Err(wasmtime::Error::new(HostTrap::Deadline { ms: wall_ms }))
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+
+        let call = async {
+            let instantiated = Instant::now();
+            let output = match &plugin.pre {
+                PolicyPre::Triage(pre) => {
+                    let PolicyInput::Triage { ticket } = input else {
+                        return Err(wrong_input(plugin));
+                    };
+                    let instance = pre
+                        .instantiate_async(&mut store)
+                        .await
+                        .map_err(Stage::Instantiate)?;
+                    let t = instantiated.elapsed();
+                    instance
+                        .call_triage(&mut store, ticket)
+                        .await
+                        .map(|r| (r.map(PolicyOutput::Triage), t))
+                }
+                PolicyPre::Reply(pre) => {
+                    let PolicyInput::Reply { ticket, triage } = input else {
+                        return Err(wrong_input(plugin));
+                    };
+                    let instance = pre
+                        .instantiate_async(&mut store)
+                        .await
+                        .map_err(Stage::Instantiate)?;
+                    let t = instantiated.elapsed();
+                    instance
+                        .call_reply(&mut store, ticket, triage)
+                        .await
+                        .map(|r| (r.map(PolicyOutput::Reply), t))
+                }
+                PolicyPre::Escalation(pre) => {
+                    let PolicyInput::Escalation {
+                        ticket,
+                        triage,
+                        reply,
+                    } = input
+                    else {
+                        return Err(wrong_input(plugin));
+                    };
+                    let instance = pre
+                        .instantiate_async(&mut store)
+                        .await
+                        .map_err(Stage::Instantiate)?;
+                    let t = instantiated.elapsed();
+                    instance
+                        .call_escalate(&mut store, ticket, triage, reply)
+                        .await
+                        .map(|r| (r.map(PolicyOutput::Escalation), t))
+                }
+            };
+            output.map_err(Stage::Call)
+        };
+        let outcome = tokio::time::timeout(Duration::from_millis(wall_ms) + HOST_GRACE, call).await;
+        let wall = started.elapsed();
+
+        let stderr_text = String::from_utf8_lossy(&stderr.contents()).into_owned();
+        let (result, instantiate_us) = match outcome {
+            Err(_) => (
+                Err(Fault::new(
+                    FaultKind::Deadline,
+                    format!("the call did not return within {wall_ms} ms (stuck in a host call)"),
+                )),
+                0,
+            ),
+            Ok(Err(Stage::Instantiate(e))) => {
+                let mut f = fault::classify(&e, &stderr_text);
+                if f.kind == FaultKind::HostError || f.kind == FaultKind::GuestTrap {
+                    f.kind = FaultKind::Instantiation;
+                }
+                (Err(f), 0)
+            }
+            Ok(Err(Stage::Call(e))) => (Err(fault::classify(&e, &stderr_text)), 0),
+            Ok(Err(Stage::Input(f))) => (Err(f), 0),
+            Ok(Ok((Err(plugin_error), t))) => (
+                Err(Fault::new(
+                    FaultKind::PluginError,
+                    format!("{}: {}", plugin_error.code, plugin_error.message),
+                )),
+                t.as_micros() as u64,
+            ),
+            Ok(Ok((Ok(output), t))) => {
+                let size = output.json_size();
+                let limit = limits.output_kib as usize * 1024;
+                if size > limit {
+                    (
+                        Err(Fault::new(
+                            FaultKind::OutputTooLarge,
+                            format!(
+                                "the proposal is {size} bytes as JSON; limits.output_kib allows {limit}"
+                            ),
+                        )),
+                        t.as_micros() as u64,
+                    )
+                } else {
+                    (Ok(output), t.as_micros() as u64)
+                }
+            }
+        };
+        let fuel_used = if self.fuel {
+            store
+                .get_fuel()
+                .ok()
+                .map(|left| limits.fuel.saturating_sub(left))
+        } else {
+            None
+        };
+        let state = store.into_data();
+        Invocation {
+            stats: InvocationStats {
+                wall_us: wall.as_micros() as u64,
+                instantiate_us,
+                fuel_used,
+                host_calls: state.call.calls.len() as u32,
+                memory_peak_bytes: state.limiter.peak as u64,
+            },
+            result,
+            calls: state.call.calls,
+            logs: state.call.logs,
+            stderr: stderr_text,
+        }
+    }
+}
+
+enum Stage {
+    Instantiate(wasmtime::Error),
+    Call(wasmtime::Error),
+    Input(Fault),
+}
+
+fn wrong_input(plugin: &LoadedPlugin) -> Stage {
+    Stage::Input(Fault::new(
+        FaultKind::HostError,
+        format!(
+            "host bug: wrong input for a {} plugin",
+            plugin.identity.kind
+        ),
+    ))
+}
+
+fn locked_down_wasi(stderr: &MemoryOutputPipe) -> WasiCtx {
+    // No env, args, preopens or sockets: WASI is linked because guests import it, not to
+    // give them anything. stdout is discarded (capped), stderr captured.
+    WasiCtx::builder()
+        .stdout(MemoryOutputPipe::new(STDERR_CAPACITY))
+        .stderr(stderr.clone())
+        .allow_ip_name_lookup(false)
+        .allow_tcp(false)
+        .allow_udp(false)
+        .build()
+}
+
+/// What a policy is called with.
+#[derive(Clone, Copy, Debug)]
+pub enum PolicyInput<'a> {
+    /// `triage(ticket)`.
+    Triage {
+        /// The redacted ticket.
+        ticket: &'a types::Ticket,
+    },
+    /// `reply(ticket, triage)`.
+    Reply {
+        /// The redacted ticket.
+        ticket: &'a types::Ticket,
+        /// The validated triage decision.
+        triage: &'a types::TriageDecision,
+    },
+    /// `escalate(ticket, triage, reply)`.
+    Escalation {
+        /// The redacted ticket.
+        ticket: &'a types::Ticket,
+        /// The validated triage decision.
+        triage: &'a types::TriageDecision,
+        /// The reply proposal, if one was made.
+        reply: Option<&'a types::ReplyProposal>,
+    },
+}
+
+/// What a policy returned.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyOutput {
+    /// A triage decision.
+    Triage(types::TriageDecision),
+    /// A reply proposal.
+    Reply(types::ReplyProposal),
+    /// An escalation packet.
+    Escalation(types::EscalationSummary),
+}
+
+impl PolicyOutput {
+    /// Size as JSON, the unit of `limits.output_kib`.
+    pub fn json_size(&self) -> usize {
+        serde_json::to_vec(self).map_or(usize::MAX, |v| v.len())
+    }
+}
+
+/// Measurements of one invocation.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvocationStats {
+    /// Total wall time, microseconds.
+    pub wall_us: u64,
+    /// Instantiation time, microseconds.
+    pub instantiate_us: u64,
+    /// Fuel consumed (when metered).
+    pub fuel_used: Option<u64>,
+    /// Host calls made.
+    pub host_calls: u32,
+    /// Largest linear memory reached, bytes.
+    pub memory_peak_bytes: u64,
+}
+
+/// The result of one invocation: output or fault, plus everything the audit needs.
+#[derive(Debug)]
+pub struct Invocation {
+    /// The proposal, or the classified fault.
+    pub result: Result<PolicyOutput, Fault>,
+    /// Measurements.
+    pub stats: InvocationStats,
+    /// Host calls, in order (audit records and transcript).
+    pub calls: Vec<HostCall>,
+    /// Lines the plugin logged.
+    pub logs: Vec<LogLine>,
+    /// The guest's stderr.
+    pub stderr: String,
+}
+
+impl Invocation {
+    fn failed(fault: Fault) -> Self {
+        Self {
+            result: Err(fault),
+            stats: InvocationStats::default(),
+            calls: Vec::new(),
+            logs: Vec::new(),
+            stderr: String::new(),
+        }
+    }
+}
+
+/// Re-exported for the pipeline.
+pub type Identity = Arc<PluginIdentity>;

@@ -37,7 +37,7 @@ pub fn tokens(text: &str) -> Vec<String> {
     token_ranges(text).map(|r| text[r].to_lowercase()).collect()
 }
 
-/// Byte ranges of the sentences of `text`, trimmed. A sentence ends at `.`, `!`, `?` or `;`
+/// Byte ranges of the sentences of `text`, trimmed. A sentence ends at `.`, `!` or `?`
 /// followed by white space, or at a line break; list markers and headings become their own
 /// sentences, which suits help-center articles.
 pub fn sentence_ranges(text: &str) -> Vec<Range<usize>> {
@@ -49,7 +49,7 @@ pub fn sentence_ranges(text: &str) -> Vec<Range<usize>> {
         let b = bytes[i];
         let end_here = match b {
             b'\n' => true,
-            b'.' | b'!' | b'?' | b';' => {
+            b'.' | b'!' | b'?' => {
                 let next = bytes.get(i + 1).copied();
                 matches!(
                     next,

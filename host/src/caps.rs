@@ -1,0 +1,673 @@
+//! The capabilities the host gives plugins, behind one choke point.
+//!
+//! Every capability function is a method on [`HostState`] that starts with
+//! [`CallContext::admit`] (grant, scope and call-count checks; a refusal stops the plugin)
+//! and ends with [`CallContext::finish`] (latency, result size, outcome, and the transcript
+//! entry the audit log and replay are built from). Nothing else in the host implements the
+//! generated `Host` traits, so no capability code is reachable around it.
+
+use crate::bindings::{config, crm, helpdesk, kb, log, types};
+use crate::kb::KbIndex;
+use crate::manifest::{CapabilityName, Grants, Limits, PolicyKind};
+use crate::records::{ArticleRecord, TicketRecord, redact_customer, redact_ticket};
+use crate::runtime::fault::HostTrap;
+use crate::store::Store;
+use crate::util::sha256_hex;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// What the capabilities read from.
+#[derive(Clone, Debug)]
+pub struct Services {
+    /// Tickets and customers.
+    pub store: Store,
+    /// Articles.
+    pub kb: KbIndex,
+}
+
+/// Who is calling: the loaded plugin's identity, grants and limits.
+#[derive(Debug)]
+pub struct PluginIdentity {
+    /// Plugin id.
+    pub id: String,
+    /// Version.
+    pub version: String,
+    /// Slot.
+    pub kind: PolicyKind,
+    /// sha256 of the component as installed.
+    pub digest: String,
+    /// sha256 over settings and data.
+    pub config_digest: String,
+    /// Effective grants (manifest within the operator's ceiling).
+    pub grants: Grants,
+    /// Limits.
+    pub limits: Limits,
+    /// Settings document (served by `config.settings`).
+    pub settings: Arc<[u8]>,
+    /// Data (served by `config.data`).
+    pub data: Arc<[u8]>,
+}
+
+impl PluginIdentity {
+    /// `id@version`.
+    pub fn key(&self) -> String {
+        format!("{}@{}", self.id, self.version)
+    }
+}
+
+/// What one run may read and what it has read: shared by the run's policy stages.
+#[derive(Clone, Debug)]
+pub struct RunScope {
+    /// Run id.
+    pub run_id: String,
+    /// The ticket version being decided (unredacted: scope checks use it).
+    pub ticket: Arc<TicketRecord>,
+    /// Articles returned to this run, by id: the ones a proposal may cite.
+    pub articles_seen: Arc<Mutex<BTreeMap<String, ArticleRecord>>>,
+    /// CRM record versions read in this run.
+    pub crm_versions: Arc<Mutex<BTreeMap<String, u32>>>,
+}
+
+impl RunScope {
+    /// A fresh scope for `ticket`.
+    pub fn new(run_id: String, ticket: Arc<TicketRecord>) -> Self {
+        Self {
+            run_id,
+            ticket,
+            articles_seen: Arc::default(),
+            crm_versions: Arc::default(),
+        }
+    }
+
+    fn customer_id(&self) -> Option<&str> {
+        self.ticket.input.customer_id.as_deref()
+    }
+}
+
+/// How a host call ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CallOutcome {
+    /// Answered.
+    Ok,
+    /// Answered with a `capability-error` (not found, invalid argument, unavailable).
+    Error,
+    /// Refused: outside the grants (the plugin was stopped).
+    Denied,
+    /// Refused: over a call limit (the plugin was stopped).
+    Limited,
+}
+
+/// One host call: the audit record's content plus the transcript (arguments and answer).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HostCall {
+    /// Order within the plugin call, from 0.
+    pub seq: u32,
+    /// Capability.
+    pub capability: CapabilityName,
+    /// Function.
+    pub function: String,
+    /// Arguments as JSON.
+    pub args: serde_json::Value,
+    /// sha256 of the arguments' JSON.
+    pub args_digest: String,
+    /// The answer as JSON (`null` when refused).
+    pub result: serde_json::Value,
+    /// Size of the answer's JSON in bytes.
+    pub result_bytes: usize,
+    /// Time inside the host, microseconds.
+    pub latency_us: u64,
+    /// Outcome.
+    pub outcome: CallOutcome,
+}
+
+/// A line the plugin logged.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// `trace` .. `error`.
+    pub level: String,
+    /// Text (at most 1 KiB).
+    pub message: String,
+}
+
+/// Per-call state of the choke point.
+#[derive(Debug)]
+pub struct CallContext {
+    /// The calling plugin.
+    pub plugin: Arc<PluginIdentity>,
+    /// The run.
+    pub scope: RunScope,
+    /// Data sources.
+    pub services: Arc<Services>,
+    /// Calls made so far (audit + transcript).
+    pub calls: Vec<HostCall>,
+    /// Lines logged.
+    pub logs: Vec<LogLine>,
+    per_capability: BTreeMap<CapabilityName, u32>,
+}
+
+/// A call that passed admission.
+pub struct Admitted {
+    capability: CapabilityName,
+    function: &'static str,
+    args: serde_json::Value,
+    started: Instant,
+}
+
+/// What a capability body produced.
+pub enum CapResult<T> {
+    /// The answer.
+    Ok(T),
+    /// A `capability-error` for the guest.
+    Err(types::CapabilityError),
+    /// Outside the grants: stop the plugin.
+    Denied(String),
+}
+
+const MAX_LOG_LINES: usize = 200;
+const MAX_LIST: u32 = 20;
+
+impl CallContext {
+    /// A context for one plugin call.
+    pub fn new(plugin: Arc<PluginIdentity>, scope: RunScope, services: Arc<Services>) -> Self {
+        Self {
+            plugin,
+            scope,
+            services,
+            calls: Vec::new(),
+            logs: Vec::new(),
+            per_capability: BTreeMap::new(),
+        }
+    }
+
+    /// Admission: the capability must be granted and the call limits not reached. A refusal
+    /// is recorded and stops the plugin.
+    pub fn admit(
+        &mut self,
+        capability: CapabilityName,
+        function: &'static str,
+        args: serde_json::Value,
+    ) -> wasmtime::Result<Admitted> {
+        let started = Instant::now();
+        let grants = &self.plugin.grants;
+        let refusal = if !grants.has(capability) {
+            // Unreachable for linked plugins (ungranted interfaces are not linked), kept so
+            // the choke point does not depend on the linker being right.
+            Some((
+                CallOutcome::Denied,
+                HostTrap::CapabilityDenied {
+                    capability,
+                    function: function.into(),
+                    reason: format!(
+                        "not granted; add {} to the plugin's manifest",
+                        capability.grant_hint()
+                    ),
+                },
+            ))
+        } else if self.calls.len() as u32 >= self.plugin.limits.host_calls {
+            Some((
+                CallOutcome::Limited,
+                HostTrap::HostCallLimit {
+                    detail: format!(
+                        "{} host calls per invocation (limits.host_calls)",
+                        self.plugin.limits.host_calls
+                    ),
+                },
+            ))
+        } else if let Some(max) = grants.max_calls(capability)
+            && self.per_capability.get(&capability).copied().unwrap_or(0) >= max
+        {
+            Some((
+                CallOutcome::Limited,
+                HostTrap::HostCallLimit {
+                    detail: format!(
+                        "{max} {capability} calls per invocation (grants.{capability}.max_calls)"
+                    ),
+                },
+            ))
+        } else {
+            None
+        };
+        if let Some((outcome, trap)) = refusal {
+            self.push(
+                capability,
+                function,
+                args,
+                serde_json::Value::Null,
+                0,
+                started,
+                outcome,
+            );
+            return Err(wasmtime::Error::new(trap));
+        }
+        *self.per_capability.entry(capability).or_default() += 1;
+        Ok(Admitted {
+            capability,
+            function,
+            args,
+            started,
+        })
+    }
+
+    /// Records the call's outcome and turns the body's result into the guest's answer.
+    pub fn finish<T: Serialize>(
+        &mut self,
+        call: Admitted,
+        result: CapResult<T>,
+    ) -> wasmtime::Result<Result<T, types::CapabilityError>> {
+        let Admitted {
+            capability,
+            function,
+            args,
+            started,
+        } = call;
+        match result {
+            CapResult::Ok(value) => {
+                let json = serde_json::to_value(&value).unwrap_or(serde_json::Value::Null);
+                let bytes = serde_json::to_vec(&json).map_or(0, |v| v.len());
+                self.push(
+                    capability,
+                    function,
+                    args,
+                    json,
+                    bytes,
+                    started,
+                    CallOutcome::Ok,
+                );
+                Ok(Ok(value))
+            }
+            CapResult::Err(e) => {
+                let json = serde_json::to_value(&e).unwrap_or(serde_json::Value::Null);
+                self.push(
+                    capability,
+                    function,
+                    args,
+                    json,
+                    0,
+                    started,
+                    CallOutcome::Error,
+                );
+                Ok(Err(e))
+            }
+            CapResult::Denied(reason) => {
+                self.push(
+                    capability,
+                    function,
+                    args,
+                    serde_json::Value::Null,
+                    0,
+                    started,
+                    CallOutcome::Denied,
+                );
+                Err(wasmtime::Error::new(HostTrap::CapabilityDenied {
+                    capability,
+                    function: function.into(),
+                    reason,
+                }))
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        capability: CapabilityName,
+        function: &str,
+        args: serde_json::Value,
+        result: serde_json::Value,
+        result_bytes: usize,
+        started: Instant,
+        outcome: CallOutcome,
+    ) {
+        let args_digest = sha256_hex(&serde_json::to_vec(&args).unwrap_or_default());
+        self.calls.push(HostCall {
+            seq: self.calls.len() as u32,
+            capability,
+            function: function.to_string(),
+            args,
+            args_digest,
+            result,
+            result_bytes,
+            latency_us: started.elapsed().as_micros() as u64,
+            outcome,
+        });
+    }
+}
+
+/// A `wasmtime::ResourceLimiter` enforcing `limits.memory_mib` (plus the bound config).
+#[derive(Debug)]
+pub struct MemoryLimiter {
+    /// Bytes allowed.
+    pub limit: usize,
+    /// Largest size reached.
+    pub peak: usize,
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            return Err(wasmtime::Error::new(HostTrap::MemoryLimit {
+                requested: desired,
+                limit: self.limit,
+            }));
+        }
+        self.peak = self.peak.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// The store data of one plugin call.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    /// Memory limit.
+    pub limiter: MemoryLimiter,
+    /// The choke point.
+    pub call: CallContext,
+}
+
+impl HostState {
+    /// State for one call.
+    pub fn new(wasi: WasiCtx, limiter: MemoryLimiter, call: CallContext) -> Self {
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            limiter,
+            call,
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> types::CapabilityError {
+    tracing::warn!("capability backend failed: {e}");
+    types::CapabilityError::Unavailable(e.to_string())
+}
+
+impl helpdesk::Host for HostState {
+    async fn get_ticket(
+        &mut self,
+        id: String,
+    ) -> wasmtime::Result<Result<types::Ticket, types::CapabilityError>> {
+        let call = self.call.admit(
+            CapabilityName::Helpdesk,
+            "get-ticket",
+            serde_json::json!({ "id": id }),
+        )?;
+        let ctx = &self.call;
+        let result = if id == ctx.scope.ticket.input.id {
+            CapResult::Ok(redact_ticket(&ctx.scope.ticket, &ctx.plugin.grants))
+        } else {
+            match ctx.services.store.latest_ticket(&id).await {
+                Ok(None) => CapResult::Err(types::CapabilityError::NotFound(id.clone())),
+                Ok(Some(other))
+                    if other.input.customer_id.is_some()
+                        && other.input.customer_id.as_deref() == ctx.scope.customer_id() =>
+                {
+                    CapResult::Ok(redact_ticket(&other, &ctx.plugin.grants))
+                }
+                Ok(Some(_)) => CapResult::Denied(format!(
+                    "ticket {id} belongs to another customer than the ticket being decided"
+                )),
+                Err(e) => CapResult::Err(unavailable(e)),
+            }
+        };
+        self.call.finish(call, result)
+    }
+
+    async fn recent_tickets(
+        &mut self,
+        customer_id: String,
+        limit: u32,
+    ) -> wasmtime::Result<Result<Vec<types::TicketSummary>, types::CapabilityError>> {
+        let call = self.call.admit(
+            CapabilityName::Helpdesk,
+            "recent-tickets",
+            serde_json::json!({ "customer_id": customer_id, "limit": limit }),
+        )?;
+        let ctx = &self.call;
+        let result = if ctx.scope.customer_id() != Some(customer_id.as_str()) {
+            CapResult::Denied(format!(
+                "customer {customer_id} is not the customer of the ticket being decided"
+            ))
+        } else {
+            match ctx
+                .services
+                .store
+                .recent_tickets(
+                    &customer_id,
+                    &ctx.scope.ticket.input.id,
+                    limit.min(MAX_LIST),
+                )
+                .await
+            {
+                Ok(rows) => CapResult::Ok(
+                    rows.into_iter()
+                        .map(|r| types::TicketSummary {
+                            id: r.id,
+                            version: r.version,
+                            subject: r.subject,
+                            status: r.status,
+                            category: r.category,
+                            created_at: r.created_at,
+                        })
+                        .collect(),
+                ),
+                Err(e) => CapResult::Err(unavailable(e)),
+            }
+        };
+        self.call.finish(call, result)
+    }
+}
+
+impl kb::Host for HostState {
+    async fn search(
+        &mut self,
+        query: String,
+        language: Option<String>,
+        limit: u32,
+    ) -> wasmtime::Result<Result<Vec<types::KbHit>, types::CapabilityError>> {
+        let call = self.call.admit(
+            CapabilityName::Kb,
+            "search",
+            serde_json::json!({ "query": query, "language": language, "limit": limit }),
+        )?;
+        let ctx = &self.call;
+        let collections = ctx
+            .plugin
+            .grants
+            .kb
+            .as_ref()
+            .map(|g| g.collections.clone())
+            .unwrap_or_default();
+        let result = if query.trim().is_empty() {
+            CapResult::Err(types::CapabilityError::InvalidArgument(
+                "query is empty".into(),
+            ))
+        } else {
+            match ctx.services.kb.search(
+                &query,
+                language.as_deref(),
+                &collections,
+                limit.min(MAX_LIST) as usize,
+            ) {
+                Ok(hits) => {
+                    let mut seen = ctx
+                        .scope
+                        .articles_seen
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    for h in &hits {
+                        if let Some(a) = ctx.services.kb.article(&h.article_id) {
+                            seen.insert(a.id.clone(), a.clone());
+                        }
+                    }
+                    CapResult::Ok(
+                        hits.into_iter()
+                            .map(|h| types::KbHit {
+                                article_id: h.article_id,
+                                title: h.title,
+                                language: h.language,
+                                snippet: h.snippet,
+                                score: h.score,
+                            })
+                            .collect(),
+                    )
+                }
+                Err(e) => CapResult::Err(unavailable(e)),
+            }
+        };
+        self.call.finish(call, result)
+    }
+
+    async fn get_article(
+        &mut self,
+        id: String,
+    ) -> wasmtime::Result<Result<types::KbArticle, types::CapabilityError>> {
+        let call = self.call.admit(
+            CapabilityName::Kb,
+            "get-article",
+            serde_json::json!({ "id": id }),
+        )?;
+        let ctx = &self.call;
+        let result = match ctx.services.kb.article(&id) {
+            None => CapResult::Err(types::CapabilityError::NotFound(id.clone())),
+            Some(a) if !ctx.plugin.grants.kb_collection(&a.collection) => {
+                CapResult::Denied(format!(
+                    "article {id} is in collection \"{}\", which [grants.kb] collections does not include",
+                    a.collection
+                ))
+            }
+            Some(a) => {
+                ctx.scope
+                    .articles_seen
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(a.id.clone(), a.clone());
+                CapResult::Ok(a.to_wit())
+            }
+        };
+        self.call.finish(call, result)
+    }
+}
+
+impl crm::Host for HostState {
+    async fn lookup_customer(
+        &mut self,
+        id: String,
+    ) -> wasmtime::Result<Result<Option<types::Customer>, types::CapabilityError>> {
+        let call = self.call.admit(
+            CapabilityName::Crm,
+            "lookup-customer",
+            serde_json::json!({ "id": id }),
+        )?;
+        let ctx = &self.call;
+        let result = if ctx.scope.customer_id() != Some(id.as_str()) {
+            CapResult::Denied(format!(
+                "customer {id} is not the customer of the ticket being decided"
+            ))
+        } else {
+            match ctx.services.store.customer(&id).await {
+                Ok(Some((record, version))) => {
+                    ctx.scope
+                        .crm_versions
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(id.clone(), version);
+                    CapResult::Ok(Some(redact_customer(&record, &ctx.plugin.grants)))
+                }
+                Ok(None) => CapResult::Ok(None),
+                Err(e) => CapResult::Err(unavailable(e)),
+            }
+        };
+        self.call.finish(call, result)
+    }
+}
+
+impl log::Host for HostState {
+    async fn log(&mut self, level: types::LogLevel, message: String) -> wasmtime::Result<()> {
+        let level = match level {
+            types::LogLevel::Trace => "trace",
+            types::LogLevel::Debug => "debug",
+            types::LogLevel::Info => "info",
+            types::LogLevel::Warn => "warn",
+            types::LogLevel::Error => "error",
+        };
+        let mut message = message;
+        if message.len() > 1024 {
+            let mut cut = 1024;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        let call = self.call.admit(
+            CapabilityName::Log,
+            "log",
+            serde_json::json!({ "level": level, "message": message }),
+        )?;
+        tracing::debug!(plugin = %self.call.plugin.key(), run = %self.call.scope.run_id, "{level}: {message}");
+        if self.call.logs.len() < MAX_LOG_LINES {
+            self.call.logs.push(LogLine {
+                level: level.into(),
+                message,
+            });
+        }
+        self.call.finish(call, CapResult::Ok(())).map(|_| ())
+    }
+}
+
+impl config::Host for HostState {
+    async fn settings(&mut self) -> wasmtime::Result<String> {
+        let call = self
+            .call
+            .admit(CapabilityName::Config, "settings", serde_json::Value::Null)?;
+        let text = String::from_utf8_lossy(&self.call.plugin.settings).into_owned();
+        let answer = self.call.finish(call, CapResult::Ok(text))?;
+        Ok(answer.unwrap_or_default())
+    }
+
+    async fn data(&mut self) -> wasmtime::Result<Vec<u8>> {
+        let call = self
+            .call
+            .admit(CapabilityName::Config, "data", serde_json::Value::Null)?;
+        // Recorded by size, not content: models are large and have their own digest.
+        let data = self.call.plugin.data.to_vec();
+        let len = data.len();
+        let answer = self.call.finish(
+            call,
+            CapResult::Ok(
+                serde_json::json!({ "bytes": len, "digest": self.call.plugin.config_digest }),
+            ),
+        )?;
+        Ok(answer.map(|_| data).unwrap_or_default())
+    }
+}
+
+impl types::Host for HostState {}

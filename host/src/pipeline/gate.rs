@@ -1,0 +1,428 @@
+//! The operator's gate: which proposed effects apply now and what goes to a human.
+//!
+//! Fails closed: a plugin fault or an invalid proposal applies nothing; a risk rule applies
+//! nothing; a customer-facing reply is never sent, it becomes a review item. Otherwise each
+//! allowed effect applies when its field clears its threshold, and the fields that do not
+//! clear it are reviewed.
+
+use crate::bindings::types;
+use crate::config::{EffectKind, GateConfig};
+use serde::{Deserialize, Serialize};
+
+/// An effect on the ticket.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Effect {
+    /// Set the category.
+    Category {
+        /// New value.
+        value: String,
+    },
+    /// Route to a queue.
+    Queue {
+        /// New value.
+        value: String,
+    },
+    /// Set the priority.
+    Priority {
+        /// New value.
+        value: String,
+    },
+    /// Set the language.
+    Language {
+        /// New value.
+        value: String,
+    },
+    /// Add tags.
+    Tags {
+        /// Tags to add.
+        values: Vec<String>,
+    },
+    /// Add an internal note.
+    InternalNote {
+        /// Note text.
+        body: String,
+    },
+}
+
+/// Why a ticket needs a human.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReviewReason {
+    /// `plugin-fault`, `invalid-proposal`, `risk-category`, `risk-customer-tier`,
+    /// `risk-negative-sentiment`, `escalation`, `low-confidence`, `reply-approval`.
+    pub code: String,
+    /// Readable detail.
+    pub detail: String,
+}
+
+impl ReviewReason {
+    fn new(code: &str, detail: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// What the gate decided.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GateDecision {
+    /// Effects to apply now.
+    pub apply: Vec<Effect>,
+    /// Effects proposed but held for review.
+    pub held: Vec<Effect>,
+    /// Why a human must look (empty: nothing to review).
+    pub reasons: Vec<ReviewReason>,
+}
+
+/// The facts the gate decides on.
+pub struct GateInput<'a> {
+    /// The validated triage decision (None if it faulted or failed checks).
+    pub triage: Option<&'a types::TriageDecision>,
+    /// The validated reply proposal.
+    pub reply: Option<&'a types::ReplyProposal>,
+    /// The validated escalation packet.
+    pub escalation: Option<&'a types::EscalationSummary>,
+    /// Faults and invalid proposals, as (stage, kind, message).
+    pub faults: Vec<(String, String, String)>,
+    /// The customer's CRM tier (the host reads it; plugins may not see it).
+    pub customer_tier: Option<String>,
+}
+
+fn priority_rank(p: &str) -> u8 {
+    match p {
+        "low" => 0,
+        "medium" => 1,
+        "high" => 2,
+        _ => 3,
+    }
+}
+
+/// Lowercase priority name.
+pub fn priority_name(p: types::Priority) -> &'static str {
+    match p {
+        types::Priority::Low => "low",
+        types::Priority::Medium => "medium",
+        types::Priority::High => "high",
+        types::Priority::Urgent => "urgent",
+    }
+}
+
+/// Runs the gate.
+pub fn decide(config: &GateConfig, input: &GateInput<'_>) -> GateDecision {
+    let mut out = GateDecision::default();
+    for (stage, kind, message) in &input.faults {
+        let code = if kind == "invalid-output" {
+            "invalid-proposal"
+        } else {
+            "plugin-fault"
+        };
+        out.reasons.push(ReviewReason::new(
+            code,
+            format!("{stage}: {kind}: {message}"),
+        ));
+    }
+    let mut proposed: Vec<(Effect, Option<(&str, f32)>)> = Vec::new();
+    if let Some(t) = input.triage {
+        let risk = &config.risk;
+        if risk
+            .always_review_categories
+            .iter()
+            .any(|c| c == &t.category.value)
+        {
+            out.reasons.push(ReviewReason::new(
+                "risk-category",
+                format!("category {} is always reviewed", t.category.value),
+            ));
+        }
+        if let Some(tier) = &input.customer_tier
+            && risk
+                .review_customer_tiers
+                .iter()
+                .any(|x| x.eq_ignore_ascii_case(tier))
+        {
+            out.reasons.push(ReviewReason::new(
+                "risk-customer-tier",
+                format!("customer tier {tier} is always reviewed"),
+            ));
+        }
+        let priority = priority_name(t.priority.value);
+        if let Some(min) = &risk.negative_sentiment_min_priority
+            && t.sentiment.value == types::Sentiment::Negative
+            && priority_rank(priority) >= priority_rank(min)
+        {
+            out.reasons.push(ReviewReason::new(
+                "risk-negative-sentiment",
+                format!("negative sentiment at {priority} priority"),
+            ));
+        }
+        if let Some(e) = &t.escalate
+            && risk.review_escalations
+        {
+            out.reasons.push(ReviewReason::new(
+                "escalation",
+                format!("{}: {}", e.code, e.detail),
+            ));
+        }
+        proposed.push((
+            Effect::Category {
+                value: t.category.value.clone(),
+            },
+            Some(("category", t.category.confidence)),
+        ));
+        proposed.push((
+            Effect::Queue {
+                value: t.queue.value.clone(),
+            },
+            Some(("queue", t.queue.confidence)),
+        ));
+        proposed.push((
+            Effect::Priority {
+                value: priority.into(),
+            },
+            Some(("priority", t.priority.confidence)),
+        ));
+        proposed.push((
+            Effect::Language {
+                value: t.language.value.clone(),
+            },
+            Some(("language", t.language.confidence)),
+        ));
+        if !t.tags.is_empty() {
+            proposed.push((
+                Effect::Tags {
+                    values: t.tags.clone(),
+                },
+                None,
+            ));
+        }
+        proposed.push((
+            Effect::InternalNote {
+                body: format!("Triage: {}", t.rationale),
+            },
+            None,
+        ));
+    }
+    if let Some(e) = input.escalation {
+        proposed.push((
+            Effect::InternalNote {
+                body: escalation_note(e),
+            },
+            None,
+        ));
+    }
+    if let Some(types::ReplyProposal::Draft(d)) = input.reply {
+        out.reasons.push(ReviewReason::new(
+            "reply-approval",
+            format!(
+                "customer-facing reply draft ({}, confidence {:.2}) awaits approval",
+                d.language, d.confidence
+            ),
+        ));
+    }
+
+    let blocked = out.reasons.iter().any(|r| r.code != "reply-approval");
+    for (effect, field) in proposed {
+        let kind = effect_kind(&effect);
+        let allowed = config.auto_apply.contains(&kind);
+        let clears = match field {
+            None => true,
+            Some((name, confidence)) => match config.thresholds.get(name) {
+                Some(&threshold) if confidence >= threshold => true,
+                Some(&threshold) => {
+                    if allowed && !blocked {
+                        out.reasons.push(ReviewReason::new(
+                            "low-confidence",
+                            format!("{name} {} at {confidence:.2} is below the {threshold:.2} threshold", effect_value(&effect)),
+                        ));
+                    }
+                    false
+                }
+                None => false,
+            },
+        };
+        if allowed && clears && !blocked {
+            out.apply.push(effect);
+        } else {
+            out.held.push(effect);
+        }
+    }
+    out
+}
+
+fn effect_kind(e: &Effect) -> EffectKind {
+    match e {
+        Effect::Category { .. } => EffectKind::Category,
+        Effect::Queue { .. } => EffectKind::Queue,
+        Effect::Priority { .. } => EffectKind::Priority,
+        Effect::Language { .. } => EffectKind::Language,
+        Effect::Tags { .. } => EffectKind::Tags,
+        Effect::InternalNote { .. } => EffectKind::InternalNote,
+    }
+}
+
+fn effect_value(e: &Effect) -> String {
+    match e {
+        Effect::Category { value }
+        | Effect::Queue { value }
+        | Effect::Priority { value }
+        | Effect::Language { value } => value.clone(),
+        Effect::Tags { values } => values.join(","),
+        Effect::InternalNote { .. } => "note".into(),
+    }
+}
+
+/// The escalation packet as an internal note.
+pub fn escalation_note(e: &types::EscalationSummary) -> String {
+    let severity = match e.severity {
+        types::Severity::Low => "low",
+        types::Severity::Medium => "medium",
+        types::Severity::High => "high",
+        types::Severity::Critical => "critical",
+    };
+    let mut s = format!(
+        "Escalation [{severity}] {}\nReason: {}\nNext step: {}\n",
+        e.headline, e.reason, e.next_step
+    );
+    if !e.summary.is_empty() {
+        s.push_str(&format!("Summary: {}\n", e.summary));
+    }
+    for f in &e.customer_context {
+        s.push_str(&format!("- customer: {}\n", f.statement));
+    }
+    for step in &e.steps_tried {
+        s.push_str(&format!("- tried: {step}\n"));
+    }
+    for f in &e.verified_facts {
+        s.push_str(&format!(
+            "- fact: {} ({})\n",
+            f.statement, f.evidence.reference
+        ));
+    }
+    for q in &e.open_questions {
+        s.push_str(&format!("- open: {q}\n"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RiskRules;
+    use std::collections::BTreeMap;
+
+    fn lv(value: &str, confidence: f32) -> types::LabeledValue {
+        types::LabeledValue {
+            value: value.into(),
+            confidence,
+            evidence: vec![],
+        }
+    }
+
+    fn triage(category: &str, confidence: f32) -> types::TriageDecision {
+        types::TriageDecision {
+            category: lv(category, confidence),
+            queue: lv("billing", 0.95),
+            priority: types::PriorityCall {
+                value: types::Priority::Medium,
+                confidence: 0.9,
+                evidence: vec![],
+            },
+            language: lv("en", 0.99),
+            sentiment: types::SentimentCall {
+                value: types::Sentiment::Neutral,
+                confidence: 0.7,
+                evidence: vec![],
+            },
+            extra_fields: vec![],
+            tags: vec![],
+            escalate: None,
+            rationale: "r".into(),
+        }
+    }
+
+    fn config() -> GateConfig {
+        GateConfig {
+            auto_apply: vec![
+                EffectKind::Category,
+                EffectKind::Queue,
+                EffectKind::Priority,
+                EffectKind::InternalNote,
+            ],
+            thresholds: BTreeMap::from([
+                ("category".into(), 0.8),
+                ("queue".into(), 0.8),
+                ("priority".into(), 0.7),
+            ]),
+            risk: RiskRules {
+                always_review_categories: vec!["security".into()],
+                ..RiskRules::default()
+            },
+        }
+    }
+
+    fn input(t: &types::TriageDecision) -> GateInput<'_> {
+        GateInput {
+            triage: Some(t),
+            reply: None,
+            escalation: None,
+            faults: vec![],
+            customer_tier: None,
+        }
+    }
+
+    #[test]
+    fn confident_fields_apply_and_weak_ones_are_reviewed() {
+        let t = triage("billing", 0.6);
+        let d = decide(&config(), &input(&t));
+        assert!(d.apply.contains(&Effect::Queue {
+            value: "billing".into()
+        }));
+        assert!(d.held.contains(&Effect::Category {
+            value: "billing".into()
+        }));
+        assert_eq!(d.reasons.len(), 1);
+        assert_eq!(d.reasons[0].code, "low-confidence");
+        // language is not in auto_apply: held without a reason of its own
+        assert!(d.held.contains(&Effect::Language { value: "en".into() }));
+    }
+
+    #[test]
+    fn risk_and_faults_apply_nothing() {
+        let t = triage("security", 0.99);
+        let d = decide(&config(), &input(&t));
+        assert!(d.apply.is_empty());
+        assert_eq!(d.reasons[0].code, "risk-category");
+        let t = triage("billing", 0.99);
+        let mut i = input(&t);
+        i.faults
+            .push(("reply".into(), "deadline".into(), "50 ms".into()));
+        let d = decide(&config(), &i);
+        assert!(d.apply.is_empty());
+        assert_eq!(d.reasons[0].code, "plugin-fault");
+    }
+
+    #[test]
+    fn a_reply_draft_is_reviewed_but_does_not_block_routing() {
+        let t = triage("billing", 0.99);
+        let draft = types::ReplyProposal::Draft(types::ReplyDraft {
+            body: "b".into(),
+            language: "en".into(),
+            citations: vec![],
+            confidence: 0.9,
+        });
+        let mut i = input(&t);
+        i.reply = Some(&draft);
+        let d = decide(&config(), &i);
+        assert_eq!(
+            d.reasons
+                .iter()
+                .map(|r| r.code.as_str())
+                .collect::<Vec<_>>(),
+            vec!["reply-approval"]
+        );
+        assert!(d.apply.contains(&Effect::Category {
+            value: "billing".into()
+        }));
+    }
+}

@@ -1,0 +1,509 @@
+//! The flow of one ticket: triage → reply → escalation → checks → gate → commit.
+//!
+//! Plugins propose; this module validates, gates, and hands the result to the committer,
+//! which makes it durable together with its audit records.
+
+pub mod checks;
+pub mod commit;
+pub mod gate;
+pub mod views;
+
+use crate::audit::AuditEntry;
+use crate::bindings::types;
+use crate::caps::{HostCall, RunScope, Services};
+use crate::config::WorkspaceConfig;
+use crate::manifest::PolicyKind;
+use crate::records::{TicketRecord, redact_ticket};
+use crate::runtime::fault::{Fault, FaultKind};
+use crate::runtime::{Invocation, LoadedPlugin, PolicyInput, PolicyOutput, Runtime};
+use crate::util::{new_id, now_rfc3339};
+use commit::{Committed, Committer, NewReview, RunBundle, StageRow};
+use gate::{GateDecision, GateInput};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Errors that stop a ticket from being decided at all (plugin faults do not: they go to
+/// review).
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The ticket version is not in the store.
+    #[error("ticket {0} version {1} is not in the store")]
+    UnknownTicket(String, u32),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The committer failed; the ticket stays pending and is decided on the next run.
+    #[error("could not store the decision for ticket {ticket}: {message}; it stays pending")]
+    Commit {
+        /// Ticket.
+        ticket: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// The active plugin of each slot.
+#[derive(Clone)]
+pub struct ActivePlugins {
+    /// Triage (required).
+    pub triage: Arc<LoadedPlugin>,
+    /// Reply.
+    pub reply: Option<Arc<LoadedPlugin>>,
+    /// Escalation.
+    pub escalation: Option<Arc<LoadedPlugin>>,
+}
+
+impl ActivePlugins {
+    /// The plugins in pipeline order with their slots.
+    pub fn iter(&self) -> impl Iterator<Item = (PolicyKind, &Arc<LoadedPlugin>)> {
+        std::iter::once((PolicyKind::Triage, &self.triage))
+            .chain(self.reply.iter().map(|p| (PolicyKind::Reply, p)))
+            .chain(self.escalation.iter().map(|p| (PolicyKind::Escalation, p)))
+    }
+}
+
+/// Decides tickets.
+pub struct Pipeline {
+    /// The engine.
+    pub runtime: Arc<Runtime>,
+    /// Data sources for capabilities.
+    pub services: Arc<Services>,
+    /// Workspace config.
+    pub config: Arc<WorkspaceConfig>,
+    /// sha256 of `deskhost.toml`.
+    pub config_hash: String,
+    /// Active plugins.
+    pub plugins: ActivePlugins,
+    committer: Committer,
+}
+
+/// The result of one stage.
+struct StageRun {
+    stage: PolicyKind,
+    plugin: Arc<LoadedPlugin>,
+    invocation: Invocation,
+    /// Problems found by the host checks (the output is then not used).
+    problems: Vec<String>,
+}
+
+impl StageRun {
+    fn valid_output(&self) -> Option<&PolicyOutput> {
+        match &self.invocation.result {
+            Ok(o) if self.problems.is_empty() => Some(o),
+            _ => None,
+        }
+    }
+
+    fn fault(&self) -> Option<Fault> {
+        match &self.invocation.result {
+            Err(f) => Some(f.clone()),
+            Ok(_) if !self.problems.is_empty() => Some(Fault::new(
+                FaultKind::InvalidOutput,
+                self.problems.join("; "),
+            )),
+            Ok(_) => None,
+        }
+    }
+
+    fn proposal_json(&self) -> Option<Value> {
+        self.invocation.result.as_ref().ok().map(|o| match o {
+            PolicyOutput::Triage(d) => views::triage(d),
+            PolicyOutput::Reply(r) => views::reply(r),
+            PolicyOutput::Escalation(e) => views::escalation(e),
+        })
+    }
+
+    fn report(&self) -> Value {
+        let fault = self.fault();
+        json!({
+            "plugin": self.plugin.identity.key(),
+            "outcome": match &fault { None => "ok".to_string(), Some(f) => f.kind.as_str().to_string() },
+            "proposal": self.proposal_json(),
+            "fault": fault,
+            "stats": self.invocation.stats,
+        })
+    }
+}
+
+/// What `decide` returns.
+#[derive(Debug, Clone)]
+pub struct TicketOutcome {
+    /// The run's JSON (one line of `deskhost run` output).
+    pub json: Value,
+    /// Gate outcome: `applied`, `review` or `applied+review`.
+    pub outcome: String,
+    /// Faulted stages as (stage, kind).
+    pub faults: Vec<(String, FaultKind)>,
+    /// Whether an escalation packet was produced.
+    pub escalated: bool,
+    /// Whether the reply policy abstained.
+    pub abstained: bool,
+    /// Host calls made across stages.
+    pub host_calls: u32,
+    /// Already decided by an earlier run (nothing written).
+    pub already_decided: bool,
+}
+
+impl Pipeline {
+    /// A pipeline over loaded plugins; starts the committer.
+    pub async fn new(
+        runtime: Arc<Runtime>,
+        services: Arc<Services>,
+        config: Arc<WorkspaceConfig>,
+        config_hash: String,
+        plugins: ActivePlugins,
+    ) -> Result<Self, crate::store::StoreError> {
+        let committer = Committer::start(services.store.clone())
+            .await
+            .map_err(|source| crate::store::StoreError::Query {
+                what: "start the committer",
+                source,
+            })?;
+        Ok(Self {
+            runtime,
+            services,
+            config,
+            config_hash,
+            plugins,
+            committer,
+        })
+    }
+
+    async fn stage(
+        &self,
+        stage: PolicyKind,
+        plugin: &Arc<LoadedPlugin>,
+        scope: &RunScope,
+        input: PolicyInput<'_>,
+    ) -> StageRun {
+        let invocation = self
+            .runtime
+            .invoke(plugin, self.services.clone(), scope.clone(), input)
+            .await;
+        let problems = match &invocation.result {
+            Ok(PolicyOutput::Triage(d)) => checks::triage(d, &self.config.taxonomy).0,
+            Ok(PolicyOutput::Reply(r)) => {
+                let seen = scope
+                    .articles_seen
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                checks::reply(r, &seen).0
+            }
+            Ok(PolicyOutput::Escalation(e)) => {
+                let seen = scope
+                    .articles_seen
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                checks::escalation(e, &self.config.taxonomy, &seen).0
+            }
+            Err(_) => Vec::new(),
+        };
+        StageRun {
+            stage,
+            plugin: plugin.clone(),
+            invocation,
+            problems,
+        }
+    }
+
+    /// Decides one ticket version and commits the decision.
+    pub async fn decide(
+        &self,
+        ticket_id: &str,
+        version: u32,
+    ) -> Result<TicketOutcome, PipelineError> {
+        let started = Instant::now();
+        let started_at = now_rfc3339();
+        let ticket = self
+            .services
+            .store
+            .ticket(ticket_id, version)
+            .await?
+            .ok_or_else(|| PipelineError::UnknownTicket(ticket_id.to_string(), version))?;
+        let ticket = Arc::new(ticket);
+        let run_id = new_id("run");
+        let scope = RunScope::new(run_id.clone(), ticket.clone());
+        let mut stages: Vec<StageRun> = Vec::new();
+
+        let triage_plugin = &self.plugins.triage;
+        let triage_ticket = redact_ticket(&ticket, &triage_plugin.identity.grants);
+        let triage = self
+            .stage(
+                PolicyKind::Triage,
+                triage_plugin,
+                &scope,
+                PolicyInput::Triage {
+                    ticket: &triage_ticket,
+                },
+            )
+            .await;
+        let decision: Option<types::TriageDecision> = match triage.valid_output() {
+            Some(PolicyOutput::Triage(d)) => Some(d.clone()),
+            _ => None,
+        };
+        stages.push(triage);
+
+        let mut reply: Option<types::ReplyProposal> = None;
+        if let (Some(d), Some(plugin)) = (&decision, &self.plugins.reply)
+            && !self
+                .config
+                .pipeline
+                .no_reply_categories
+                .contains(&d.category.value)
+        {
+            let t = redact_ticket(&ticket, &plugin.identity.grants);
+            let run = self
+                .stage(
+                    PolicyKind::Reply,
+                    plugin,
+                    &scope,
+                    PolicyInput::Reply {
+                        ticket: &t,
+                        triage: d,
+                    },
+                )
+                .await;
+            if let Some(PolicyOutput::Reply(r)) = run.valid_output() {
+                reply = Some(r.clone());
+            }
+            stages.push(run);
+        }
+
+        let mut escalation: Option<types::EscalationSummary> = None;
+        if let (Some(d), Some(plugin)) = (&decision, &self.plugins.escalation)
+            && d.escalate.is_some()
+        {
+            let t = redact_ticket(&ticket, &plugin.identity.grants);
+            let input = PolicyInput::Escalation {
+                ticket: &t,
+                triage: d,
+                reply: reply.as_ref(),
+            };
+            let run = self
+                .stage(PolicyKind::Escalation, plugin, &scope, input)
+                .await;
+            if let Some(PolicyOutput::Escalation(e)) = run.valid_output() {
+                escalation = Some(e.clone());
+            }
+            stages.push(run);
+        }
+
+        // The host reads the tier itself: the gate must not depend on what a plugin was granted.
+        let customer_tier = match ticket.input.customer_id.as_deref() {
+            Some(id) => self
+                .services
+                .store
+                .customer(id)
+                .await?
+                .and_then(|(c, _)| c.tier),
+            None => None,
+        };
+        let faults: Vec<(String, String, String)> = stages
+            .iter()
+            .filter_map(|s| {
+                s.fault().map(|f| {
+                    (
+                        s.stage.as_str().to_string(),
+                        f.kind.as_str().to_string(),
+                        f.message,
+                    )
+                })
+            })
+            .collect();
+        let gate_input = GateInput {
+            triage: decision.as_ref(),
+            reply: reply.as_ref(),
+            escalation: escalation.as_ref(),
+            faults,
+            customer_tier,
+        };
+        let gated = gate::decide(&self.config.gate, &gate_input);
+        let outcome_name = match (gated.apply.is_empty(), gated.reasons.is_empty()) {
+            (_, true) => "applied",
+            (true, false) => "review",
+            (false, false) => "applied+review",
+        };
+        let review_id = (!gated.reasons.is_empty()).then(|| new_id("rev"));
+
+        let crm_versions = scope
+            .crm_versions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let inputs = json!({
+            "ticket_id": ticket.input.id,
+            "ticket_version": ticket.version,
+            "ticket_content_hash": ticket.content_hash,
+            "plugins": self.plugins.iter().map(|(slot, p)| json!({
+                "slot": slot.as_str(),
+                "plugin": p.identity.key(),
+                "digest": p.identity.digest,
+                "config_digest": p.identity.config_digest,
+            })).collect::<Vec<_>>(),
+            "kb_index_version": self.services.kb.version(),
+            "config_hash": self.config_hash,
+            "crm_versions": crm_versions,
+        });
+        let stage_report = |kind: PolicyKind| {
+            stages
+                .iter()
+                .find(|s| s.stage == kind)
+                .map(StageRun::report)
+        };
+        let gate_json = json!({
+            "outcome": outcome_name,
+            "applied": gated.apply,
+            "held": gated.held,
+            "review": review_id.as_ref().map(|id| json!({ "item_id": id, "reasons": gated.reasons })),
+        });
+        let result = json!({
+            "ticket_id": ticket.input.id,
+            "ticket_version": ticket.version,
+            "run_id": run_id,
+            "status": "decided",
+            "triage": stage_report(PolicyKind::Triage),
+            "reply": stage_report(PolicyKind::Reply),
+            "escalation": stage_report(PolicyKind::Escalation),
+            "gate": gate_json,
+            "inputs": inputs,
+            "elapsed_us": started.elapsed().as_micros() as u64,
+        });
+
+        let bundle = self.bundle(
+            &run_id,
+            &ticket,
+            started_at,
+            outcome_name,
+            inputs,
+            result.clone(),
+            &stages,
+            &gated,
+            review_id,
+        );
+        let host_calls = stages.iter().map(|s| s.invocation.calls.len() as u32).sum();
+        let faults = stages
+            .iter()
+            .filter_map(|s| s.fault().map(|f| (s.stage.as_str().to_string(), f.kind)))
+            .collect();
+        let committed =
+            self.committer
+                .commit(bundle)
+                .await
+                .map_err(|message| PipelineError::Commit {
+                    ticket: ticket_id.to_string(),
+                    message,
+                })?;
+        Ok(TicketOutcome {
+            json: result,
+            outcome: outcome_name.to_string(),
+            faults,
+            escalated: escalation.is_some(),
+            abstained: matches!(reply, Some(types::ReplyProposal::Abstain(_))),
+            host_calls,
+            already_decided: committed == Committed::AlreadyDecided,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn bundle(
+        &self,
+        run_id: &str,
+        ticket: &TicketRecord,
+        started_at: String,
+        outcome: &str,
+        inputs: Value,
+        result: Value,
+        stages: &[StageRun],
+        gated: &GateDecision,
+        review_id: Option<String>,
+    ) -> RunBundle {
+        let mut audit = vec![AuditEntry::run(run_id, "run-inputs", inputs.clone())];
+        let mut rows = Vec::new();
+        for s in stages {
+            let identity = &s.plugin.identity;
+            for call in &s.invocation.calls {
+                audit.push(AuditEntry::run(
+                    run_id,
+                    "host-call",
+                    host_call_record(s.stage, &identity.key(), &identity.digest, call),
+                ));
+            }
+            let fault = s.fault();
+            audit.push(AuditEntry::run(
+                run_id,
+                "plugin-outcome",
+                json!({
+                    "stage": s.stage.as_str(),
+                    "plugin": identity.key(),
+                    "digest": identity.digest,
+                    "outcome": fault.as_ref().map_or("ok", |f| f.kind.as_str()),
+                    "fault": fault,
+                    "stats": s.invocation.stats,
+                    "stderr_bytes": s.invocation.stderr.len(),
+                }),
+            ));
+            rows.push(StageRow {
+                stage: s.stage.as_str().into(),
+                plugin: identity.key(),
+                digest: identity.digest.clone(),
+                outcome: fault.as_ref().map_or("ok", |f| f.kind.as_str()).into(),
+                proposal: s.proposal_json(),
+                fault: fault.map(|f| json!(f)),
+                stats: json!(s.invocation.stats),
+                transcript: json!({ "calls": s.invocation.calls, "logs": s.invocation.logs, "stderr": s.invocation.stderr }),
+            });
+        }
+        audit.push(AuditEntry::run(
+            run_id,
+            "decision",
+            json!({ "outcome": outcome, "applied": gated.apply, "held": gated.held, "reasons": gated.reasons, "review_item": review_id }),
+        ));
+        let review = review_id.map(|id| NewReview {
+            id,
+            reasons: json!(gated.reasons),
+            payload: json!({
+                "triage": result["triage"]["proposal"],
+                "reply": result["reply"]["proposal"],
+                "escalation": result["escalation"]["proposal"],
+                "held_effects": gated.held,
+                "faults": stages.iter().filter_map(|s| s.fault().map(|f| json!({ "stage": s.stage.as_str(), "fault": f }))).collect::<Vec<_>>(),
+            }),
+        });
+        RunBundle {
+            run_id: run_id.to_string(),
+            ticket_id: ticket.input.id.clone(),
+            ticket_version: ticket.version,
+            started_at,
+            outcome: outcome.to_string(),
+            inputs,
+            result,
+            stages: rows,
+            effects: gated.apply.clone(),
+            status: if review.is_some() {
+                "in-review".into()
+            } else {
+                "triaged".into()
+            },
+            review,
+            audit,
+        }
+    }
+}
+
+fn host_call_record(stage: PolicyKind, plugin: &str, digest: &str, call: &HostCall) -> Value {
+    json!({
+        "stage": stage.as_str(),
+        "plugin": plugin,
+        "digest": digest,
+        "seq": call.seq,
+        "capability": call.capability,
+        "function": call.function,
+        "args_digest": call.args_digest,
+        "result_bytes": call.result_bytes,
+        "latency_us": call.latency_us,
+        "outcome": call.outcome,
+    })
+}

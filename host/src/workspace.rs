@@ -1,0 +1,355 @@
+//! A workspace directory: `deskhost.toml`, the SQLite store, the KB index, the compile
+//! cache and installed plugins.
+//!
+//! ```text
+//! deskhost.toml
+//! deskhost.db                       store (tickets, runs, review items, audit)
+//! index/kb/                         tantivy index, rebuilt from the store when stale
+//! cache/                            compiled components (.cwasm)
+//! plugins/<id>/<version>/plugin.toml, component, settings, data
+//! ```
+
+use crate::audit::{self, AuditEntry};
+use crate::caps::Services;
+use crate::config::{CONFIG_FILE, ConfigError, WorkspaceConfig};
+use crate::kb::{KbError, KbIndex};
+use crate::manifest::{MANIFEST_FILE, PolicyKind};
+use crate::pipeline::{ActivePlugins, Pipeline};
+use crate::runtime::{LoadError, LoadedPlugin, Runtime};
+use crate::store::{Store, StoreError};
+use crate::util::sha256_hex;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Workspace errors.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkspaceError {
+    /// Config problem.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Store problem.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// KB problem.
+    #[error(transparent)]
+    Kb(#[from] KbError),
+    /// Plugin problem.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The engine could not start.
+    #[error("cannot start the Wasm engine: {0}")]
+    Engine(String),
+    /// A slot names a plugin that is not installed.
+    #[error("[slots] {slot} = \"{value}\" in {config}: {problem}")]
+    Slot {
+        /// The slot.
+        slot: PolicyKind,
+        /// Its value.
+        value: String,
+        /// The config file.
+        config: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// File system trouble.
+    #[error("{path}: {source}")]
+    Io {
+        /// Path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// `init` refused.
+    #[error("{0}")]
+    Init(String),
+    /// Audit write failed.
+    #[error("audit: {0}")]
+    Audit(String),
+}
+
+type Result<T> = std::result::Result<T, WorkspaceError>;
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WorkspaceError + '_ {
+    move |source| WorkspaceError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// An open workspace.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// `deskhost.toml`.
+    pub config: Arc<WorkspaceConfig>,
+    /// sha256 of `deskhost.toml`.
+    pub config_hash: String,
+    /// The store.
+    pub store: Store,
+}
+
+impl Workspace {
+    /// Opens the workspace in `dir`.
+    pub async fn open(dir: &Path) -> Result<Self> {
+        let config_path = dir.join(CONFIG_FILE);
+        let text = std::fs::read(&config_path).map_err(|source| ConfigError::Read {
+            path: config_path.clone(),
+            source,
+        })?;
+        let config = WorkspaceConfig::parse(&String::from_utf8_lossy(&text), &config_path)?;
+        let store = Store::open(&dir.join("deskhost.db")).await?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            config: Arc::new(config),
+            config_hash: sha256_hex(&text),
+            store,
+        })
+    }
+
+    /// Path of the config file.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join(CONFIG_FILE)
+    }
+
+    /// The KB index, rebuilt from the store if stale.
+    pub async fn kb(&self) -> Result<KbIndex> {
+        let articles = self.store.articles().await?;
+        let (kb, rebuilt) = KbIndex::open_or_rebuild(&self.dir.join("index").join("kb"), articles)?;
+        if rebuilt {
+            tracing::info!(
+                version = kb.version(),
+                articles = kb.len(),
+                "rebuilt the knowledge-base index"
+            );
+        }
+        self.store
+            .set_meta("kb_index_version", kb.version())
+            .await?;
+        Ok(kb)
+    }
+
+    /// Rebuilds the KB index from the store.
+    pub async fn reindex(&self) -> Result<KbIndex> {
+        let kb = KbIndex::build(
+            &self.dir.join("index").join("kb"),
+            self.store.articles().await?,
+        )?;
+        self.store
+            .set_meta("kb_index_version", kb.version())
+            .await?;
+        Ok(kb)
+    }
+
+    /// A runtime using this workspace's compile cache.
+    pub fn runtime(&self) -> Result<Runtime> {
+        Runtime::new(&self.config.runtime, &self.dir.join("cache"))
+            .map_err(|e| WorkspaceError::Engine(e.to_string()))
+    }
+
+    /// The manifest path a slot value (`id@version`) points to.
+    pub fn manifest_for(&self, slot: PolicyKind, value: &str) -> Result<PathBuf> {
+        let slot_err = |problem: String| WorkspaceError::Slot {
+            slot,
+            value: value.to_string(),
+            config: self.config_path(),
+            problem,
+        };
+        let (id, version) = value.split_once('@').ok_or_else(|| {
+            slot_err(
+                "use id@version, e.g. triage-default@0.1.0 (see `deskhost plugin list`)".into(),
+            )
+        })?;
+        let path = self
+            .dir
+            .join("plugins")
+            .join(id)
+            .join(version)
+            .join(MANIFEST_FILE);
+        if !path.exists() {
+            return Err(slot_err(format!(
+                "{} does not exist; install the plugin or fix the slot",
+                path.display()
+            )));
+        }
+        Ok(path)
+    }
+
+    /// Loads the active plugins of every configured slot.
+    pub fn load_plugins(&self, runtime: &Runtime) -> Result<ActivePlugins> {
+        let slots = &self.config.slots;
+        let load = |kind: PolicyKind, value: &str| -> Result<Arc<LoadedPlugin>> {
+            let path = self.manifest_for(kind, value)?;
+            Ok(Arc::new(runtime.load_plugin(
+                &path,
+                kind,
+                &self.config.ceiling,
+            )?))
+        };
+        Ok(ActivePlugins {
+            triage: load(PolicyKind::Triage, &slots.triage)?,
+            reply: slots
+                .reply
+                .as_deref()
+                .map(|v| load(PolicyKind::Reply, v))
+                .transpose()?,
+            escalation: slots
+                .escalation
+                .as_deref()
+                .map(|v| load(PolicyKind::Escalation, v))
+                .transpose()?,
+        })
+    }
+
+    /// Everything needed to decide tickets.
+    pub async fn pipeline(&self) -> Result<Pipeline> {
+        let kb = self.kb().await?;
+        let runtime = Arc::new(self.runtime()?);
+        let plugins = self.load_plugins(&runtime)?;
+        let services = Arc::new(Services {
+            store: self.store.clone(),
+            kb,
+        });
+        Ok(Pipeline::new(
+            runtime,
+            services,
+            self.config.clone(),
+            self.config_hash.clone(),
+            plugins,
+        )
+        .await?)
+    }
+
+    /// Appends records outside any run (imports, training).
+    pub async fn audit(&self, entries: &[AuditEntry]) -> Result<()> {
+        audit::append_now(self.store.pool(), entries)
+            .await
+            .map_err(|e| WorkspaceError::Audit(e.to_string()))
+    }
+}
+
+/// What `init` did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InitReport {
+    /// The new workspace.
+    pub dir: PathBuf,
+    /// Plugins installed: (manifest path, component sha256).
+    pub plugins: Vec<(PathBuf, String)>,
+}
+
+/// Creates a workspace in `target` from the template directory `template`, installing each
+/// template plugin's component from `components` (a directory of built `.wasm` files).
+pub fn init(target: &Path, template: &Path, components: &Path, force: bool) -> Result<InitReport> {
+    if !template.join(CONFIG_FILE).exists() {
+        return Err(WorkspaceError::Init(format!(
+            "{} has no {CONFIG_FILE}; pass --from with a workspace template such as examples/workspace",
+            template.display()
+        )));
+    }
+    if target.exists()
+        && std::fs::read_dir(target)
+            .map_err(io(target))?
+            .next()
+            .is_some()
+    {
+        if !force {
+            return Err(WorkspaceError::Init(format!(
+                "{} exists and is not empty; choose another directory or pass --force to replace it",
+                target.display()
+            )));
+        }
+        std::fs::remove_dir_all(target).map_err(io(target))?;
+    }
+    copy_dir(template, target)?;
+    let mut plugins = Vec::new();
+    for manifest in find_manifests(&target.join("plugins"))? {
+        let text = std::fs::read_to_string(&manifest).map_err(io(&manifest))?;
+        let table: toml::Table = toml::from_str(&text).map_err(|e| {
+            WorkspaceError::Init(format!(
+                "template manifest {} is not TOML: {e}",
+                manifest.display()
+            ))
+        })?;
+        let Some(component) = table.get("component").and_then(|v| v.as_str()) else {
+            return Err(WorkspaceError::Init(format!(
+                "template manifest {} has no component",
+                manifest.display()
+            )));
+        };
+        let dir = manifest.parent().unwrap_or(target);
+        let installed = dir.join(component);
+        if !installed.exists() {
+            let built = components.join(component);
+            std::fs::copy(&built, &installed).map_err(|e| {
+                WorkspaceError::Init(format!(
+                    "cannot install {}: {e}; build the plugins first (cargo build --profile plugin --target wasm32-wasip2) or pass --plugins DIR",
+                    built.display()
+                ))
+            })?;
+        }
+        let digest = sha256_hex(&std::fs::read(&installed).map_err(io(&installed))?);
+        let filled: String = text
+            .lines()
+            .map(|l| {
+                if l.trim_start().starts_with("sha256") {
+                    format!("sha256 = \"{digest}\"")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(&manifest, filled + "\n").map_err(io(&manifest))?;
+        plugins.push((manifest, digest));
+    }
+    Ok(InitReport {
+        dir: target.to_path_buf(),
+        plugins,
+    })
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).map_err(io(to))?;
+    for entry in std::fs::read_dir(from).map_err(io(from))? {
+        let entry = entry.map_err(io(from))?;
+        let path = entry.path();
+        let dest = to.join(entry.file_name());
+        if path.is_dir() {
+            copy_dir(&path, &dest)?;
+        } else {
+            std::fs::copy(&path, &dest).map_err(io(&path))?;
+        }
+    }
+    Ok(())
+}
+
+/// Every `plugin.toml` under `dir` (two levels: `<id>/<version>/`).
+pub fn find_manifests(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    if !dir.exists() {
+        return Ok(out);
+    }
+    for id in std::fs::read_dir(dir).map_err(io(dir))? {
+        let id = id.map_err(io(dir))?.path();
+        if !id.is_dir() {
+            continue;
+        }
+        for version in std::fs::read_dir(&id).map_err(io(&id))? {
+            let manifest = version.map_err(io(&id))?.path().join(MANIFEST_FILE);
+            if manifest.exists() {
+                out.push(manifest);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// An audit record for an import.
+pub fn import_record(kind: &str, file: &Path, counts: serde_json::Value) -> AuditEntry {
+    AuditEntry::global(
+        kind,
+        json!({ "file": file.display().to_string(), "counts": counts }),
+    )
+}
