@@ -101,22 +101,13 @@ pub struct Slots {
 }
 
 /// `[pipeline]`.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
     /// Tickets decided concurrently (0 = twice the CPU count).
     pub concurrency: usize,
     /// Categories the reply policy is not asked about (a human writes those).
     pub no_reply_categories: Vec<String>,
-}
-
-impl Default for PipelineConfig {
-    fn default() -> Self {
-        Self {
-            concurrency: 0,
-            no_reply_categories: Vec::new(),
-        }
-    }
 }
 
 /// Effects the gate may apply without a human.
@@ -138,7 +129,7 @@ pub enum EffectKind {
 }
 
 /// `[gate]`.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct GateConfig {
     /// Effects that may be applied without review when their field clears its threshold.
@@ -148,16 +139,6 @@ pub struct GateConfig {
     pub thresholds: BTreeMap<String, f32>,
     /// Rules that force review regardless of confidence.
     pub risk: RiskRules,
-}
-
-impl Default for GateConfig {
-    fn default() -> Self {
-        Self {
-            auto_apply: Vec::new(),
-            thresholds: BTreeMap::new(),
-            risk: RiskRules::default(),
-        }
-    }
 }
 
 /// `[gate.risk]`.

@@ -277,10 +277,14 @@ fn init(args: InitArgs, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The records of a JSON Lines file with their line numbers, and the rejected lines.
+struct JsonLines<T> {
+    records: Vec<(usize, T)>,
+    rejected: Vec<String>,
+}
+
 /// Reads a JSON Lines file into `T`s; bad lines are reported with their number, not fatal.
-fn read_jsonl<T: serde::de::DeserializeOwned>(
-    path: &Path,
-) -> Result<(Vec<(usize, T)>, Vec<String>)> {
+fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<JsonLines<T>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut good = Vec::new();
@@ -294,7 +298,10 @@ fn read_jsonl<T: serde::de::DeserializeOwned>(
             Err(e) => bad.push(format!("{}:{}: {e}; line skipped", path.display(), i + 1)),
         }
     }
-    Ok((good, bad))
+    Ok(JsonLines {
+        records: good,
+        rejected: bad,
+    })
 }
 
 fn count(outcomes: &[Upsert]) -> serde_json::Value {
@@ -306,7 +313,10 @@ async fn kb(dir: &Path, cmd: KbCommand, json: bool) -> Result<ExitCode> {
     let ws = Workspace::open(dir).await?;
     match cmd {
         KbCommand::Import { file } => {
-            let (articles, bad) = read_jsonl::<ArticleRecord>(&file)?;
+            let JsonLines {
+                records: articles,
+                rejected: bad,
+            } = read_jsonl::<ArticleRecord>(&file)?;
             for b in &bad {
                 eprintln!("{b}");
             }
@@ -385,7 +395,10 @@ async fn kb(dir: &Path, cmd: KbCommand, json: bool) -> Result<ExitCode> {
 
 async fn crm_import(dir: &Path, file: &Path, json: bool) -> Result<ExitCode> {
     let ws = Workspace::open(dir).await?;
-    let (customers, bad) = read_jsonl::<CustomerRecord>(file)?;
+    let JsonLines {
+        records: customers,
+        rejected: bad,
+    } = read_jsonl::<CustomerRecord>(file)?;
     for b in &bad {
         eprintln!("{b}");
     }
@@ -509,7 +522,10 @@ async fn run(dir: &Path, args: RunArgs) -> Result<ExitCode> {
     let mut work: Vec<(String, u32)> = Vec::new();
     let mut out = std::io::stdout().lock();
     if let Some(file) = &args.file {
-        let (tickets, bad) = read_jsonl::<TicketInput>(file)?;
+        let JsonLines {
+            records: tickets,
+            rejected: bad,
+        } = read_jsonl::<TicketInput>(file)?;
         rejected += bad.len();
         for b in &bad {
             eprintln!("{b}");

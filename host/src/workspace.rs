@@ -142,9 +142,12 @@ impl Workspace {
         Ok(kb)
     }
 
-    /// A runtime using this workspace's compile cache.
+    /// A runtime using this workspace's compile cache (`DESKHOST_CACHE_DIR` shares one
+    /// between workspaces; entries are keyed by component digest and engine settings).
     pub fn runtime(&self) -> Result<Runtime> {
-        Runtime::new(&self.config.runtime, &self.dir.join("cache"))
+        let cache = std::env::var_os("DESKHOST_CACHE_DIR")
+            .map_or_else(|| self.dir.join("cache"), PathBuf::from);
+        Runtime::new(&self.config.runtime, &cache)
             .map_err(|e| WorkspaceError::Engine(e.to_string()))
     }
 

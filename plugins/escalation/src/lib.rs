@@ -159,10 +159,12 @@ fn lower_contains(text: &str, needles: &[&str]) -> bool {
 fn fact_tokens(sentence: &str) -> Vec<String> {
     let mut out = Vec::new();
     let bytes = sentence.as_bytes();
+    let mut covered_until = 0;
     for r in token_ranges(sentence) {
+        if r.start < covered_until {
+            continue;
+        }
         let word = &sentence[r.clone()];
-        let has_digit = word.chars().any(|c| c.is_ascii_digit());
-        let has_alpha = word.chars().any(|c| c.is_ascii_alphabetic());
         // Extend over joiners so `INV-2024-0042` and `ERR_504` stay whole.
         let mut end = r.end;
         while end < bytes.len() && matches!(bytes[end], b'-' | b'_' | b'.' | b'/') {
@@ -176,31 +178,32 @@ fn fact_tokens(sentence: &str) -> Vec<String> {
             end += 1 + next_len;
         }
         let whole = &sentence[r.start..end];
-        let money_before =
-            r.start > 0 && matches!(sentence[..r.start].chars().last(), Some('$' | '€' | '£'));
-        let money_after = sentence[end..].trim_start().starts_with(['€', '$'])
-            || sentence[end..]
-                .trim_start()
-                .to_uppercase()
-                .starts_with("EUR");
-        let after_code_word = {
-            let before = sentence[..r.start].trim_end().to_lowercase();
-            [
-                "error", "code", "status", "fehler", "erreur", "código", "erro",
-            ]
-            .iter()
-            .any(|w| before.ends_with(w))
-        };
-        let code_number = has_digit && word.len() >= 3 && after_code_word;
-        if (has_digit && has_alpha)
-            || whole.len() > word.len() && has_digit
-            || (has_digit && (money_before || money_after))
-            || code_number
+        covered_until = end;
+        let has_digit = whole.chars().any(|c| c.is_ascii_digit());
+        let has_alpha = whole.chars().any(|c| c.is_ascii_alphabetic());
+        let currency = sentence[..r.start]
+            .chars()
+            .last()
+            .filter(|c| matches!(c, '$' | '€' | '£'));
+        let after = sentence[end..].trim_start();
+        let money_after = after.starts_with(['€', '$']) || after.to_uppercase().starts_with("EUR");
+        const CODE_WORDS: [&str; 7] = [
+            "error", "code", "status", "fehler", "erreur", "código", "erro",
+        ];
+        let before = sentence[..r.start].trim_end().to_lowercase();
+        let after = after.to_lowercase();
+        let near_code_word = word.len() >= 3
+            && CODE_WORDS
+                .iter()
+                .any(|w| before.ends_with(w) || after.starts_with(w));
+        // Identifiers mix letters and digits (E4012) or join parts (INV-2024-0042);
+        // amounts carry a currency; bare numbers count next to "error"/"code".
+        let joined = whole.len() > word.len();
+        if has_digit && (has_alpha || joined || currency.is_some() || money_after || near_code_word)
         {
-            let token = if money_before {
-                format!("{}{whole}", &sentence[r.start - 1..r.start])
-            } else {
-                whole.to_string()
+            let token = match currency {
+                Some(c) => format!("{c}{whole}"),
+                None => whole.to_string(),
             };
             if !out.contains(&token) {
                 out.push(token);
@@ -477,4 +480,38 @@ pub fn summarize_texts(texts: &[&str], language: &str, n: usize) -> String {
 fn summarize(sentences: &[Sentence], language: &str, n: usize) -> String {
     let texts: Vec<&str> = sentences.iter().map(|s| s.text.as_str()).collect();
     truncate(&summarize_texts(&texts, language, n), 600)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fact_tokens_keep_identifiers_amounts_and_error_codes_whole() {
+        assert_eq!(
+            fact_tokens(
+                "Invoice INV-2024-0042 failed with ERR_504 and error 503, charged €12.40 twice."
+            ),
+            vec!["INV-2024-0042", "ERR_504", "503", "€12.40"]
+        );
+        assert_eq!(
+            fact_tokens("We paid 1240.50 EUR on 3 May."),
+            vec!["1240.50"]
+        );
+        assert!(fact_tokens("Nothing to see here, 42 times.").is_empty());
+    }
+
+    #[test]
+    fn summary_prefers_the_topic_and_keeps_order() {
+        let texts = [
+            "The dashboard is down for everyone.",
+            "Hi team.",
+            "We restarted the router but the dashboard is still down.",
+            "Thanks.",
+        ];
+        assert_eq!(
+            summarize_texts(&texts, "en", 2),
+            "The dashboard is down for everyone. We restarted the router but the dashboard is still down."
+        );
+    }
 }

@@ -4,7 +4,7 @@
 //! may differ in the last bit. The classifier uses these instead, so a model gives
 //! bit-identical probabilities natively and inside a plugin.
 
-const LN2_HI: f64 = 6.931_471_803_691_238_2e-1;
+const LN2_HI: f64 = 6.931_471_803_691_238e-1;
 const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
 const LOG2E: f64 = std::f64::consts::LOG2_E;
 

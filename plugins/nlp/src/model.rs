@@ -211,7 +211,7 @@ impl<'a> Model<'a> {
         if !fits(model.heads_off, n_heads as usize * HEAD_LEN) {
             return Err(ModelError::Corrupt("head table"));
         }
-        if !fits(model.index_off, buckets * 4) || model.index_off % 4 != 0 {
+        if !fits(model.index_off, buckets * 4) || !model.index_off.is_multiple_of(4) {
             return Err(ModelError::Corrupt("bucket index"));
         }
         if !fits(model.rowmeta_off, rows * 8) {

@@ -395,11 +395,16 @@ pub fn train(
                 }
                 slot_of[row as usize] = u32::MAX;
             }
-            for c in 0..stride {
-                let g = gb[c] * scale;
-                p.mb[c] = beta1 * p.mb[c] + (1.0 - beta1) * g;
-                p.vb[c] = beta2 * p.vb[c] + (1.0 - beta2) * g * g;
-                p.b[c] -= lr * p.mb[c] / (p.vb[c].sqrt() + eps);
+            let bias = gb
+                .iter()
+                .zip(p.mb.iter_mut())
+                .zip(p.vb.iter_mut())
+                .zip(p.b.iter_mut());
+            for (((g, m), v), b) in bias {
+                let g = g * scale;
+                *m = beta1 * *m + (1.0 - beta1) * g;
+                *v = beta2 * *v + (1.0 - beta2) * g * g;
+                *b -= lr * *m / (v.sqrt() + eps);
             }
         }
         if held_x.is_empty() {

@@ -396,3 +396,78 @@ fn sentiment_name(s: Sentiment) -> &'static str {
         Sentiment::Positive => "positive",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ticket(subject: &str, body: &str) -> Ticket {
+        Ticket {
+            id: "T-1".into(),
+            version: 1,
+            subject: subject.into(),
+            body: body.into(),
+            channel: None,
+            language: Some("en".into()),
+            customer_id: None,
+            requester: None,
+            tags: None,
+            messages: None,
+            created_at: None,
+        }
+    }
+
+    fn settings() -> Settings {
+        serde_json::from_value(serde_json::json!({
+            "category_queues": { "billing": "billing" },
+            "fallback_category": "billing",
+            "rules": [{
+                "id": "legal-threat", "any": ["lawyer", "legal action"], "escalate": "legal-threat",
+                "priority_at_least": "urgent", "queue": "legal", "tags": ["legal"]
+            }]
+        }))
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn rules_escalate_raise_priority_and_cite_the_match() {
+        let d = decide(
+            &ticket("Refund", "Refund me or my Lawyer takes legal action."),
+            &settings(),
+            None,
+        );
+        let e = d.escalate.unwrap_or_else(|| panic!("escalates"));
+        assert_eq!(e.code, "legal-threat");
+        assert_eq!(e.evidence[0].quote, "Lawyer");
+        assert_eq!(d.queue.value, "legal");
+        assert_eq!(d.queue.confidence, 1.0);
+        assert!(matches!(d.priority.value, Priority::Urgent));
+        assert_eq!(d.tags, vec!["legal"]);
+        assert!(
+            d.rationale.contains("rule legal-threat matched \"Lawyer\""),
+            "{}",
+            d.rationale
+        );
+    }
+
+    #[test]
+    fn without_a_model_fallbacks_have_zero_confidence() {
+        let d = decide(
+            &ticket("Question", "How do I export invoices?"),
+            &settings(),
+            None,
+        );
+        assert_eq!(
+            (d.category.value.as_str(), d.category.confidence),
+            ("billing", 0.0)
+        );
+        assert!(d.escalate.is_none());
+        assert!(d.rationale.contains("no model bound"));
+    }
+
+    #[test]
+    fn unknown_settings_keys_are_rejected() {
+        let bad = serde_json::from_value::<Settings>(serde_json::json!({ "rulez": [] }));
+        assert!(bad.is_err());
+    }
+}

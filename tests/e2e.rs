@@ -1,0 +1,14 @@
+//! End-to-end tests: the built `deskhost` binary and the built plugin components, on
+//! workspaces created from `examples/workspace`.
+//!
+//! The plugins must be built first (`tests/run.sh` does it):
+//! `cargo build --profile plugin --target wasm32-wasip2 -p deskhost-triage -p deskhost-reply
+//! -p deskhost-escalation -p deskhost-probe`.
+
+mod e2e {
+    pub mod audit;
+    pub mod binding;
+    pub mod demo;
+    pub mod faults;
+    pub mod support;
+}

@@ -1,0 +1,83 @@
+//! The model reaches the plugin through its bound data segment, and the classifier gives
+//! the same predictions natively and inside the plugin.
+
+use super::support::{Ws, by_id, plugin_dir};
+use deskhost::runtime::bind::bind;
+use deskhost_nlp::{Model, Scratch};
+
+#[test]
+fn binding_rewrites_a_valid_component_once() {
+    let component = std::fs::read(plugin_dir().join("deskhost_triage.wasm")).unwrap_or_default();
+    let data = vec![7u8; 200_000];
+    let Ok(Some(bound)) = bind(&component, b"{\"rules\":[]}", &data) else {
+        panic!("the SDK's slot must be found")
+    };
+    assert_eq!(
+        bound.added_bytes,
+        4 * 65536,
+        "data and settings round up to whole pages"
+    );
+    let mut validator = wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all());
+    validator
+        .validate_all(&bound.component)
+        .unwrap_or_else(|e| panic!("bound component is invalid: {e}"));
+    // Binding is deterministic (the compile cache relies on it).
+    let Ok(Some(again)) = bind(&component, b"{\"rules\":[]}", &data) else {
+        panic!("binds twice")
+    };
+    assert_eq!(bound.component, again.component);
+    // A core module is not a component.
+    assert!(bind(b"\0asm\x01\0\0\0", b"", b"").is_err());
+}
+
+#[test]
+fn native_and_wasm_predictions_agree() {
+    let ws = Ws::trained();
+    let tickets = ws.demo_tickets();
+    let (_, results) = ws.run(&tickets);
+    let results = by_id(&results);
+    let bytes =
+        std::fs::read(ws.path().join("plugins/triage-default/0.1.0/model.dhm")).unwrap_or_default();
+    let model = Model::parse(&bytes).unwrap_or_else(|e| panic!("{e}"));
+    let mut scratch = Scratch::default();
+    let mut compared = 0;
+    for t in &tickets {
+        let text = deskhost::train::ticket_text(
+            t["subject"].as_str().unwrap_or(""),
+            t["body"].as_str().unwrap_or(""),
+        );
+        model.vectorize(&text, &mut scratch, false);
+        let native = model.predict(&mut scratch);
+        let wasm = &results[t["id"].as_str().unwrap_or("")]["triage"]["proposal"];
+        for p in &native {
+            let field = &wasm[p.field.as_str()];
+            // Operator rules may override a field; compare where the model decided.
+            if field["evidence"]
+                .as_array()
+                .and_then(|e| e.first())
+                .is_some_and(|e| e["source"] != "model")
+            {
+                continue;
+            }
+            if field["evidence"].as_array().is_some_and(Vec::is_empty) {
+                continue;
+            }
+            assert_eq!(
+                field["value"].as_str(),
+                Some(p.label.as_str()),
+                "{} {}",
+                t["id"],
+                p.field
+            );
+            let wasm_confidence = field["confidence"].as_f64().unwrap_or(-1.0);
+            let native_confidence = (f64::from(p.confidence) * 10_000.0).round() / 10_000.0;
+            assert_eq!(
+                wasm_confidence, native_confidence,
+                "{} {}",
+                t["id"], p.field
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared >= 60, "compared {compared} field decisions");
+}

@@ -1,0 +1,258 @@
+//! Workspaces for end-to-end tests, driven through the real binary.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The `deskhost` binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_deskhost"))
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// Where the built plugin components are.
+pub fn plugin_dir() -> PathBuf {
+    let dir = std::env::var_os("DESKHOST_PLUGIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            // target/<profile>/deskhost → target/wasm32-wasip2/plugin
+            bin()
+                .parent()
+                .and_then(Path::parent)
+                .map(|t| t.join("wasm32-wasip2").join("plugin"))
+                .unwrap_or_default()
+        });
+    assert!(
+        dir.join("deskhost_probe.wasm").exists() && dir.join("deskhost_triage.wasm").exists(),
+        "the plugin components are not built in {}; run tests/run.sh, or cargo build --profile plugin --target wasm32-wasip2 \
+         -p deskhost-triage -p deskhost-reply -p deskhost-escalation -p deskhost-probe",
+        dir.display()
+    );
+    dir
+}
+
+/// The output of one command.
+#[derive(Debug)]
+pub struct Out {
+    /// Exit code.
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Out {
+    /// Standard output as JSON Lines.
+    pub fn lines(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {e}: {l}")))
+            .collect()
+    }
+
+    /// Standard output as one JSON value.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON: {e}: {}", self.stdout))
+    }
+}
+
+/// A workspace in a temporary directory.
+pub struct Ws {
+    dir: tempfile::TempDir,
+}
+
+impl Ws {
+    /// A workspace from the demo template with the KB and CRM imported.
+    pub fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let ws = Ws { dir: tmp };
+        let template = repo().join("examples").join("workspace");
+        let plugins = plugin_dir();
+        let out = ws.raw(&[
+            "init",
+            ws.path_str(),
+            "--from",
+            template.to_str().unwrap_or(""),
+            "--plugins",
+            plugins.to_str().unwrap_or(""),
+            "--force",
+        ]);
+        assert_eq!(out.code, 0, "init failed: {out:?}");
+        ws.ok(&["kb", "import", &ws.file("kb/articles.jsonl")]);
+        ws.ok(&["crm", "import", &ws.file("crm/customers.jsonl")]);
+        ws
+    }
+
+    /// A workspace with the triage model trained on its history.
+    pub fn trained() -> Self {
+        let ws = Self::new();
+        ws.ok(&[
+            "train",
+            &ws.file("history.jsonl"),
+            "--fields",
+            "category,queue,priority",
+            "--name",
+            "lumio-demo",
+        ]);
+        ws
+    }
+
+    /// The workspace directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn path_str(&self) -> &str {
+        self.dir.path().to_str().unwrap_or("")
+    }
+
+    /// A path inside the workspace, as a string.
+    pub fn file(&self, rel: &str) -> String {
+        self.path().join(rel).to_string_lossy().into_owned()
+    }
+
+    fn raw(&self, args: &[&str]) -> Out {
+        let cache = bin()
+            .parent()
+            .map(|d| d.join("e2e-compile-cache"))
+            .unwrap_or_default();
+        let output = Command::new(bin())
+            .args(args)
+            .env("DESKHOST_CACHE_DIR", cache)
+            .env_remove("DESKHOST_WORKSPACE")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run deskhost: {e}"));
+        Out {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Runs `deskhost -w WS args...`.
+    pub fn cmd(&self, args: &[&str]) -> Out {
+        let mut full = vec!["-w", self.path_str()];
+        full.extend_from_slice(args);
+        self.raw(&full)
+    }
+
+    /// Runs a command that must succeed.
+    pub fn ok(&self, args: &[&str]) -> Out {
+        let out = self.cmd(args);
+        assert_eq!(out.code, 0, "deskhost {args:?} failed: {out:?}");
+        out
+    }
+
+    /// Writes `tickets` as JSON Lines and runs them; returns the output and the results.
+    pub fn run(&self, tickets: &[Value]) -> (Out, Vec<Value>) {
+        let path = self.path().join(format!(
+            "tickets-{}.jsonl",
+            std::process::id() ^ rand_suffix()
+        ));
+        let text: String = tickets.iter().map(|t| format!("{t}\n")).collect();
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("write tickets: {e}"));
+        let out = self.cmd(&["run", path.to_str().unwrap_or("")]);
+        let lines = out.lines();
+        (out, lines)
+    }
+
+    /// The demo tickets of the workspace.
+    pub fn demo_tickets(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.path().join("tickets.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Installs the probe plugin as `id@0.1.0` of `kind` with `settings` and a manifest tail
+    /// (limits and grants); returns `id@0.1.0`.
+    pub fn install_probe(&self, id: &str, kind: &str, settings: Value, tail: &str) -> String {
+        let dir = self.path().join("plugins").join(id).join("0.1.0");
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let component = std::fs::read(plugin_dir().join("deskhost_probe.wasm"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.join("deskhost_probe.wasm"), &component)
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.join("settings.json"), settings.to_string())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let manifest = format!(
+            "id = \"{id}\"\nversion = \"0.1.0\"\nkind = \"{kind}\"\nwit = \"0.1.0\"\ncomponent = \"deskhost_probe.wasm\"\nsha256 = \"{}\"\nconfig = \"settings.json\"\n{tail}\n",
+            deskhost::util::sha256_hex(&component)
+        );
+        std::fs::write(dir.join("plugin.toml"), manifest).unwrap_or_else(|e| panic!("{e}"));
+        format!("{id}@0.1.0")
+    }
+
+    /// Points `slot` at `value` (or removes it) in deskhost.toml.
+    pub fn set_slot(&self, slot: &str, value: Option<&str>) {
+        let path = self.path().join("deskhost.toml");
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let lines: Vec<String> = text
+            .lines()
+            .filter_map(|l| {
+                if l.starts_with(&format!("{slot} = ")) {
+                    value.map(|v| format!("{slot} = \"{v}\""))
+                } else {
+                    Some(l.to_string())
+                }
+            })
+            .collect();
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// A connection to the workspace's database.
+    pub async fn db(&self) -> sqlx::SqlitePool {
+        let url = format!("sqlite://{}", self.path().join("deskhost.db").display());
+        sqlx::SqlitePool::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("db: {e}"))
+    }
+}
+
+fn rand_suffix() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    N.fetch_add(1, Ordering::Relaxed) << 20
+}
+
+/// The default probe grants: what the probe component imports (kb, crm) must be granted.
+pub const PROBE_GRANTS: &str = "[grants.kb]\ncollections = [\"public\"]\n[grants.crm]\nfields = [\"tier\"]\n[grants.ticket]\nfields = [\"customer_id\"]\n";
+
+/// Two ordinary tickets: the second shows the host moved on after the first.
+pub fn two_tickets() -> Vec<Value> {
+    vec![
+        serde_json::json!({"id": "T-9001", "subject": "Charged twice", "body": "My card was charged twice for the same invoice, please refund.", "customer_id": "C-1007", "language": "en"}),
+        serde_json::json!({"id": "T-9002", "subject": "Reset password", "body": "How do I reset my password? The link expired.", "customer_id": "C-1010", "language": "en"}),
+    ]
+}
+
+/// The results by ticket id.
+pub fn by_id(results: &[Value]) -> std::collections::BTreeMap<String, Value> {
+    results
+        .iter()
+        .map(|r| (r["ticket_id"].as_str().unwrap_or("").to_string(), r.clone()))
+        .collect()
+}
+
+/// Review reason codes of a result.
+pub fn reasons(result: &Value) -> Vec<String> {
+    result["gate"]["review"]["reasons"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| r["code"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The test command. CI runs it through .ci/run; run it yourself from a fresh clone.
+#
+# It installs what it needs (the wasm32-wasip2 target), checks formatting and lints, builds
+# the plugin components once, then runs every unit and end-to-end test. Builds go to
+# $CARGO_TARGET_DIR (default ~/.cache/deskhost/target, outside the clone) so reruns are
+# incremental. Evaluation on ../shared/data is a separate, opt-in command (see README).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/deskhost/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+step() { printf '\n== %s\n' "$*" >&2; }
+started=$SECONDS
+
+step "toolchain"
+rustup target add wasm32-wasip2
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+step "format"
+cargo fmt --all -- --check
+
+step "plugins (wasm32-wasip2, built once for the whole run)"
+plugins=(-p deskhost-sdk -p deskhost-triage -p deskhost-reply -p deskhost-escalation -p deskhost-probe)
+cargo build --locked --profile plugin --target wasm32-wasip2 "${plugins[@]}"
+
+step "lint"
+cargo clippy --locked --workspace --all-targets --all-features -- -D warnings
+cargo clippy --locked --target wasm32-wasip2 "${plugins[@]}" -- -D warnings
+
+step "tests (unit tests of every crate + end-to-end through the built binary)"
+# Release: the end-to-end tests compile and run Wasm, which a debug Cranelift makes slow;
+# the release artifacts are shared with the demo build.
+cargo test --locked --release --workspace --exclude deskhost-probe --all-features
+
+step "done in $((SECONDS - started))s"
