@@ -225,6 +225,20 @@ impl WorkspaceConfig {
                 )));
             }
         }
+        for effect in &self.gate.auto_apply {
+            let field = match effect {
+                EffectKind::Category => "category",
+                EffectKind::Queue => "queue",
+                EffectKind::Priority => "priority",
+                EffectKind::Language => "language",
+                EffectKind::Tags | EffectKind::InternalNote => continue,
+            };
+            if !self.gate.thresholds.contains_key(field) {
+                return Err(invalid(format!(
+                    "[gate] auto_apply includes {field} but [gate.thresholds] has no {field}; add e.g. {field} = 0.8"
+                )));
+            }
+        }
         if let Some(p) = &self.gate.risk.negative_sentiment_min_priority
             && !matches!(p.as_str(), "low" | "medium" | "high" | "urgent")
         {
@@ -271,6 +285,18 @@ triage = "triage-default@0.1.0"
         assert!(
             !c.ceiling_allows(CapabilityName::Crm),
             "the default ceiling grants nothing"
+        );
+    }
+
+    #[test]
+    fn auto_applied_fields_need_a_threshold() {
+        let bad = format!("{MINIMAL}\n[gate]\nauto_apply = [\"queue\", \"tags\"]\n");
+        let Err(e) = WorkspaceConfig::parse(&bad, Path::new("deskhost.toml")) else {
+            panic!("must fail")
+        };
+        assert!(
+            e.to_string().contains("[gate.thresholds] has no queue"),
+            "{e}"
         );
     }
 
