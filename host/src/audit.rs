@@ -75,10 +75,12 @@ pub fn record_hash(
     ])
 }
 
-/// Reads the chain's head.
-pub async fn load_head(pool: &SqlitePool) -> Result<AuditHead, sqlx::Error> {
+/// Reads the chain's head (through a pool or inside a transaction).
+pub async fn load_head<'e, E: sqlx::SqliteExecutor<'e>>(
+    executor: E,
+) -> Result<AuditHead, sqlx::Error> {
     let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-        .fetch_optional(pool)
+        .fetch_optional(executor)
         .await?;
     Ok(match row {
         Some(r) => AuditHead {
@@ -135,21 +137,9 @@ pub async fn append(
 
 /// Appends `entries` in a transaction of their own (imports, plugin events).
 pub async fn append_now(pool: &SqlitePool, entries: &[AuditEntry]) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    // Read the head inside the transaction: SQLite serialises writers, so it is current.
-    let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-        .fetch_optional(&mut *tx)
-        .await?;
-    let mut head = match row {
-        Some(r) => AuditHead {
-            seq: r.get(0),
-            hash: r.get(1),
-        },
-        None => AuditHead {
-            seq: 0,
-            hash: GENESIS.to_string(),
-        },
-    };
+    // IMMEDIATE: hold the write lock from the head read to the commit (see the committer).
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut head = load_head(&mut *tx).await?;
     append(&mut tx, &mut head, entries).await?;
     tx.commit().await
 }

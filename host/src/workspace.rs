@@ -220,8 +220,7 @@ impl Workspace {
             self.config.clone(),
             self.config_hash.clone(),
             plugins,
-        )
-        .await?)
+        ))
     }
 
     /// Appends records outside any run (imports, training).

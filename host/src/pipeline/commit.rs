@@ -94,8 +94,7 @@ const MAX_BATCH: usize = 128;
 
 impl Committer {
     /// Starts the committer on `store`.
-    pub async fn start(store: Store) -> Result<Self, sqlx::Error> {
-        let mut head = audit::load_head(store.pool()).await?;
+    pub fn start(store: Store) -> Self {
         let (tx, mut rx) = mpsc::channel::<Request>(1024);
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
@@ -106,13 +105,7 @@ impl Committer {
                         Err(_) => break,
                     }
                 }
-                let result = write_batch(&store, &mut head, &batch).await;
-                if result.is_err() {
-                    // Rolled back: the chain's head is what the database says.
-                    if let Ok(h) = audit::load_head(store.pool()).await {
-                        head = h;
-                    }
-                }
+                let result = write_batch(&store, &batch).await;
                 match result {
                     Ok(outcomes) => {
                         for ((_, reply), outcome) in batch.into_iter().zip(outcomes) {
@@ -128,7 +121,7 @@ impl Committer {
                 }
             }
         });
-        Ok(Self { tx })
+        Self { tx }
     }
 
     /// Writes `bundle` (with whatever else is queued) and waits until it is durable.
@@ -143,19 +136,16 @@ impl Committer {
     }
 }
 
-async fn write_batch(
-    store: &Store,
-    head: &mut AuditHead,
-    batch: &[Request],
-) -> Result<Vec<Committed>, sqlx::Error> {
-    let mut tx = store.pool().begin().await?;
+async fn write_batch(store: &Store, batch: &[Request]) -> Result<Vec<Committed>, sqlx::Error> {
+    // IMMEDIATE takes the write lock before the head is read, so another process appending
+    // to the audit log (an import, a second `run`) cannot slip in between and fork the chain.
+    let mut tx = store.pool().begin_with("BEGIN IMMEDIATE").await?;
+    let mut head = audit::load_head(&mut *tx).await?;
     let mut outcomes = Vec::with_capacity(batch.len());
-    let mut local_head = head.clone();
     for (bundle, _) in batch {
-        outcomes.push(write_one(&mut tx, &mut local_head, bundle).await?);
+        outcomes.push(write_one(&mut tx, &mut head, bundle).await?);
     }
     tx.commit().await?;
-    *head = local_head;
     Ok(outcomes)
 }
 

@@ -146,28 +146,23 @@ pub struct TicketOutcome {
 }
 
 impl Pipeline {
-    /// A pipeline over loaded plugins; starts the committer.
-    pub async fn new(
+    /// A pipeline over loaded plugins; starts the committer (needs a tokio runtime).
+    pub fn new(
         runtime: Arc<Runtime>,
         services: Arc<Services>,
         config: Arc<WorkspaceConfig>,
         config_hash: String,
         plugins: ActivePlugins,
-    ) -> Result<Self, crate::store::StoreError> {
-        let committer = Committer::start(services.store.clone())
-            .await
-            .map_err(|source| crate::store::StoreError::Query {
-                what: "start the committer",
-                source,
-            })?;
-        Ok(Self {
+    ) -> Self {
+        let committer = Committer::start(services.store.clone());
+        Self {
             runtime,
             services,
             config,
             config_hash,
             plugins,
             committer,
-        })
+        }
     }
 
     async fn stage(

@@ -38,62 +38,48 @@ pub use escalation_world::export_escalation;
 pub use reply_world::export_reply;
 pub use triage_world::export_triage;
 
-#[doc(hidden)]
-pub mod triage_world {
-    wit_bindgen::generate!({
-        world: "triage-policy",
-        path: "../../wit",
-        with: {
-            "deskhost:plugin/types@0.1.0": crate::types,
-            "deskhost:plugin/helpdesk@0.1.0": crate::helpdesk,
-            "deskhost:plugin/kb@0.1.0": crate::kb,
-            "deskhost:plugin/crm@0.1.0": crate::crm,
-            "deskhost:plugin/log@0.1.0": crate::log,
-            "deskhost:plugin/config@0.1.0": crate::config,
-        },
-        pub_export_macro: true,
-        export_macro_name: "export_triage",
-        default_bindings_module: "deskhost_sdk::triage_world",
-    });
+/// Bindings of one policy world, reusing the capability bindings above.
+macro_rules! policy_world {
+    ($module:ident, $world:literal, $export:literal, $path:literal) => {
+        #[doc(hidden)]
+        pub mod $module {
+            wit_bindgen::generate!({
+                world: $world,
+                path: "../../wit",
+                with: {
+                    "deskhost:plugin/types@0.1.0": crate::types,
+                    "deskhost:plugin/helpdesk@0.1.0": crate::helpdesk,
+                    "deskhost:plugin/kb@0.1.0": crate::kb,
+                    "deskhost:plugin/crm@0.1.0": crate::crm,
+                    "deskhost:plugin/log@0.1.0": crate::log,
+                    "deskhost:plugin/config@0.1.0": crate::config,
+                },
+                pub_export_macro: true,
+                export_macro_name: $export,
+                default_bindings_module: $path,
+            });
+        }
+    };
 }
 
-#[doc(hidden)]
-pub mod reply_world {
-    wit_bindgen::generate!({
-        world: "reply-policy",
-        path: "../../wit",
-        with: {
-            "deskhost:plugin/types@0.1.0": crate::types,
-            "deskhost:plugin/helpdesk@0.1.0": crate::helpdesk,
-            "deskhost:plugin/kb@0.1.0": crate::kb,
-            "deskhost:plugin/crm@0.1.0": crate::crm,
-            "deskhost:plugin/log@0.1.0": crate::log,
-            "deskhost:plugin/config@0.1.0": crate::config,
-        },
-        pub_export_macro: true,
-        export_macro_name: "export_reply",
-        default_bindings_module: "deskhost_sdk::reply_world",
-    });
-}
-
-#[doc(hidden)]
-pub mod escalation_world {
-    wit_bindgen::generate!({
-        world: "escalation-policy",
-        path: "../../wit",
-        with: {
-            "deskhost:plugin/types@0.1.0": crate::types,
-            "deskhost:plugin/helpdesk@0.1.0": crate::helpdesk,
-            "deskhost:plugin/kb@0.1.0": crate::kb,
-            "deskhost:plugin/crm@0.1.0": crate::crm,
-            "deskhost:plugin/log@0.1.0": crate::log,
-            "deskhost:plugin/config@0.1.0": crate::config,
-        },
-        pub_export_macro: true,
-        export_macro_name: "export_escalation",
-        default_bindings_module: "deskhost_sdk::escalation_world",
-    });
-}
+policy_world!(
+    triage_world,
+    "triage-policy",
+    "export_triage",
+    "deskhost_sdk::triage_world"
+);
+policy_world!(
+    reply_world,
+    "reply-policy",
+    "export_reply",
+    "deskhost_sdk::reply_world"
+);
+policy_world!(
+    escalation_world,
+    "escalation-policy",
+    "export_escalation",
+    "deskhost_sdk::escalation_world"
+);
 
 /// A [`PluginError`] with `code` and `message`.
 pub fn plugin_error(code: &str, message: impl Into<String>) -> PluginError {

@@ -117,7 +117,7 @@ fn decide(ticket: &Ticket, settings: &Settings, model: Option<&Model<'_>>) -> Tr
     }
     let mut take = |field: &str| predicted.remove(head_for(settings, field));
 
-    let mut category = match take("category") {
+    let category = match take("category") {
         Some((p, why)) => labeled(p.label, p.confidence, why),
         None => labeled(
             settings
@@ -128,7 +128,7 @@ fn decide(ticket: &Ticket, settings: &Settings, model: Option<&Model<'_>>) -> Tr
             vec![],
         ),
     };
-    let mut queue = match take("queue") {
+    let queue = match take("queue") {
         Some((p, why)) => labeled(p.label, p.confidence, why),
         None => match settings.category_queues.get(&category.value) {
             Some(q) => labeled(
@@ -150,7 +150,7 @@ fn decide(ticket: &Ticket, settings: &Settings, model: Option<&Model<'_>>) -> Tr
             ),
         },
     };
-    let mut priority = match take("priority") {
+    let priority = match take("priority") {
         Some((p, why)) => PriorityCall {
             value: priority_from_name(&p.label).unwrap_or(Priority::Medium),
             confidence: p.confidence,
@@ -181,8 +181,17 @@ fn decide(ticket: &Ticket, settings: &Settings, model: Option<&Model<'_>>) -> Tr
 
     let language = detect_language(ticket, &text);
 
-    let mut tags = Vec::new();
-    let mut escalate: Option<EscalationRequest> = None;
+    let mut decision = TriageDecision {
+        category,
+        queue,
+        priority,
+        language,
+        sentiment,
+        extra_fields,
+        tags: Vec::new(),
+        escalate: None,
+        rationale: String::new(),
+    };
     let mut notes = Vec::new();
     let tokens = TokenizedText::new(&text);
     for rule in &settings.rules {
@@ -190,51 +199,31 @@ fn decide(ticket: &Ticket, settings: &Settings, model: Option<&Model<'_>>) -> Tr
             continue;
         };
         let why = evidence(EvidenceSource::Rule, &rule.id, matched);
-        apply(
-            &rule.id,
-            &rule.then,
-            why,
-            &mut category,
-            &mut queue,
-            &mut priority,
-            &mut tags,
-            &mut escalate,
-        );
+        apply(&mut decision, &rule.id, &rule.then, why);
         notes.push(format!("rule {} matched \"{matched}\"", rule.id));
     }
     if !settings.tier_rules.is_empty()
         && let Some(tier) = customer_tier(ticket)
     {
-        for rule in settings
-            .tier_rules
-            .iter()
-            .filter(|r| r.tiers.iter().any(|t| t.eq_ignore_ascii_case(&tier)))
-        {
+        let matching = |r: &&TierRule| r.tiers.iter().any(|t| t.eq_ignore_ascii_case(&tier));
+        for rule in settings.tier_rules.iter().filter(matching) {
             let why = evidence(EvidenceSource::Crm, "customer.tier", tier.clone());
-            apply(
-                &rule.id,
-                &rule.then,
-                why,
-                &mut category,
-                &mut queue,
-                &mut priority,
-                &mut tags,
-                &mut escalate,
-            );
+            apply(&mut decision, &rule.id, &rule.then, why);
             notes.push(format!("rule {} matched tier {tier}", rule.id));
         }
     }
 
+    let d = &decision;
     let rationale = format!(
         "category {} ({:.2}), queue {} ({:.2}), priority {} ({:.2}), language {}, sentiment {}{}{}",
-        category.value,
-        category.confidence,
-        queue.value,
-        queue.confidence,
-        priority_name(priority.value),
-        priority.confidence,
-        language.value,
-        sentiment_name(sentiment.value),
+        d.category.value,
+        d.category.confidence,
+        d.queue.value,
+        d.queue.confidence,
+        priority_name(d.priority.value),
+        d.priority.confidence,
+        d.language.value,
+        sentiment_name(d.sentiment.value),
         if model.is_none() {
             "; no model bound, fallbacks used"
         } else {
@@ -246,58 +235,40 @@ fn decide(ticket: &Ticket, settings: &Settings, model: Option<&Model<'_>>) -> Tr
             format!("; {}", notes.join("; "))
         },
     );
-    TriageDecision {
-        category,
-        queue,
-        priority,
-        language,
-        sentiment,
-        extra_fields,
-        tags,
-        escalate,
-        rationale,
-    }
+    decision.rationale = rationale;
+    decision
 }
 
-#[allow(clippy::too_many_arguments)]
-fn apply(
-    rule_id: &str,
-    then: &Effects,
-    why: Evidence,
-    category: &mut LabeledValue,
-    queue: &mut LabeledValue,
-    priority: &mut PriorityCall,
-    tags: &mut Vec<String>,
-    escalate: &mut Option<EscalationRequest>,
-) {
-    // Operator rules are certain by definition: the operator said so.
+/// Applies one operator rule to the decision. Operator rules are certain by definition:
+/// what they set gets confidence 1 and cites what triggered it.
+fn apply(d: &mut TriageDecision, rule_id: &str, then: &Effects, why: Evidence) {
     if let Some(c) = &then.category {
-        *category = labeled(c.clone(), 1.0, vec![why.clone()]);
+        d.category = labeled(c.clone(), 1.0, vec![why.clone()]);
     }
     if let Some(q) = &then.queue {
-        *queue = labeled(q.clone(), 1.0, vec![why.clone()]);
+        d.queue = labeled(q.clone(), 1.0, vec![why.clone()]);
     }
     if let Some(min) = then
         .priority_at_least
         .as_deref()
         .and_then(priority_from_name)
-        && priority_rank(min) > priority_rank(priority.value)
+        && priority_rank(min) > priority_rank(d.priority.value)
     {
-        *priority = PriorityCall {
+        d.priority = PriorityCall {
             value: min,
             confidence: 1.0,
             evidence: vec![why.clone()],
         };
     }
     for tag in &then.tags {
-        if !tags.contains(tag) {
-            tags.push(tag.clone());
+        if !d.tags.contains(tag) {
+            d.tags.push(tag.clone());
         }
     }
     if let Some(code) = &then.escalate
-        && escalate.is_none()
+        && d.escalate.is_none()
     {
-        *escalate = Some(EscalationRequest {
+        d.escalate = Some(EscalationRequest {
             code: code.clone(),
             detail: then
                 .detail
