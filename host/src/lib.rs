@@ -5,6 +5,7 @@ pub mod audit;
 pub mod bindings;
 pub mod caps;
 pub mod config;
+pub mod eval;
 pub mod kb;
 pub mod manifest;
 pub mod pipeline;

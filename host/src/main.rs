@@ -60,6 +60,8 @@ enum Command {
     Train(TrainArgs),
     /// Decide tickets: one JSON object per ticket on stdout.
     Run(RunArgs),
+    /// Replay labeled history through the plugins (nothing applied) and report quality and speed.
+    Eval(EvalArgs),
     /// Review items.
     #[command(subcommand)]
     Review(ReviewCommand),
@@ -163,6 +165,36 @@ struct RunArgs {
     concurrency: Option<usize>,
 }
 
+#[derive(Args)]
+struct EvalArgs {
+    /// Labeled records (JSON Lines: tickets with labels, KB scenarios, or conversations).
+    file: PathBuf,
+    /// Label fields to score, comma-separated (default: every field in the data).
+    #[arg(long, value_delimiter = ',')]
+    fields: Vec<String>,
+    /// Evaluate this plugin (its plugin.toml) instead of the active one of its slot.
+    #[arg(long)]
+    plugin: Option<PathBuf>,
+    /// Also evaluate this plugin (its plugin.toml) and compare it with the active one.
+    #[arg(long)]
+    compare: Option<PathBuf>,
+    /// Directory for report.json, report.html and summary.txt (default WORKSPACE/reports/eval-FILE).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Accuracy the automation threshold must reach.
+    #[arg(long, default_value_t = 0.95)]
+    target_precision: f64,
+    /// Human handle time per ticket in seconds, when the data has none.
+    #[arg(long)]
+    manual_seconds: Option<f64>,
+    /// Evaluate only the first N records.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Records evaluated at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+}
+
 #[derive(Subcommand)]
 enum ReviewCommand {
     /// List review items.
@@ -229,6 +261,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Crm(CrmCommand::Import { file }) => crm_import(&ws_dir, &file, cli.json).await,
         Command::Train(args) => train(&ws_dir, args, cli.json).await,
         Command::Run(args) => run(&ws_dir, args).await,
+        Command::Eval(args) => eval(&ws_dir, args, cli.json).await,
         Command::Review(ReviewCommand::List { status }) => {
             review_list(&ws_dir, &status, cli.json).await
         }
@@ -677,6 +710,132 @@ async fn run(dir: &Path, args: RunArgs) -> Result<ExitCode> {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+fn progress_bar(len: usize, what: &str) -> ProgressBar {
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::with_draw_target(Some(len as u64), ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{bar:40}} {{pos}}/{{len}} {what} {{per_sec}} {{eta}}"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+async fn eval(dir: &Path, args: EvalArgs, json: bool) -> Result<ExitCode> {
+    let ws = Workspace::open(dir).await?;
+    let (records, rejected) = deskhost::eval::read_records(&args.file, args.limit)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    for r in &rejected {
+        eprintln!("{r}; line skipped");
+    }
+    if records.is_empty() {
+        bail!("{} has no usable records", args.file.display());
+    }
+    let mut pipeline = ws.pipeline().await?;
+    let runtime = pipeline.runtime.clone();
+    let load = |path: &Path| -> Result<std::sync::Arc<deskhost::runtime::LoadedPlugin>> {
+        let kind = Manifest::load(path)?.kind;
+        Ok(std::sync::Arc::new(runtime.load_plugin(
+            path,
+            kind,
+            &ws.config.ceiling,
+        )?))
+    };
+    if let Some(path) = &args.plugin {
+        let candidate = load(path)?;
+        pipeline = pipeline.with_plugin(candidate);
+    }
+    let options = deskhost::eval::EvalOptions {
+        fields: args.fields.clone(),
+        target_precision: args.target_precision,
+        manual_seconds: args.manual_seconds,
+        concurrency: args.concurrency,
+        ..deskhost::eval::EvalOptions::default()
+    };
+    let dataset = args.file.display().to_string();
+    let runs = if args.compare.is_some() { 2 } else { 1 };
+    let bar = progress_bar(records.len() * runs, "records");
+    let tick = || bar.inc(1);
+    let (report, results) = deskhost::eval::evaluate(
+        &pipeline,
+        &dataset,
+        &records,
+        rejected.len(),
+        &options,
+        &tick,
+    )
+    .await;
+    let comparison = match &args.compare {
+        Some(path) => {
+            let candidate = load(path)?;
+            let slot = candidate.identity.kind;
+            let incumbent = pipeline
+                .plugins
+                .iter()
+                .find(|(k, _)| *k == slot)
+                .map(|(_, p)| p.identity.key())
+                .unwrap_or_default();
+            let key = candidate.identity.key();
+            let other = pipeline.with_plugin(candidate);
+            let (report_b, results_b) = deskhost::eval::evaluate(
+                &other,
+                &dataset,
+                &records,
+                rejected.len(),
+                &options,
+                &tick,
+            )
+            .await;
+            Some(deskhost::eval::compare(
+                (&report, &results),
+                (&report_b, &results_b),
+                &incumbent,
+                &key,
+            ))
+        }
+        None => None,
+    };
+    bar.finish_and_clear();
+
+    let stem = args
+        .file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "data".into());
+    let out_dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| ws.dir.join("reports").join(format!("eval-{stem}")));
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let summary = deskhost::eval::report::text(&report, comparison.as_ref());
+    let full = json!({ "report": report, "comparison": comparison });
+    std::fs::write(
+        out_dir.join("report.json"),
+        serde_json::to_vec_pretty(&full)?,
+    )?;
+    std::fs::write(
+        out_dir.join("report.html"),
+        deskhost::eval::report::html(&report, comparison.as_ref()),
+    )?;
+    std::fs::write(out_dir.join("summary.txt"), &summary)?;
+    if json {
+        print_json(&full)?;
+    } else {
+        out!("{summary}");
+        out!("report: {}", out_dir.join("report.html").display());
+    }
+    Ok(if rejected.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
     })
 }
 

@@ -115,12 +115,14 @@ pub fn triage(d: &types::TriageDecision, taxonomy: &Taxonomy) -> Problems {
 
 /// Verifies citations: each article must have been returned to this run by the `kb`
 /// capability, and each quote must be a verbatim span of its body (white space may differ).
+/// Records a problem per bad citation and returns how many were bad.
 pub fn citations(
     p: &mut Problems,
     field: &str,
     cites: &[types::Citation],
     seen: &BTreeMap<String, ArticleRecord>,
-) {
+) -> usize {
+    let before = p.0.len();
     for (i, c) in cites.iter().enumerate() {
         let Some(article) = seen.get(&c.article_id) else {
             p.push(format!(
@@ -144,6 +146,7 @@ pub fn citations(
             ));
         }
     }
+    p.0.len() - before
 }
 
 fn truncate(s: &str, n: usize) -> String {

@@ -64,6 +64,7 @@ impl ActivePlugins {
 }
 
 /// Decides tickets.
+#[derive(Clone)]
 pub struct Pipeline {
     /// The engine.
     pub runtime: Arc<Runtime>,
@@ -79,23 +80,51 @@ pub struct Pipeline {
 }
 
 /// The result of one stage.
-struct StageRun {
-    stage: PolicyKind,
-    plugin: Arc<LoadedPlugin>,
-    invocation: Invocation,
+pub struct StageRun {
+    /// Which stage.
+    pub stage: PolicyKind,
+    /// The plugin that ran.
+    pub plugin: Arc<LoadedPlugin>,
+    /// Its output or fault, stats and host calls.
+    pub invocation: Invocation,
     /// Problems found by the host checks (the output is then not used).
-    problems: Vec<String>,
+    pub problems: Vec<String>,
+}
+
+/// What the policies proposed for one ticket, after the host checks.
+pub struct Proposals {
+    /// The run's scope: articles returned, CRM versions read.
+    pub scope: RunScope,
+    /// The stages that ran, in order.
+    pub stages: Vec<StageRun>,
+    /// The triage decision, if valid.
+    pub triage: Option<types::TriageDecision>,
+    /// The reply proposal, if valid.
+    pub reply: Option<types::ReplyProposal>,
+    /// The escalation packet, if valid.
+    pub escalation: Option<types::EscalationSummary>,
+}
+
+/// When the escalation policy runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EscalationMode {
+    /// When the triage decision asks for it (production).
+    WhenRequested,
+    /// Always (evaluating hand-off summaries).
+    Always,
 }
 
 impl StageRun {
-    fn valid_output(&self) -> Option<&PolicyOutput> {
+    /// The output, if it passed the host checks.
+    pub fn valid_output(&self) -> Option<&PolicyOutput> {
         match &self.invocation.result {
             Ok(o) if self.problems.is_empty() => Some(o),
             _ => None,
         }
     }
 
-    fn fault(&self) -> Option<Fault> {
+    /// The fault, including a failed host check as `invalid-output`.
+    pub fn fault(&self) -> Option<Fault> {
         match &self.invocation.result {
             Err(f) => Some(f.clone()),
             Ok(_) if !self.problems.is_empty() => Some(Fault::new(
@@ -204,23 +233,36 @@ impl Pipeline {
         }
     }
 
-    /// Decides one ticket version and commits the decision.
-    pub async fn decide(
+    /// The same pipeline with `plugin` in its slot (a candidate for evaluation).
+    pub fn with_plugin(&self, plugin: Arc<LoadedPlugin>) -> Pipeline {
+        let mut next = self.clone();
+        match plugin.identity.kind {
+            PolicyKind::Triage => next.plugins.triage = plugin,
+            PolicyKind::Reply => next.plugins.reply = Some(plugin),
+            PolicyKind::Escalation => next.plugins.escalation = Some(plugin),
+        }
+        next
+    }
+
+    /// The KB collections the reply policy searches (where retrieval is measured).
+    pub fn retrieval_collections(&self) -> Vec<String> {
+        self.plugins
+            .reply
+            .as_ref()
+            .and_then(|p| p.identity.grants.kb.as_ref())
+            .map(|g| g.collections.clone())
+            .unwrap_or_else(|| vec!["public".into()])
+    }
+
+    /// Runs the policies on `ticket` and checks their proposals; applies nothing, writes
+    /// nothing. `decide` and `deskhost eval` both go through here.
+    pub async fn propose(
         &self,
-        ticket_id: &str,
-        version: u32,
-    ) -> Result<TicketOutcome, PipelineError> {
-        let started = Instant::now();
-        let started_at = now_rfc3339();
-        let ticket = self
-            .services
-            .store
-            .ticket(ticket_id, version)
-            .await?
-            .ok_or_else(|| PipelineError::UnknownTicket(ticket_id.to_string(), version))?;
-        let ticket = Arc::new(ticket);
-        let run_id = new_id("run");
-        let scope = RunScope::new(run_id.clone(), ticket.clone());
+        ticket: Arc<TicketRecord>,
+        run_id: String,
+        mode: EscalationMode,
+    ) -> Proposals {
+        let scope = RunScope::new(run_id, ticket.clone());
         let mut stages: Vec<StageRun> = Vec::new();
 
         let triage_plugin = &self.plugins.triage;
@@ -268,9 +310,19 @@ impl Pipeline {
         }
 
         let mut escalation: Option<types::EscalationSummary> = None;
-        if let (Some(d), Some(plugin)) = (&decision, &self.plugins.escalation)
-            && d.escalate.is_some()
-        {
+        let escalated = decision.as_ref().and_then(|d| match (&d.escalate, mode) {
+            (Some(_), _) => Some(d.clone()),
+            (None, EscalationMode::WhenRequested) => None,
+            (None, EscalationMode::Always) => Some(types::TriageDecision {
+                escalate: Some(types::EscalationRequest {
+                    code: "evaluation".into(),
+                    detail: "hand-off packet requested by deskhost eval".into(),
+                    evidence: Vec::new(),
+                }),
+                ..d.clone()
+            }),
+        });
+        if let (Some(d), Some(plugin)) = (&escalated, &self.plugins.escalation) {
             let t = redact_ticket(&ticket, &plugin.identity.grants);
             let input = PolicyInput::Escalation {
                 ticket: &t,
@@ -285,6 +337,45 @@ impl Pipeline {
             }
             stages.push(run);
         }
+
+        Proposals {
+            scope,
+            stages,
+            triage: decision,
+            reply,
+            escalation,
+        }
+    }
+
+    /// Decides one ticket version and commits the decision.
+    pub async fn decide(
+        &self,
+        ticket_id: &str,
+        version: u32,
+    ) -> Result<TicketOutcome, PipelineError> {
+        let started = Instant::now();
+        let started_at = now_rfc3339();
+        let ticket = self
+            .services
+            .store
+            .ticket(ticket_id, version)
+            .await?
+            .ok_or_else(|| PipelineError::UnknownTicket(ticket_id.to_string(), version))?;
+        let ticket = Arc::new(ticket);
+        let run_id = new_id("run");
+        let Proposals {
+            scope,
+            stages,
+            triage: decision,
+            reply,
+            escalation,
+        } = self
+            .propose(
+                ticket.clone(),
+                run_id.clone(),
+                EscalationMode::WhenRequested,
+            )
+            .await;
 
         // The host reads the tier itself: the gate must not depend on what a plugin was granted.
         let customer_tier = match ticket.input.customer_id.as_deref() {
