@@ -151,6 +151,14 @@ struct TrainArgs {
     /// Inverse regularisation strength.
     #[arg(long, default_value_t = 10.0)]
     c: f32,
+    /// Class weighting: 0 none, 1 fully balanced; 0.5 raises macro-F1 on skewed fields and
+    /// leaves balanced ones alone.
+    #[arg(long, default_value_t = 0.5)]
+    class_balance: f32,
+    /// Character n-grams over the whole text (punctuation and spaces included) instead of
+    /// inside words.
+    #[arg(long)]
+    char_over_text: bool,
 }
 
 #[derive(Args)]
@@ -491,6 +499,8 @@ async fn train(dir: &Path, args: TrainArgs, json: bool) -> Result<ExitCode> {
         epochs: args.epochs,
         dtype,
         c: args.c,
+        class_balance: args.class_balance,
+        char_over_text: args.char_over_text,
     };
     let summary = deskhost::train::run(&options)?;
     if let Some(ws) = &ws {

@@ -115,6 +115,10 @@ pub struct TrainOptions {
     pub dtype: DType,
     /// Inverse regularisation.
     pub c: f32,
+    /// Class weighting exponent (0 none, 1 balanced).
+    pub class_balance: f32,
+    /// Character n-grams over the whole text instead of inside words.
+    pub char_over_text: bool,
 }
 
 /// What training did.
@@ -152,6 +156,7 @@ pub fn run(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
         },
         dtype: opts.dtype,
         c: opts.c,
+        class_balance: opts.class_balance,
         epochs: opts.epochs,
         ..TrainConfig::default()
     };

@@ -20,6 +20,9 @@ pub struct FeatureSpec {
     pub char_ngram_max: u32,
     /// Tokens read from the text at most; longer texts are cut (bounds the work per ticket).
     pub max_tokens: u32,
+    /// Character n-grams over the whole lowercased text, spaces and punctuation included
+    /// (scikit-learn's `char`), instead of inside each word (`char_wb`).
+    pub char_over_text: bool,
 }
 
 impl Default for FeatureSpec {
@@ -30,6 +33,7 @@ impl Default for FeatureSpec {
             char_ngram_min: 2,
             char_ngram_max: 5,
             max_tokens: 1024,
+            char_over_text: false,
         }
     }
 }
@@ -59,6 +63,8 @@ pub(crate) struct Origin {
 #[derive(Default, Debug)]
 pub struct Scratch {
     lowered: Vec<char>,
+    /// For whole-text character n-grams: the token each normalised character belongs to.
+    char_token: Vec<u32>,
     pub(crate) token_spans: Vec<Range<usize>>,
     token_hashes: Vec<u64>,
     pub(crate) word: Vec<u32>,
@@ -148,7 +154,7 @@ pub fn extract(text: &str, spec: &FeatureSpec, scratch: &mut Scratch, explain: b
             previous_word = Some((h, index));
         }
 
-        if spec.char_ngram_max > 0 {
+        if spec.char_ngram_max > 0 && !spec.char_over_text {
             let min = spec.char_ngram_min.max(1) as usize;
             let max = spec.char_ngram_max as usize;
             // " word " padded, walked without building the padded string.
@@ -179,6 +185,66 @@ pub fn extract(text: &str, spec: &FeatureSpec, scratch: &mut Scratch, explain: b
                             });
                         }
                     }
+                }
+            }
+        }
+    }
+    if spec.char_ngram_max > 0 && spec.char_over_text {
+        text_char_ngrams(text, spec, scratch, explain, &bucket);
+    }
+}
+
+/// Character n-grams over the lowercased text with runs of white space folded to one space.
+fn text_char_ngrams(
+    text: &str,
+    spec: &FeatureSpec,
+    scratch: &mut Scratch,
+    explain: bool,
+    bucket: &dyn Fn(u64) -> u32,
+) {
+    let limit = spec.max_tokens as usize * 12;
+    scratch.lowered.clear();
+    scratch.char_token.clear();
+    let mut token = 0usize;
+    let mut pending_space = false;
+    for (byte, c) in text.char_indices() {
+        if scratch.lowered.len() >= limit {
+            break;
+        }
+        while token + 1 < scratch.token_spans.len() && scratch.token_spans[token].end <= byte {
+            token += 1;
+        }
+        if c.is_whitespace() {
+            pending_space = !scratch.lowered.is_empty();
+            continue;
+        }
+        if pending_space {
+            scratch.lowered.push(' ');
+            scratch.char_token.push(token as u32);
+            pending_space = false;
+        }
+        for l in c.to_lowercase() {
+            scratch.lowered.push(l);
+            scratch.char_token.push(token as u32);
+        }
+    }
+    let min = spec.char_ngram_min.max(1) as usize;
+    let max = spec.char_ngram_max as usize;
+    let len = scratch.lowered.len();
+    for start in 0..len {
+        let mut h = FNV_OFFSET ^ NS_CHAR;
+        for n in 1..=max.min(len - start) {
+            h = fnv_char(h, scratch.lowered[start + n - 1]);
+            if n >= min {
+                let b = bucket(h);
+                scratch.chars.push(b);
+                if explain && !scratch.token_spans.is_empty() {
+                    scratch.origins.push(Origin {
+                        bucket: b,
+                        block: Block::Char,
+                        token: scratch.char_token[start],
+                        tokens: 1,
+                    });
                 }
             }
         }
@@ -227,6 +293,27 @@ mod tests {
         // " order " = 7 chars: 6 + 5 + 4 + 3
         let order = 6 + 5 + 4 + 3;
         assert_eq!(a.chars.len(), refund + my + order);
+    }
+
+    #[test]
+    fn text_char_ngrams_cross_words_and_keep_punctuation() {
+        let spec = FeatureSpec {
+            char_over_text: true,
+            word_ngram_max: 0,
+            char_ngram_min: 2,
+            char_ngram_max: 2,
+            ..FeatureSpec::default()
+        };
+        let mut s = Scratch::default();
+        extract("Hi  :)", &spec, &mut s, true);
+        // "hi :)" has 5 characters: 4 bigrams ("hi", "i ", " :", ":)")
+        assert_eq!(s.chars.len(), 4);
+        let mut upper = Scratch::default();
+        extract("HI :)", &spec, &mut upper, false);
+        assert_eq!(
+            s.chars, upper.chars,
+            "case and white space runs do not matter"
+        );
     }
 
     #[test]

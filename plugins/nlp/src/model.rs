@@ -27,6 +27,8 @@ pub const FORMAT_VERSION: u32 = 1;
 const HEADER_LEN: usize = 96;
 const HEAD_LEN: usize = 32;
 const NO_ROW: u32 = u32::MAX;
+/// Header flags (word 21).
+const FLAG_CHAR_OVER_TEXT: u32 = 1;
 
 /// Storage type of the weights.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -173,6 +175,7 @@ impl<'a> Model<'a> {
             char_ngram_min: h(8)?,
             char_ngram_max: h(9)?,
             max_tokens: h(10)?,
+            char_over_text: h(21)? & FLAG_CHAR_OVER_TEXT != 0,
         };
         if !(4..=26).contains(&spec.buckets_log2) {
             return Err(ModelError::Corrupt("bucket count"));
@@ -686,6 +689,15 @@ impl ModelWriter {
             }
         }
         out[strings_off..].copy_from_slice(&strings);
+        put(
+            &mut out,
+            8 + 4 * 21,
+            if self.spec.char_over_text {
+                FLAG_CHAR_OVER_TEXT
+            } else {
+                0
+            },
+        );
         let sum = checksum(&out[HEADER_LEN..]);
         put(&mut out, 8 + 4 * 19, sum as u32);
         put(&mut out, 8 + 4 * 20, (sum >> 32) as u32);
