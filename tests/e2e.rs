@@ -9,6 +9,7 @@ mod e2e {
     pub mod audit;
     pub mod binding;
     pub mod demo;
+    pub mod eval;
     pub mod faults;
     pub mod support;
 }

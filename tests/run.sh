@@ -15,6 +15,12 @@ started=$SECONDS
 step "toolchain"
 rustup target add wasm32-wasip2
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+# The HTML report is tested in a real browser: Debian's chromium.
+if ! command -v chromium >/dev/null 2>&1; then
+  sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_="sudo"
+  $sudo_ apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq chromium >/dev/null
+fi
+export DESKHOST_REQUIRE_BROWSER=1
 
 step "format"
 cargo fmt --all -- --check

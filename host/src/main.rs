@@ -159,6 +159,9 @@ struct TrainArgs {
     /// inside words.
     #[arg(long)]
     char_over_text: bool,
+    /// Term frequency as 1 + ln(count) instead of the raw count.
+    #[arg(long)]
+    sublinear_tf: bool,
 }
 
 #[derive(Args)]
@@ -501,6 +504,7 @@ async fn train(dir: &Path, args: TrainArgs, json: bool) -> Result<ExitCode> {
         c: args.c,
         class_balance: args.class_balance,
         char_over_text: args.char_over_text,
+        sublinear_tf: args.sublinear_tf,
     };
     let summary = deskhost::train::run(&options)?;
     if let Some(ws) = &ws {

@@ -119,6 +119,8 @@ pub struct TrainOptions {
     pub class_balance: f32,
     /// Character n-grams over the whole text instead of inside words.
     pub char_over_text: bool,
+    /// Term frequency as `1 + ln(tf)` instead of raw counts.
+    pub sublinear_tf: bool,
 }
 
 /// What training did.

@@ -23,6 +23,8 @@ pub struct FeatureSpec {
     /// Character n-grams over the whole lowercased text, spaces and punctuation included
     /// (scikit-learn's `char`), instead of inside each word (`char_wb`).
     pub char_over_text: bool,
+    /// Term frequency as `1 + ln(tf)` (true) or raw counts (false, scikit-learn's default).
+    pub sublinear_tf: bool,
 }
 
 impl Default for FeatureSpec {
@@ -34,6 +36,7 @@ impl Default for FeatureSpec {
             char_ngram_max: 5,
             max_tokens: 1024,
             char_over_text: false,
+            sublinear_tf: false,
         }
     }
 }
@@ -266,9 +269,14 @@ pub(crate) fn for_each_count(buckets: &mut [u32], mut f: impl FnMut(u32, u32)) {
     }
 }
 
-/// `1 + ln(tf)`, scikit-learn's sublinear term frequency, from [`crate::detmath`].
-pub(crate) fn sublinear_tf(count: u32) -> f32 {
-    (1.0 + crate::detmath::ln(f64::from(count.max(1)))) as f32
+/// The term-frequency factor of a feature seen `count` times: `1 + ln(count)` (with
+/// [`crate::detmath`]) when `sublinear`, else `count`.
+pub(crate) fn tf(count: u32, sublinear: bool) -> f32 {
+    if sublinear {
+        (1.0 + crate::detmath::ln(f64::from(count.max(1)))) as f32
+    } else {
+        count as f32
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@
 //! ```
 
 use crate::detmath::softmax_into;
-use crate::features::{Block, FeatureSpec, Scratch, extract, for_each_count, sublinear_tf};
+use crate::features::{Block, FeatureSpec, Scratch, extract, for_each_count, tf};
 use std::fmt;
 
 /// First bytes of every model file.
@@ -29,6 +29,7 @@ const HEAD_LEN: usize = 32;
 const NO_ROW: u32 = u32::MAX;
 /// Header flags (word 21).
 const FLAG_CHAR_OVER_TEXT: u32 = 1;
+const FLAG_RAW_TF: u32 = 2;
 
 /// Storage type of the weights.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,6 +177,7 @@ impl<'a> Model<'a> {
             char_ngram_max: h(9)?,
             max_tokens: h(10)?,
             char_over_text: h(21)? & FLAG_CHAR_OVER_TEXT != 0,
+            sublinear_tf: h(21)? & FLAG_RAW_TF == 0,
         };
         if !(4..=26).contains(&spec.buckets_log2) {
             return Err(ModelError::Corrupt("bucket count"));
@@ -332,7 +334,9 @@ impl<'a> Model<'a> {
                 if let Some(row) = self.row_of(bucket) {
                     let idf =
                         f32_at(self.bytes, self.rowmeta_off + row as usize * 8).unwrap_or(0.0);
-                    scratch.x.push((row, sublinear_tf(count) * idf, block));
+                    scratch
+                        .x
+                        .push((row, tf(count, self.spec.sublinear_tf) * idf, block));
                 }
             });
             let norm = scratch.x[start..]

@@ -6,7 +6,7 @@
 //! are calibrated. Deterministic for a given seed.
 
 use crate::detmath;
-use crate::features::{Block, FeatureSpec, Scratch, extract, for_each_count, sublinear_tf};
+use crate::features::{Block, FeatureSpec, Scratch, extract, for_each_count, tf};
 use crate::model::{DType, HeadSpec, ModelError, ModelWriter, RowSpec};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -46,6 +46,8 @@ pub struct TrainConfig {
     pub average_epochs: bool,
     /// Epochs without held-out improvement (on every field) before training stops.
     pub patience: u32,
+    /// How the weights are fitted.
+    pub optimizer: Optimizer,
     /// Class weighting: each example's loss is scaled by `(N / (K * n_class))^class_balance`
     /// (0 = none, 1 = fully balanced). Raises macro-F1 on skewed fields.
     pub class_balance: f32,
@@ -67,8 +69,22 @@ impl Default for TrainConfig {
             class_balance: 0.0,
             average_epochs: false,
             patience: 3,
+            optimizer: Optimizer::Lbfgs { iterations: 300 },
         }
     }
+}
+
+/// The optimiser.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Optimizer {
+    /// Mini-batch Adam with per-field early stopping on the held-out set.
+    Adam,
+    /// Full-batch L-BFGS to the optimum of the regularised objective (as scikit-learn's
+    /// `LogisticRegression`), at most `iterations` steps; deterministic, no early stopping.
+    Lbfgs {
+        /// Iterations at most.
+        iterations: u32,
+    },
 }
 
 /// What training produced, besides the model bytes.
@@ -179,13 +195,13 @@ fn build_vocabulary(docs: &[[Vec<(u32, u32)>; 2]], min_df: u32) -> Vocabulary {
     Vocabulary { rows, buckets, idf }
 }
 
-fn vectorize(doc: &[Vec<(u32, u32)>; 2], vocab: &Vocabulary) -> Sparse {
+fn vectorize(doc: &[Vec<(u32, u32)>; 2], vocab: &Vocabulary, sublinear: bool) -> Sparse {
     let mut out = Vec::new();
     for block in doc {
         let start = out.len();
         for &(bucket, count) in block {
             if let Some(&row) = vocab.rows.get(&bucket) {
-                out.push((row, sublinear_tf(count) * vocab.idf[row as usize]));
+                out.push((row, tf(count, sublinear) * vocab.idf[row as usize]));
             }
         }
         let norm = out[start..].iter().map(|&(_, v)| v * v).sum::<f32>().sqrt();
@@ -240,6 +256,20 @@ struct Params {
 }
 
 impl Params {
+    /// Parameters without moments (for results and snapshots).
+    fn empty(stride: usize) -> Params {
+        Params {
+            stride,
+            w: Vec::new(),
+            b: Vec::new(),
+            mw: Vec::new(),
+            vw: Vec::new(),
+            mb: Vec::new(),
+            vb: Vec::new(),
+            step: 0,
+        }
+    }
+
     /// Zero moments of the same shape (snapshots do not need them).
     fn clone_shape(&self) -> Params {
         Params {
@@ -348,7 +378,11 @@ pub fn train(
         .collect();
     let vocab = build_vocabulary(&counts, config.min_df.max(1));
     let vector_of = |e: &Example, scratch: &mut Scratch| {
-        vectorize(&doc_counts(&e.text, &config.spec, scratch), &vocab)
+        vectorize(
+            &doc_counts(&e.text, &config.spec, scratch),
+            &vocab,
+            config.spec.sublinear_tf,
+        )
     };
     let fit_x: Vec<Sparse> = fit_set.iter().map(|e| vector_of(e, &mut scratch)).collect();
     let fit_y: Vec<Targets> = fit_set.iter().map(|e| targets(e)).collect();
@@ -387,7 +421,10 @@ pub fn train(
         alpha_n: all.len(),
     };
 
-    let first = trainer.fit(&fit_x, &fit_y, Stop::EarlyOn(&held_x, &held_y));
+    let first = match config.optimizer {
+        Optimizer::Adam => trainer.fit(&fit_x, &fit_y, Stop::EarlyOn(&held_x, &held_y)),
+        Optimizer::Lbfgs { iterations } => trainer.lbfgs(&fit_x, &fit_y, iterations),
+    };
     let temperatures: Vec<f32> = heads
         .iter()
         .enumerate()
@@ -407,7 +444,10 @@ pub fn train(
     let (params, epochs) = if carved && !held_x.is_empty() {
         let all_x: Vec<Sparse> = all.iter().map(|e| vector_of(e, &mut scratch)).collect();
         let all_y: Vec<Targets> = all.iter().map(|e| targets(e)).collect();
-        let refit = trainer.fit(&all_x, &all_y, Stop::After(&first.epochs));
+        let refit = match config.optimizer {
+            Optimizer::Adam => trainer.fit(&all_x, &all_y, Stop::After(&first.epochs)),
+            Optimizer::Lbfgs { iterations } => trainer.lbfgs(&all_x, &all_y, iterations),
+        };
         (refit.params, first.epochs)
     } else {
         (first.params, first.epochs)
@@ -665,6 +705,187 @@ impl Trainer<'_> {
         Fitted {
             params: snapshot,
             epochs: best_epoch,
+        }
+    }
+}
+
+impl Trainer<'_> {
+    /// Mean weighted cross-entropy plus `alpha/2 |W|^2` over `xs` and its gradient, for
+    /// parameters `theta` = weights then biases. Two threads split the examples.
+    fn objective(&self, theta: &[f32], xs: &[Sparse], ys: &[Targets]) -> (f64, Vec<f32>) {
+        let (stride, rows) = (self.stride, self.rows);
+        let n_w = rows * stride;
+        let alpha = 1.0 / (self.config.c.max(1e-6) * self.alpha_n.max(1) as f32);
+        let threads = 2usize;
+        let chunk = xs.len().div_ceil(threads).max(1);
+        let parts: Vec<(f64, Vec<f32>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = xs
+                .chunks(chunk)
+                .zip(ys.chunks(chunk))
+                .map(|(xc, yc)| {
+                    scope.spawn(move || {
+                        let mut grad = vec![0.0f32; n_w + stride];
+                        let mut loss = 0.0f64;
+                        let mut z = vec![0.0f32; stride];
+                        let mut probs = vec![0.0f32; stride];
+                        let mut d = vec![0.0f32; stride];
+                        for (x, y) in xc.iter().zip(yc) {
+                            z.copy_from_slice(&theta[n_w..]);
+                            for &(row, v) in x {
+                                let w = &theta[row as usize * stride..(row as usize + 1) * stride];
+                                for (o, wi) in z.iter_mut().zip(w) {
+                                    *o += v * wi;
+                                }
+                            }
+                            d.iter_mut().for_each(|v| *v = 0.0);
+                            for (h, head) in self.heads.iter().enumerate() {
+                                let Some(target) = y[h] else { continue };
+                                let range = head.column..head.column + head.labels.len();
+                                softmax(&z[range.clone()], 1.0, &mut probs[range.clone()]);
+                                let weight = self.class_weights[h][target];
+                                loss -= f64::from(weight)
+                                    * f64::from(probs[head.column + target].max(1e-30)).ln();
+                                for c in range {
+                                    d[c] = weight * probs[c];
+                                }
+                                d[head.column + target] -= weight;
+                            }
+                            for (g, di) in grad[n_w..].iter_mut().zip(&d) {
+                                *g += di;
+                            }
+                            for &(row, v) in x {
+                                let g =
+                                    &mut grad[row as usize * stride..(row as usize + 1) * stride];
+                                for (gi, di) in g.iter_mut().zip(&d) {
+                                    *gi += v * di;
+                                }
+                            }
+                        }
+                        (loss, grad)
+                    })
+                })
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        });
+        let n = xs.len().max(1) as f32;
+        let mut loss = 0.0f64;
+        let mut grad = vec![0.0f32; n_w + stride];
+        for (l, g) in parts {
+            loss += l;
+            for (a, b) in grad.iter_mut().zip(&g) {
+                *a += b;
+            }
+        }
+        loss /= f64::from(n);
+        grad.iter_mut().for_each(|g| *g /= n);
+        let mut reg = 0.0f64;
+        for (g, w) in grad[..n_w].iter_mut().zip(&theta[..n_w]) {
+            *g += alpha * w;
+            reg += f64::from(w * w);
+        }
+        (loss + 0.5 * f64::from(alpha) * reg, grad)
+    }
+
+    /// L-BFGS (7 correction pairs, backtracking Armijo line search) from zero weights.
+    fn lbfgs(&self, xs: &[Sparse], ys: &[Targets], iterations: u32) -> Fitted {
+        const HISTORY: usize = 7;
+        let dot = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| f64::from(*x) * f64::from(*y))
+                .sum::<f64>()
+        };
+        let n = self.rows * self.stride + self.stride;
+        let mut theta = vec![0.0f32; n];
+        let (mut f, mut g) = self.objective(&theta, xs, ys);
+        let mut history: std::collections::VecDeque<(Vec<f32>, Vec<f32>, f64)> =
+            std::collections::VecDeque::new();
+        let mut done = 0u32;
+        let mut stalled = 0;
+        for iteration in 1..=iterations.max(1) {
+            done = iteration;
+            // Two-loop recursion: d = -H g.
+            let mut q: Vec<f64> = g.iter().map(|v| f64::from(*v)).collect();
+            let mut alphas = Vec::with_capacity(history.len());
+            for (sv, yv, rho) in history.iter().rev() {
+                let a = rho
+                    * sv.iter()
+                        .zip(&q)
+                        .map(|(s, q)| f64::from(*s) * q)
+                        .sum::<f64>();
+                for (qi, yi) in q.iter_mut().zip(yv) {
+                    *qi -= a * f64::from(*yi);
+                }
+                alphas.push(a);
+            }
+            let gamma = match history.back() {
+                Some((sv, yv, _)) => dot(sv, yv) / dot(yv, yv).max(1e-30),
+                None => 1.0 / dot(&g, &g).sqrt().max(1e-12),
+            };
+            q.iter_mut().for_each(|v| *v *= gamma);
+            for ((sv, yv, rho), a) in history.iter().zip(alphas.into_iter().rev()) {
+                let b = rho
+                    * yv.iter()
+                        .zip(&q)
+                        .map(|(y, q)| f64::from(*y) * q)
+                        .sum::<f64>();
+                for (qi, si) in q.iter_mut().zip(sv) {
+                    *qi += (a - b) * f64::from(*si);
+                }
+            }
+            let direction: Vec<f32> = q.iter().map(|v| -*v as f32).collect();
+            let slope = dot(&g, &direction);
+            if slope >= 0.0 {
+                // Not a descent direction (numerical trouble): restart from steepest descent.
+                history.clear();
+                continue;
+            }
+            let mut step = 1.0f32;
+            let mut accepted = None;
+            for _ in 0..30 {
+                let candidate: Vec<f32> = theta
+                    .iter()
+                    .zip(&direction)
+                    .map(|(t, d)| t + step * d)
+                    .collect();
+                let (fc, gc) = self.objective(&candidate, xs, ys);
+                if fc <= f + 1e-4 * f64::from(step) * slope {
+                    accepted = Some((candidate, fc, gc));
+                    break;
+                }
+                step *= 0.5;
+            }
+            let Some((next, f_next, g_next)) = accepted else {
+                break;
+            };
+            let sv: Vec<f32> = next.iter().zip(&theta).map(|(a, b)| a - b).collect();
+            let yv: Vec<f32> = g_next.iter().zip(&g).map(|(a, b)| a - b).collect();
+            let sy = dot(&sv, &yv);
+            if sy > 1e-12 {
+                history.push_back((sv, yv, 1.0 / sy));
+                if history.len() > HISTORY {
+                    history.pop_front();
+                }
+            }
+            let improvement = (f - f_next) / f.abs().max(1.0);
+            theta = next;
+            f = f_next;
+            g = g_next;
+            stalled = if improvement < 1e-7 { stalled + 1 } else { 0 };
+            if stalled >= 3 || dot(&g, &g).sqrt() < 1e-6 {
+                break;
+            }
+        }
+        let n_w = self.rows * self.stride;
+        let b = theta.split_off(n_w);
+        let params = Params {
+            w: theta,
+            b,
+            ..Params::empty(self.stride)
+        };
+        Fitted {
+            params,
+            epochs: vec![done; self.heads.len()],
         }
     }
 }
