@@ -4,7 +4,8 @@
 # It installs what it needs (the wasm32-wasip2 target), checks formatting and lints, builds
 # the plugin components once, then runs every unit and end-to-end test. Builds go to
 # $CARGO_TARGET_DIR (default ~/.cache/deskhost/target, outside the clone) so reruns are
-# incremental. Evaluation on ../shared/data is a separate, opt-in command (see README).
+# incremental. It ends with the public-data benchmark (examples/eval-public.sh), which fits
+# the time budget and skips itself when ../shared/data is not there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/deskhost/target}"
@@ -37,5 +38,8 @@ step "tests (unit tests of every crate + end-to-end through the built binary)"
 # Release: the end-to-end tests compile and run Wasm, which a debug Cranelift makes slow;
 # the release artifacts are shared with the demo build.
 cargo test --locked --release --workspace --exclude deskhost-probe --all-features
+
+step "benchmark on ../shared/data (about 1.5 minutes; skipped when the data is absent)"
+examples/eval-public.sh
 
 step "done in $((SECONDS - started))s"

@@ -612,15 +612,7 @@ async fn run(dir: &Path, args: RunArgs) -> Result<ExitCode> {
         .concurrency
         .or((ws.config.pipeline.concurrency > 0).then_some(ws.config.pipeline.concurrency))
         .unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(2, |n| n.get()));
-    let progress = if std::io::stderr().is_terminal() {
-        ProgressBar::with_draw_target(Some(work.len() as u64), ProgressDrawTarget::stderr())
-    } else {
-        ProgressBar::hidden()
-    };
-    progress.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} tickets {per_sec} {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let progress = progress_bar(work.len(), "tickets");
 
     let started = Instant::now();
     let mut summary = RunSummary::default();

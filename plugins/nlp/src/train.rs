@@ -270,20 +270,6 @@ impl Params {
         }
     }
 
-    /// Zero moments of the same shape (snapshots do not need them).
-    fn clone_shape(&self) -> Params {
-        Params {
-            stride: self.stride,
-            w: Vec::new(),
-            b: Vec::new(),
-            mw: Vec::new(),
-            vw: Vec::new(),
-            mb: Vec::new(),
-            vb: Vec::new(),
-            step: 0,
-        }
-    }
-
     /// Copies one head's columns (all rows) and biases from `from`.
     fn copy_head(&mut self, from: &Params, column: usize, classes: usize, rows: usize) {
         for r in 0..rows {
@@ -566,12 +552,12 @@ impl Trainer<'_> {
         let mut averaged = Params {
             w: vec![0.0; self.rows * stride],
             b: vec![0.0; stride],
-            ..p.clone_shape()
+            ..Params::empty(stride)
         };
         let mut snapshot = Params {
             w: vec![0.0; self.rows * stride],
             b: vec![0.0; stride],
-            ..p.clone_shape()
+            ..Params::empty(stride)
         };
         let max_epochs = match &stop {
             Stop::EarlyOn(..) => config.epochs.max(1),
