@@ -70,17 +70,49 @@ pub struct RunScope {
     pub articles_seen: Arc<Mutex<BTreeMap<String, ArticleRecord>>>,
     /// CRM record versions read in this run.
     pub crm_versions: Arc<Mutex<BTreeMap<String, u32>>>,
+    /// The wall clock plugins see, Unix milliseconds: fixed for the run so a replay sees the
+    /// same time.
+    pub clock_ms: u64,
 }
 
 impl RunScope {
     /// A fresh scope for `ticket`.
     pub fn new(run_id: String, ticket: Arc<TicketRecord>) -> Self {
+        let clock_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         Self {
             run_id,
             ticket,
             articles_seen: Arc::default(),
             crm_versions: Arc::default(),
+            clock_ms,
         }
+    }
+
+    /// A copy whose records (articles seen, CRM versions) are separate from this one's.
+    pub fn fork(&self) -> Self {
+        let copy = |m: &Mutex<BTreeMap<String, ArticleRecord>>| {
+            m.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        };
+        let versions = self
+            .crm_versions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        Self {
+            run_id: self.run_id.clone(),
+            ticket: self.ticket.clone(),
+            articles_seen: Arc::new(Mutex::new(copy(&self.articles_seen))),
+            crm_versions: Arc::new(Mutex::new(versions)),
+            clock_ms: self.clock_ms,
+        }
+    }
+
+    /// The same scope with the clock set to `clock_ms` (replaying a recorded run).
+    pub fn at(mut self, clock_ms: u64) -> Self {
+        self.clock_ms = clock_ms;
+        self
     }
 
     fn customer_id(&self) -> Option<&str> {
@@ -134,6 +166,25 @@ pub struct LogLine {
     pub message: String,
 }
 
+/// Where capability answers come from.
+#[derive(Clone, Debug, Default)]
+pub enum Answers {
+    /// The live services.
+    #[default]
+    Live,
+    /// A recorded transcript (replay, shadow runs): a call is answered by the first unused
+    /// recorded call with the same capability, function and arguments. A call with no match
+    /// is answered live when `live_fallback` is set (read-only capabilities only), else with
+    /// `capability-error::unavailable`. `log` and `config` are the plugin's own and always
+    /// answered locally.
+    Recorded {
+        /// The recorded calls.
+        calls: Arc<Vec<HostCall>>,
+        /// Answer unmatched calls from the live services.
+        live_fallback: bool,
+    },
+}
+
 /// Per-call state of the choke point.
 #[derive(Debug)]
 pub struct CallContext {
@@ -147,6 +198,12 @@ pub struct CallContext {
     pub calls: Vec<HostCall>,
     /// Lines logged.
     pub logs: Vec<LogLine>,
+    /// Where answers come from.
+    pub answers: Answers,
+    /// Recorded calls already used (by index).
+    used: Vec<bool>,
+    /// Calls answered from the live services although a transcript was given.
+    pub unmatched: u32,
     per_capability: BTreeMap<CapabilityName, u32>,
 }
 
@@ -180,6 +237,9 @@ impl CallContext {
             services,
             calls: Vec::new(),
             logs: Vec::new(),
+            answers: Answers::Live,
+            used: Vec::new(),
+            unmatched: 0,
             per_capability: BTreeMap::new(),
         }
     }
@@ -250,6 +310,92 @@ impl CallContext {
             function,
             args,
             started,
+        })
+    }
+
+    /// Marks the articles named in a recorded KB answer as returned to this run.
+    fn note_articles<T: Serialize>(&self, value: &T) {
+        let json = serde_json::to_value(value).unwrap_or_default();
+        let ids: Vec<String> = match &json {
+            serde_json::Value::Array(hits) => hits
+                .iter()
+                .filter_map(|h| h["article_id"].as_str().map(str::to_string))
+                .collect(),
+            other => other["id"]
+                .as_str()
+                .map(str::to_string)
+                .into_iter()
+                .collect(),
+        };
+        let mut seen = self
+            .scope
+            .articles_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for id in ids {
+            if let Some(a) = self.services.kb.article(&id) {
+                seen.insert(a.id.clone(), a.clone());
+            }
+        }
+    }
+
+    /// The recorded answer to an admitted call, when answers come from a transcript.
+    /// `None`: answer it live.
+    pub fn replayed<T: serde::de::DeserializeOwned>(
+        &mut self,
+        call: &Admitted,
+    ) -> Option<CapResult<T>> {
+        let Answers::Recorded {
+            calls,
+            live_fallback,
+        } = &self.answers
+        else {
+            return None;
+        };
+        let digest = sha256_hex(&serde_json::to_vec(&call.args).unwrap_or_default());
+        self.used.resize(calls.len(), false);
+        let matches = |c: &HostCall| {
+            c.capability == call.capability
+                && c.function == call.function
+                && c.args_digest == digest
+        };
+        let index = calls
+            .iter()
+            .enumerate()
+            .position(|(i, c)| !self.used[i] && matches(c))
+            .or_else(|| calls.iter().position(matches));
+        let Some(i) = index else {
+            if *live_fallback {
+                self.unmatched += 1;
+                return None;
+            }
+            return Some(CapResult::Err(types::CapabilityError::Unavailable(
+                format!(
+                    "{}.{} with these arguments is not in the recorded transcript",
+                    call.capability, call.function
+                ),
+            )));
+        };
+        self.used[i] = true;
+        let recorded = &calls[i];
+        Some(match recorded.outcome {
+            CallOutcome::Ok => match serde_json::from_value::<T>(recorded.result.clone()) {
+                Ok(v) => CapResult::Ok(v),
+                Err(e) => CapResult::Err(types::CapabilityError::Unavailable(format!(
+                    "recorded answer does not decode: {e}"
+                ))),
+            },
+            CallOutcome::Error => {
+                match serde_json::from_value::<types::CapabilityError>(recorded.result.clone()) {
+                    Ok(e) => CapResult::Err(e),
+                    Err(e) => CapResult::Err(types::CapabilityError::Unavailable(format!(
+                        "recorded error does not decode: {e}"
+                    ))),
+                }
+            }
+            CallOutcome::Denied | CallOutcome::Limited => {
+                CapResult::Denied("refused in the recorded run".into())
+            }
         })
     }
 
@@ -420,6 +566,9 @@ impl helpdesk::Host for HostState {
             "get-ticket",
             serde_json::json!({ "id": id }),
         )?;
+        if let Some(answer) = self.call.replayed(&call) {
+            return self.call.finish(call, answer);
+        }
         let ctx = &self.call;
         let result = if id == ctx.scope.ticket.input.id {
             CapResult::Ok(redact_ticket(&ctx.scope.ticket, &ctx.plugin.grants))
@@ -451,6 +600,9 @@ impl helpdesk::Host for HostState {
             "recent-tickets",
             serde_json::json!({ "customer_id": customer_id, "limit": limit }),
         )?;
+        if let Some(answer) = self.call.replayed(&call) {
+            return self.call.finish(call, answer);
+        }
         let ctx = &self.call;
         let result = if ctx.scope.customer_id() != Some(customer_id.as_str()) {
             CapResult::Denied(format!(
@@ -498,6 +650,13 @@ impl kb::Host for HostState {
             "search",
             serde_json::json!({ "query": query, "language": language, "limit": limit }),
         )?;
+        if let Some(answer) = self.call.replayed(&call) {
+            // Articles a recorded answer names are citable in this run too.
+            if let CapResult::Ok(value) = &answer {
+                self.call.note_articles(value);
+            }
+            return self.call.finish(call, answer);
+        }
         let ctx = &self.call;
         let collections = ctx
             .plugin
@@ -555,6 +714,13 @@ impl kb::Host for HostState {
             "get-article",
             serde_json::json!({ "id": id }),
         )?;
+        if let Some(answer) = self.call.replayed(&call) {
+            // Articles a recorded answer names are citable in this run too.
+            if let CapResult::Ok(value) = &answer {
+                self.call.note_articles(value);
+            }
+            return self.call.finish(call, answer);
+        }
         let ctx = &self.call;
         let result = match ctx.services.kb.article(&id) {
             None => CapResult::Err(types::CapabilityError::NotFound(id.clone())),
@@ -587,6 +753,9 @@ impl crm::Host for HostState {
             "lookup-customer",
             serde_json::json!({ "id": id }),
         )?;
+        if let Some(answer) = self.call.replayed(&call) {
+            return self.call.finish(call, answer);
+        }
         let ctx = &self.call;
         let result = if ctx.scope.customer_id() != Some(id.as_str()) {
             CapResult::Denied(format!(

@@ -10,6 +10,7 @@ pub mod kb;
 pub mod manifest;
 pub mod pipeline;
 pub mod records;
+pub mod registry;
 pub mod runtime;
 pub mod store;
 pub mod train;

@@ -783,7 +783,7 @@ async fn eval(dir: &Path, args: EvalArgs, json: bool) -> Result<ExitCode> {
             let candidate = load(path)?;
             let slot = candidate.identity.kind;
             let incumbent = pipeline
-                .plugins
+                .active()
                 .iter()
                 .find(|(k, _)| *k == slot)
                 .map(|(_, p)| p.identity.key())

@@ -15,10 +15,12 @@ use crate::config::{CONFIG_FILE, ConfigError, WorkspaceConfig};
 use crate::kb::{KbError, KbIndex};
 use crate::manifest::{MANIFEST_FILE, PolicyKind};
 use crate::pipeline::{ActivePlugins, Pipeline};
+use crate::registry::{self, SlotState};
 use crate::runtime::{LoadError, LoadedPlugin, Runtime};
 use crate::store::{Store, StoreError};
 use crate::util::sha256_hex;
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -179,9 +181,13 @@ impl Workspace {
         Ok(path)
     }
 
-    /// Loads the active plugins of every configured slot.
-    pub fn load_plugins(&self, runtime: &Runtime) -> Result<ActivePlugins> {
-        let slots = &self.config.slots;
+    /// The slots' state: deskhost.toml's `[slots]` plus promotions, rollbacks and shadows.
+    pub async fn slot_state(&self) -> Result<SlotState> {
+        Ok(registry::slot_state(&self.store, &self.config).await?)
+    }
+
+    /// Loads the plugins `state` names (active ones and shadows).
+    pub fn load_state(&self, runtime: &Runtime, state: &SlotState) -> Result<ActivePlugins> {
         let load = |kind: PolicyKind, value: &str| -> Result<Arc<LoadedPlugin>> {
             let path = self.manifest_for(kind, value)?;
             Ok(Arc::new(runtime.load_plugin(
@@ -190,26 +196,39 @@ impl Workspace {
                 &self.config.ceiling,
             )?))
         };
+        let triage = state
+            .active(PolicyKind::Triage)
+            .unwrap_or(&self.config.slots.triage);
+        let mut shadow = BTreeMap::new();
+        for (slot, key) in &state.shadow {
+            shadow.insert(*slot, load(*slot, key)?);
+        }
         Ok(ActivePlugins {
-            triage: load(PolicyKind::Triage, &slots.triage)?,
-            reply: slots
-                .reply
-                .as_deref()
+            triage: load(PolicyKind::Triage, triage)?,
+            reply: state
+                .active(PolicyKind::Reply)
                 .map(|v| load(PolicyKind::Reply, v))
                 .transpose()?,
-            escalation: slots
-                .escalation
-                .as_deref()
+            escalation: state
+                .active(PolicyKind::Escalation)
                 .map(|v| load(PolicyKind::Escalation, v))
                 .transpose()?,
+            shadow,
+            seq: state.seq,
         })
+    }
+
+    /// Loads the active plugins of every slot (and the shadows).
+    pub async fn load_plugins(&self, runtime: &Runtime) -> Result<ActivePlugins> {
+        let state = self.slot_state().await?;
+        self.load_state(runtime, &state)
     }
 
     /// Everything needed to decide tickets.
     pub async fn pipeline(&self) -> Result<Pipeline> {
         let kb = self.kb().await?;
         let runtime = Arc::new(self.runtime()?);
-        let plugins = self.load_plugins(&runtime)?;
+        let plugins = self.load_plugins(&runtime).await?;
         let services = Arc::new(Services {
             store: self.store.clone(),
             kb,

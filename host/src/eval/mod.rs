@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod report;
 
 use crate::bindings::types;
+use crate::caps::RunScope;
 use crate::pipeline::{EscalationMode, Pipeline, Proposals, checks};
 use crate::records::{MessageInput, TicketInput, TicketRecord};
 use crate::runtime::PolicyOutput;
@@ -370,6 +371,9 @@ async fn run_one(
     fields: &[String],
     n: usize,
 ) -> RecordResult {
+    let plugins = pipeline.active();
+    let ticket = Arc::new(record.ticket.clone());
+    let scope = RunScope::new(format!("eval_{n}"), ticket.clone());
     let mode = if record.summaries.is_empty() {
         EscalationMode::WhenRequested
     } else {
@@ -381,9 +385,7 @@ async fn run_one(
         triage,
         reply,
         escalation,
-    } = pipeline
-        .propose(Arc::new(record.ticket.clone()), format!("eval_{n}"), mode)
-        .await;
+    } = pipeline.propose(&plugins, ticket, scope, mode).await;
     let mut predictions = BTreeMap::new();
     let mut gold = BTreeMap::new();
     for f in fields {
@@ -691,7 +693,7 @@ fn aggregate(
         records: results.len(),
         rejected,
         plugins: pipeline
-            .plugins
+            .active()
             .iter()
             .map(|(slot, p)| {
                 (

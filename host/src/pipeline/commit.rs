@@ -31,6 +31,29 @@ pub struct StageRow {
     pub stats: serde_json::Value,
     /// Host-call transcript JSON.
     pub transcript: serde_json::Value,
+    /// The stage's input (WIT values).
+    pub input: serde_json::Value,
+    /// The stage's output (WIT values), when it produced one.
+    pub output: Option<serde_json::Value>,
+}
+
+/// A shadow candidate's result for one run.
+#[derive(Clone, Debug)]
+pub struct ShadowRow {
+    /// Slot shadowed.
+    pub slot: String,
+    /// `id@version`.
+    pub plugin: String,
+    /// Component digest.
+    pub digest: String,
+    /// `ok` or the fault kind.
+    pub outcome: String,
+    /// Proposal JSON.
+    pub proposal: Option<serde_json::Value>,
+    /// Fault JSON.
+    pub fault: Option<serde_json::Value>,
+    /// Stats JSON.
+    pub stats: serde_json::Value,
 }
 
 /// A new review item.
@@ -69,6 +92,8 @@ pub struct RunBundle {
     pub status: String,
     /// Review item, if any.
     pub review: Option<NewReview>,
+    /// Shadow candidates' results (stored, never applied).
+    pub shadows: Vec<ShadowRow>,
     /// Audit records.
     pub audit: Vec<AuditEntry>,
 }
@@ -177,7 +202,7 @@ async fn write_one(
         .await?;
     for s in &b.stages {
         sqlx::query(
-            "INSERT INTO run_stages (run_id, stage, plugin, digest, outcome, proposal_json, fault_json, stats_json, transcript_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO run_stages (run_id, stage, plugin, digest, outcome, proposal_json, fault_json, stats_json, transcript_json, input_json, output_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&b.run_id)
         .bind(&s.stage)
@@ -188,6 +213,8 @@ async fn write_one(
         .bind(s.fault.as_ref().map(|v| v.to_string()))
         .bind(s.stats.to_string())
         .bind(s.transcript.to_string())
+        .bind(s.input.to_string())
+        .bind(s.output.as_ref().map(|v| v.to_string()))
         .execute(&mut **tx)
         .await?;
     }
@@ -251,6 +278,25 @@ async fn write_one(
     .execute(&mut **tx)
     .await?;
 
+    for sh in &b.shadows {
+        sqlx::query(
+            "INSERT INTO shadow_runs (run_id, slot, plugin, digest, ticket_id, ticket_version, outcome, proposal_json, fault_json, stats_json, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&b.run_id)
+        .bind(&sh.slot)
+        .bind(&sh.plugin)
+        .bind(&sh.digest)
+        .bind(&b.ticket_id)
+        .bind(i64::from(b.ticket_version))
+        .bind(&sh.outcome)
+        .bind(sh.proposal.as_ref().map(|v| v.to_string()))
+        .bind(sh.fault.as_ref().map(|v| v.to_string()))
+        .bind(sh.stats.to_string())
+        .bind(&now)
+        .execute(&mut **tx)
+        .await?;
+    }
     if let Some(r) = &b.review {
         sqlx::query(
             "INSERT INTO review_items (id, run_id, ticket_id, ticket_version, status, reasons_json, payload_json, created_at) VALUES (?, ?, ?, ?, 'open', ?, ?, ?)",

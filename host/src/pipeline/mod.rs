@@ -10,16 +10,18 @@ pub mod views;
 
 use crate::audit::AuditEntry;
 use crate::bindings::types;
-use crate::caps::{HostCall, RunScope, Services};
+use crate::caps::{Answers, HostCall, RunScope, Services};
 use crate::config::WorkspaceConfig;
 use crate::manifest::PolicyKind;
 use crate::records::{TicketRecord, redact_ticket};
 use crate::runtime::fault::{Fault, FaultKind};
 use crate::runtime::{Invocation, LoadedPlugin, PolicyInput, PolicyOutput, Runtime};
 use crate::util::{new_id, now_rfc3339};
-use commit::{Committed, Committer, NewReview, RunBundle, StageRow};
+use arc_swap::ArcSwap;
+use commit::{Committed, Committer, NewReview, RunBundle, ShadowRow, StageRow};
 use gate::{GateDecision, GateInput};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -52,6 +54,10 @@ pub struct ActivePlugins {
     pub reply: Option<Arc<LoadedPlugin>>,
     /// Escalation.
     pub escalation: Option<Arc<LoadedPlugin>>,
+    /// Shadow candidates per slot: run beside the active plugin, never applied.
+    pub shadow: BTreeMap<PolicyKind, Arc<LoadedPlugin>>,
+    /// The slot event these plugins reflect (0: deskhost.toml only).
+    pub seq: i64,
 }
 
 impl ActivePlugins {
@@ -74,8 +80,9 @@ pub struct Pipeline {
     pub config: Arc<WorkspaceConfig>,
     /// sha256 of `deskhost.toml`.
     pub config_hash: String,
-    /// Active plugins.
-    pub plugins: ActivePlugins,
+    /// Active plugins: swapped atomically while tickets are decided; a ticket runs on the
+    /// snapshot it started with.
+    pub plugins: Arc<ArcSwap<ActivePlugins>>,
     committer: Committer,
 }
 
@@ -83,6 +90,8 @@ pub struct Pipeline {
 pub struct StageRun {
     /// Which stage.
     pub stage: PolicyKind,
+    /// The exact input (WIT values as JSON), for replay.
+    pub input: Value,
     /// The plugin that ran.
     pub plugin: Arc<LoadedPlugin>,
     /// Its output or fault, stats and host calls.
@@ -189,7 +198,7 @@ impl Pipeline {
             services,
             config,
             config_hash,
-            plugins,
+            plugins: Arc::new(ArcSwap::from_pointee(plugins)),
             committer,
         }
     }
@@ -200,10 +209,12 @@ impl Pipeline {
         plugin: &Arc<LoadedPlugin>,
         scope: &RunScope,
         input: PolicyInput<'_>,
+        answers: Answers,
     ) -> StageRun {
+        let input_json = input_json(input);
         let invocation = self
             .runtime
-            .invoke(plugin, self.services.clone(), scope.clone(), input)
+            .invoke(plugin, self.services.clone(), scope.clone(), input, answers)
             .await;
         let problems = match &invocation.result {
             Ok(PolicyOutput::Triage(d)) => checks::triage(d, &self.config.taxonomy).0,
@@ -227,6 +238,7 @@ impl Pipeline {
         };
         StageRun {
             stage,
+            input: input_json,
             plugin: plugin.clone(),
             invocation,
             problems,
@@ -235,18 +247,30 @@ impl Pipeline {
 
     /// The same pipeline with `plugin` in its slot (a candidate for evaluation).
     pub fn with_plugin(&self, plugin: Arc<LoadedPlugin>) -> Pipeline {
-        let mut next = self.clone();
+        let mut plugins = (*self.active()).clone();
         match plugin.identity.kind {
-            PolicyKind::Triage => next.plugins.triage = plugin,
-            PolicyKind::Reply => next.plugins.reply = Some(plugin),
-            PolicyKind::Escalation => next.plugins.escalation = Some(plugin),
+            PolicyKind::Triage => plugins.triage = plugin,
+            PolicyKind::Reply => plugins.reply = Some(plugin),
+            PolicyKind::Escalation => plugins.escalation = Some(plugin),
         }
+        let mut next = self.clone();
+        next.plugins = Arc::new(ArcSwap::from_pointee(plugins));
         next
+    }
+
+    /// The current plugins (what a ticket starting now runs on).
+    pub fn active(&self) -> Arc<ActivePlugins> {
+        self.plugins.load_full()
+    }
+
+    /// Switches to `plugins` for tickets that start from now on.
+    pub fn swap(&self, plugins: ActivePlugins) {
+        self.plugins.store(Arc::new(plugins));
     }
 
     /// The KB collections the reply policy searches (where retrieval is measured).
     pub fn retrieval_collections(&self) -> Vec<String> {
-        self.plugins
+        self.active()
             .reply
             .as_ref()
             .and_then(|p| p.identity.grants.kb.as_ref())
@@ -258,14 +282,14 @@ impl Pipeline {
     /// nothing. `decide` and `deskhost eval` both go through here.
     pub async fn propose(
         &self,
+        plugins: &ActivePlugins,
         ticket: Arc<TicketRecord>,
-        run_id: String,
+        scope: RunScope,
         mode: EscalationMode,
     ) -> Proposals {
-        let scope = RunScope::new(run_id, ticket.clone());
         let mut stages: Vec<StageRun> = Vec::new();
 
-        let triage_plugin = &self.plugins.triage;
+        let triage_plugin = &plugins.triage;
         let triage_ticket = redact_ticket(&ticket, &triage_plugin.identity.grants);
         let triage = self
             .stage(
@@ -275,6 +299,7 @@ impl Pipeline {
                 PolicyInput::Triage {
                     ticket: &triage_ticket,
                 },
+                Answers::Live,
             )
             .await;
         let decision: Option<types::TriageDecision> = match triage.valid_output() {
@@ -284,7 +309,7 @@ impl Pipeline {
         stages.push(triage);
 
         let mut reply: Option<types::ReplyProposal> = None;
-        if let (Some(d), Some(plugin)) = (&decision, &self.plugins.reply)
+        if let (Some(d), Some(plugin)) = (&decision, &plugins.reply)
             && !self
                 .config
                 .pipeline
@@ -301,6 +326,7 @@ impl Pipeline {
                         ticket: &t,
                         triage: d,
                     },
+                    Answers::Live,
                 )
                 .await;
             if let Some(PolicyOutput::Reply(r)) = run.valid_output() {
@@ -322,7 +348,7 @@ impl Pipeline {
                 ..d.clone()
             }),
         });
-        if let (Some(d), Some(plugin)) = (&escalated, &self.plugins.escalation) {
+        if let (Some(d), Some(plugin)) = (&escalated, &plugins.escalation) {
             let t = redact_ticket(&ticket, &plugin.identity.grants);
             let input = PolicyInput::Escalation {
                 ticket: &t,
@@ -330,7 +356,7 @@ impl Pipeline {
                 reply: reply.as_ref(),
             };
             let run = self
-                .stage(PolicyKind::Escalation, plugin, &scope, input)
+                .stage(PolicyKind::Escalation, plugin, &scope, input, Answers::Live)
                 .await;
             if let Some(PolicyOutput::Escalation(e)) = run.valid_output() {
                 escalation = Some(e.clone());
@@ -345,6 +371,53 @@ impl Pipeline {
             reply,
             escalation,
         }
+    }
+
+    /// Runs the shadow candidates beside the active plugins: same ticket, same upstream
+    /// proposals, capability reads answered from the incumbent's transcript (live and
+    /// read-only where it made no such call), in a scope of their own so nothing they read
+    /// changes the run's record. Their proposals are checked and stored, never applied.
+    async fn shadows(
+        &self,
+        plugins: &ActivePlugins,
+        ticket: &Arc<TicketRecord>,
+        proposals: &Proposals,
+    ) -> Vec<StageRun> {
+        let mut out = Vec::new();
+        for (slot, plugin) in &plugins.shadow {
+            let recorded: Vec<HostCall> = proposals
+                .stages
+                .iter()
+                .find(|s| s.stage == *slot)
+                .map(|s| s.invocation.calls.clone())
+                .unwrap_or_default();
+            let answers = Answers::Recorded {
+                calls: Arc::new(recorded),
+                live_fallback: true,
+            };
+            let scope = proposals.scope.fork();
+            let t = redact_ticket(ticket, &plugin.identity.grants);
+            let input = match slot {
+                PolicyKind::Triage => PolicyInput::Triage { ticket: &t },
+                PolicyKind::Reply => match &proposals.triage {
+                    Some(d) => PolicyInput::Reply {
+                        ticket: &t,
+                        triage: d,
+                    },
+                    None => continue,
+                },
+                PolicyKind::Escalation => match &proposals.triage {
+                    Some(d) if d.escalate.is_some() => PolicyInput::Escalation {
+                        ticket: &t,
+                        triage: d,
+                        reply: proposals.reply.as_ref(),
+                    },
+                    _ => continue,
+                },
+            };
+            out.push(self.stage(*slot, plugin, &scope, input, answers).await);
+        }
+        out
     }
 
     /// Decides one ticket version and commits the decision.
@@ -363,19 +436,24 @@ impl Pipeline {
             .ok_or_else(|| PipelineError::UnknownTicket(ticket_id.to_string(), version))?;
         let ticket = Arc::new(ticket);
         let run_id = new_id("run");
+        let plugins = self.active();
+        let scope = RunScope::new(run_id.clone(), ticket.clone());
+        let proposals = self
+            .propose(
+                &plugins,
+                ticket.clone(),
+                scope,
+                EscalationMode::WhenRequested,
+            )
+            .await;
+        let shadows = self.shadows(&plugins, &ticket, &proposals).await;
         let Proposals {
             scope,
             stages,
             triage: decision,
             reply,
             escalation,
-        } = self
-            .propose(
-                ticket.clone(),
-                run_id.clone(),
-                EscalationMode::WhenRequested,
-            )
-            .await;
+        } = proposals;
 
         // The host reads the tier itself: the gate must not depend on what a plugin was granted.
         let customer_tier = match ticket.input.customer_id.as_deref() {
@@ -423,7 +501,9 @@ impl Pipeline {
             "ticket_id": ticket.input.id,
             "ticket_version": ticket.version,
             "ticket_content_hash": ticket.content_hash,
-            "plugins": self.plugins.iter().map(|(slot, p)| json!({
+            "clock_ms": scope.clock_ms,
+            "shadow": plugins.shadow.iter().map(|(slot, p)| json!({ "slot": slot.as_str(), "plugin": p.identity.key() })).collect::<Vec<_>>(),
+            "plugins": plugins.iter().map(|(slot, p)| json!({
                 "slot": slot.as_str(),
                 "plugin": p.identity.key(),
                 "digest": p.identity.digest,
@@ -466,6 +546,7 @@ impl Pipeline {
             inputs,
             result.clone(),
             &stages,
+            &shadows,
             &gated,
             review_id,
         );
@@ -503,6 +584,7 @@ impl Pipeline {
         inputs: Value,
         result: Value,
         stages: &[StageRun],
+        shadows: &[StageRun],
         gated: &GateDecision,
         review_id: Option<String>,
     ) -> RunBundle {
@@ -510,27 +592,7 @@ impl Pipeline {
         let mut rows = Vec::new();
         for s in stages {
             let identity = &s.plugin.identity;
-            for call in &s.invocation.calls {
-                audit.push(AuditEntry::run(
-                    run_id,
-                    "host-call",
-                    host_call_record(s.stage, &identity.key(), &identity.digest, call),
-                ));
-            }
-            let fault = s.fault();
-            audit.push(AuditEntry::run(
-                run_id,
-                "plugin-outcome",
-                json!({
-                    "stage": s.stage.as_str(),
-                    "plugin": identity.key(),
-                    "digest": identity.digest,
-                    "outcome": fault.as_ref().map_or("ok", |f| f.kind.as_str()),
-                    "fault": fault,
-                    "stats": s.invocation.stats,
-                    "stderr_bytes": s.invocation.stderr.len(),
-                }),
-            ));
+            let fault = audit_stage(run_id, s.stage.as_str(), s, &mut audit);
             rows.push(StageRow {
                 stage: s.stage.as_str().into(),
                 plugin: identity.key(),
@@ -540,6 +602,22 @@ impl Pipeline {
                 fault: fault.map(|f| json!(f)),
                 stats: json!(s.invocation.stats),
                 transcript: json!({ "calls": s.invocation.calls, "logs": s.invocation.logs, "stderr": s.invocation.stderr }),
+                input: s.input.clone(),
+                output: s.invocation.result.as_ref().ok().map(|o| json!(o)),
+            });
+        }
+        let mut shadow_rows = Vec::new();
+        for s in shadows {
+            let identity = &s.plugin.identity;
+            let fault = audit_stage(run_id, &format!("shadow:{}", s.stage), s, &mut audit);
+            shadow_rows.push(ShadowRow {
+                slot: s.stage.as_str().into(),
+                plugin: identity.key(),
+                digest: identity.digest.clone(),
+                outcome: fault.as_ref().map_or("ok", |f| f.kind.as_str()).into(),
+                proposal: s.proposal_json(),
+                fault: fault.map(|f| json!(f)),
+                stats: json!(s.invocation.stats),
             });
         }
         audit.push(AuditEntry::run(
@@ -574,8 +652,52 @@ impl Pipeline {
                 "triaged".into()
             },
             review,
+            shadows: shadow_rows,
             audit,
         }
+    }
+}
+
+/// Audit records of one stage (each host call and the outcome); returns its fault.
+fn audit_stage(
+    run_id: &str,
+    label: &str,
+    s: &StageRun,
+    audit: &mut Vec<AuditEntry>,
+) -> Option<Fault> {
+    let identity = &s.plugin.identity;
+    for call in &s.invocation.calls {
+        let mut record = host_call_record(s.stage, &identity.key(), &identity.digest, call);
+        record["stage"] = json!(label);
+        audit.push(AuditEntry::run(run_id, "host-call", record));
+    }
+    let fault = s.fault();
+    audit.push(AuditEntry::run(
+        run_id,
+        "plugin-outcome",
+        json!({
+            "stage": label,
+            "plugin": identity.key(),
+            "digest": identity.digest,
+            "outcome": fault.as_ref().map_or("ok", |f| f.kind.as_str()),
+            "fault": fault,
+            "stats": s.invocation.stats,
+            "stderr_bytes": s.invocation.stderr.len(),
+        }),
+    ));
+    fault
+}
+
+/// A stage's input as JSON (the WIT values), for replay.
+fn input_json(input: PolicyInput<'_>) -> Value {
+    match input {
+        PolicyInput::Triage { ticket } => json!({ "ticket": ticket }),
+        PolicyInput::Reply { ticket, triage } => json!({ "ticket": ticket, "triage": triage }),
+        PolicyInput::Escalation {
+            ticket,
+            triage,
+            reply,
+        } => json!({ "ticket": ticket, "triage": triage, "reply": reply }),
     }
 }
 

@@ -19,7 +19,8 @@ pub use load::{LoadError, LoadedPlugin, PolicyPre};
 
 use crate::bindings::types;
 use crate::caps::{
-    CallContext, HostCall, HostState, LogLine, MemoryLimiter, PluginIdentity, RunScope, Services,
+    Answers, CallContext, HostCall, HostState, LogLine, MemoryLimiter, PluginIdentity, RunScope,
+    Services,
 };
 use crate::config::RuntimeConfig;
 use fault::{Fault, FaultKind, HostTrap};
@@ -131,20 +132,20 @@ impl Runtime {
         services: Arc<Services>,
         scope: RunScope,
         input: PolicyInput<'_>,
+        answers: Answers,
     ) -> Invocation {
         let identity = plugin.identity.clone();
         let limits = identity.limits.clone();
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
-        let wasi = locked_down_wasi(&stderr);
+        let seed = determinism_seed(&scope.ticket.content_hash, &identity.digest);
+        let wasi = locked_down_wasi(&stderr, seed, scope.clock_ms);
         let limiter = MemoryLimiter {
             limit: plugin.memory_limit_bytes,
             peak: 0,
         };
-        let state = HostState::new(
-            wasi,
-            limiter,
-            CallContext::new(identity.clone(), scope, services),
-        );
+        let mut call = CallContext::new(identity.clone(), scope, services);
+        call.answers = answers;
+        let state = HostState::new(wasi, limiter, call);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         if self.fuel
@@ -307,16 +308,56 @@ fn wrong_input(plugin: &LoadedPlugin) -> Stage {
     ))
 }
 
-fn locked_down_wasi(stderr: &MemoryOutputPipe) -> WasiCtx {
+fn locked_down_wasi(stderr: &MemoryOutputPipe, seed: u64, clock_ms: u64) -> WasiCtx {
+    use rand::SeedableRng;
     // No env, args, preopens or sockets: WASI is linked because guests import it, not to
-    // give them anything. stdout is discarded (capped), stderr captured.
+    // give them anything. stdout is discarded (capped), stderr captured. Randomness and the
+    // wall clock are fixed per (ticket, plugin) and run, so a replay runs the same code path.
     WasiCtx::builder()
         .stdout(MemoryOutputPipe::new(STDERR_CAPACITY))
         .stderr(stderr.clone())
         .allow_ip_name_lookup(false)
         .allow_tcp(false)
         .allow_udp(false)
+        .secure_random(rand::rngs::StdRng::seed_from_u64(seed))
+        .insecure_random(rand::rngs::StdRng::seed_from_u64(seed.rotate_left(17)))
+        .insecure_random_seed(u128::from(seed))
+        .wall_clock(FixedClock(Duration::from_millis(clock_ms)))
+        .monotonic_clock(StepClock::default())
         .build()
+}
+
+/// The seed of a plugin call's WASI randomness: the ticket's content and the plugin's digest.
+fn determinism_seed(content_hash: &str, digest: &str) -> u64 {
+    let take = |s: &str| u64::from_str_radix(s.get(..16).unwrap_or("0"), 16).unwrap_or(0);
+    take(content_hash) ^ take(digest).rotate_left(1)
+}
+
+/// The wall clock of a run: always the run's start time.
+struct FixedClock(Duration);
+
+impl wasmtime_wasi::HostWallClock for FixedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_millis(1)
+    }
+
+    fn now(&self) -> Duration {
+        self.0
+    }
+}
+
+/// A monotonic clock that advances one microsecond per reading.
+#[derive(Default)]
+struct StepClock(std::sync::atomic::AtomicU64);
+
+impl wasmtime_wasi::HostMonotonicClock for StepClock {
+    fn resolution(&self) -> u64 {
+        1_000
+    }
+
+    fn now(&self) -> u64 {
+        self.0.fetch_add(1_000, Ordering::Relaxed)
+    }
 }
 
 /// What a policy is called with.
