@@ -1,16 +1,20 @@
 //! deskhost: runs support-operations policies (triage, reply, escalation) as sandboxed
 //! WebAssembly components, and owns everything they may not: data, effects, review, audit.
 
+pub mod api;
 pub mod audit;
 pub mod bindings;
 pub mod caps;
 pub mod config;
 pub mod eval;
 pub mod kb;
+pub mod lifecycle;
 pub mod manifest;
 pub mod pipeline;
+pub mod plugin_test;
 pub mod records;
 pub mod registry;
+pub mod replay;
 pub mod runtime;
 pub mod store;
 pub mod train;

@@ -3,6 +3,7 @@
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use deskhost::audit;
+use deskhost::lifecycle;
 use deskhost::manifest::{Manifest, PolicyKind};
 use deskhost::records::{ArticleRecord, CustomerRecord, TicketInput};
 use deskhost::store::Upsert;
@@ -14,6 +15,7 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 use std::time::Instant;
 
 /// `println!` that returns the error instead of panicking (e.g. on a closed pipe).
@@ -62,6 +64,10 @@ enum Command {
     Run(RunArgs),
     /// Replay labeled history through the plugins (nothing applied) and report quality and speed.
     Eval(EvalArgs),
+    /// Serve the HTTP API; follows promotions and rollbacks without a restart.
+    Serve(ServeArgs),
+    /// Re-execute a recorded run from its transcript, with the same or another plugin.
+    Replay(ReplayArgs),
     /// Review items.
     #[command(subcommand)]
     Review(ReviewCommand),
@@ -222,10 +228,74 @@ enum AuditCommand {
     Verify,
 }
 
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// How often to look for promotions, rollbacks and changed plugin files, milliseconds.
+    #[arg(long, default_value_t = 200)]
+    watch_ms: u64,
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// The run id (from `deskhost run` output).
+    run_id: String,
+    /// Replay with this plugin (its plugin.toml or directory) in its slot.
+    #[arg(long)]
+    plugin: Option<PathBuf>,
+    /// Write each stage as a test fixture into this directory.
+    #[arg(long)]
+    export: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum PluginCommand {
     /// Installed plugins with digest, grants and limits.
     List,
+    /// Install a plugin (its directory or plugin.toml): validate, precompile, run its
+    /// fixtures, show the capability diff. It stays inactive until promoted.
+    Install {
+        /// The plugin's directory or plugin.toml.
+        path: PathBuf,
+    },
+    /// Make an installed version (id@version) the active one of its slot.
+    Promote {
+        /// id@version.
+        plugin: String,
+    },
+    /// Return a slot to the version active before the current one.
+    Rollback {
+        /// triage, reply or escalation.
+        slot: PolicyKind,
+    },
+    /// Run an installed version beside the active one; its proposals are stored, never applied.
+    Shadow {
+        /// id@version.
+        plugin: String,
+    },
+    /// Stop shadowing a slot.
+    Unshadow {
+        /// triage, reply or escalation.
+        slot: PolicyKind,
+    },
+    /// Compare a shadow's proposals with the active plugin's on the runs it shadowed.
+    Diff {
+        /// triage, reply or escalation.
+        slot: PolicyKind,
+        /// The candidate (default: the slot's current shadow).
+        #[arg(long)]
+        candidate: Option<String>,
+    },
+    /// Run a plugin on fixtures (its fixtures/ directory and --fixtures DIR).
+    Test {
+        /// The plugin's directory or plugin.toml.
+        path: PathBuf,
+        /// More fixtures.
+        #[arg(long)]
+        fixtures: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -278,6 +348,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Audit(AuditCommand::Verify) => audit_verify(&ws_dir, cli.json).await,
         Command::Plugin(PluginCommand::List) => plugin_list(&ws_dir, cli.json).await,
+        Command::Plugin(cmd) => plugin(&ws_dir, cmd, cli.json).await,
+        Command::Serve(args) => serve(&ws_dir, args).await,
+        Command::Replay(args) => replay(&ws_dir, args, cli.json).await,
     }
 }
 
@@ -565,6 +638,8 @@ struct RunSummary {
 async fn run(dir: &Path, args: RunArgs) -> Result<ExitCode> {
     let ws = Workspace::open(dir).await?;
     let pipeline = ws.pipeline().await?;
+    // A promotion or rollback during a long run takes effect for the tickets after it.
+    let watcher = lifecycle::watch(ws.clone(), pipeline.clone(), Duration::from_millis(200));
     let mut rejected = 0;
     let mut work: Vec<(String, u32)> = Vec::new();
     let mut out = std::io::stdout().lock();
@@ -654,6 +729,7 @@ async fn run(dir: &Path, args: RunArgs) -> Result<ExitCode> {
         }
     }
     progress.finish_and_clear();
+    watcher.abort();
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
         "decided {} tickets in {:.2}s ({:.1} tickets/s){}{}",
@@ -843,6 +919,329 @@ async fn eval(dir: &Path, args: EvalArgs, json: bool) -> Result<ExitCode> {
     } else {
         ExitCode::from(2)
     })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+async fn serve(dir: &Path, args: ServeArgs) -> Result<ExitCode> {
+    let ws = Workspace::open(dir).await?;
+    let pipeline = ws.pipeline().await?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let watcher = lifecycle::watch(
+        ws.clone(),
+        pipeline.clone(),
+        Duration::from_millis(args.watch_ms.max(10)),
+    );
+    let concurrency = if ws.config.pipeline.concurrency > 0 {
+        ws.config.pipeline.concurrency
+    } else {
+        2 * std::thread::available_parallelism().map_or(2, |n| n.get())
+    };
+    out!("listening on http://{addr}");
+    std::io::stdout().flush()?;
+    deskhost::api::serve(listener, ws, pipeline, concurrency, shutdown_signal()).await?;
+    watcher.abort();
+    eprintln!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn replay(dir: &Path, args: ReplayArgs, json: bool) -> Result<ExitCode> {
+    let ws = Workspace::open(dir).await?;
+    let runtime = ws.runtime()?;
+    let candidate = match &args.plugin {
+        Some(path) => {
+            let manifest = if path.is_dir() {
+                path.join("plugin.toml")
+            } else {
+                path.clone()
+            };
+            let kind = Manifest::load(&manifest)?.kind;
+            Some(runtime.load_plugin(&manifest, kind, &ws.config.ceiling)?)
+        }
+        None => None,
+    };
+    let report = deskhost::replay::replay(
+        &ws,
+        &runtime,
+        &args.run_id,
+        candidate.as_ref(),
+        args.export.as_deref(),
+    )
+    .await?;
+    if json {
+        print_json(&json!(report))?;
+    } else {
+        out!(
+            "replay of {} (ticket {} v{})",
+            report.run_id,
+            report.ticket_id,
+            report.ticket_version
+        );
+        for s in &report.stages {
+            let verdict = if s.identical {
+                "identical output".to_string()
+            } else {
+                format!("{} difference(s)", s.differences.len())
+            };
+            out!(
+                "  {:<11} {} → {}{}: {} ({} → {}){}",
+                s.stage.as_str(),
+                s.recorded_plugin,
+                s.replayed_plugin,
+                if s.other_component {
+                    " (other component)"
+                } else {
+                    ""
+                },
+                verdict,
+                s.recorded_outcome,
+                s.replayed_outcome,
+                if s.unanswered_calls > 0 {
+                    format!(", {} call(s) not in the transcript", s.unanswered_calls)
+                } else {
+                    String::new()
+                }
+            );
+            for d in s.differences.iter().take(20) {
+                out!("      {}: {} → {}", d.path, d.recorded, d.replayed);
+            }
+        }
+        if let Some(dir) = &args.export {
+            out!("fixtures written to {}", dir.display());
+        }
+    }
+    let all_identical = report.stages.iter().all(|s| s.identical);
+    Ok(if all_identical || args.plugin.is_some() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}
+
+async fn plugin(dir: &Path, cmd: PluginCommand, json: bool) -> Result<ExitCode> {
+    let ws = Workspace::open(dir).await?;
+    match cmd {
+        PluginCommand::List => unreachable_list(),
+        PluginCommand::Install { path } => {
+            let runtime = ws.runtime()?;
+            let r = lifecycle::install(&ws, &runtime, &path).await?;
+            if json {
+                print_json(&json!(r))?;
+            } else {
+                out!(
+                    "{} {} ({}) sha256 {}",
+                    if r.already_installed {
+                        "already installed:"
+                    } else {
+                        "installed"
+                    },
+                    r.plugin,
+                    r.kind,
+                    &r.digest[..12.min(r.digest.len())]
+                );
+                out!("  imports: {}", r.imports.join(", "));
+                out!(
+                    "  compiled: {}; config {}",
+                    if r.compile_ms > 0.0 {
+                        format!("{:.0} ms", r.compile_ms)
+                    } else {
+                        "from cache".into()
+                    },
+                    if r.bound {
+                        "bound into memory"
+                    } else {
+                        "served by the config capability"
+                    }
+                );
+                if let Some(f) = &r.fixtures {
+                    out!("  fixtures: {} passed", f.passed);
+                }
+                match &r.diff.replaces {
+                    Some(v) => out!("  against the active {v}:"),
+                    None => out!("  grants (the slot has no other version):"),
+                }
+                for a in &r.diff.added {
+                    out!("    + {a}");
+                }
+                for x in &r.diff.removed {
+                    out!("    - {x}");
+                }
+                for l in &r.diff.limits {
+                    out!("    ~ {l}");
+                }
+                out!(
+                    "  not active: `deskhost plugin promote {}` makes it so",
+                    r.plugin
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::Promote { plugin } => {
+            let runtime = ws.runtime()?;
+            let c = lifecycle::promote(&ws, &runtime, &plugin).await?;
+            print_change(&c, json)
+        }
+        PluginCommand::Rollback { slot } => {
+            print_change(&lifecycle::rollback(&ws, slot).await?, json)
+        }
+        PluginCommand::Shadow { plugin } => {
+            let runtime = ws.runtime()?;
+            print_change(&lifecycle::shadow(&ws, &runtime, &plugin).await?, json)
+        }
+        PluginCommand::Unshadow { slot } => {
+            print_change(&lifecycle::unshadow(&ws, slot).await?, json)
+        }
+        PluginCommand::Diff { slot, candidate } => {
+            let d = lifecycle::diff(&ws, slot, candidate.as_deref()).await?;
+            if json {
+                print_json(&json!(d))?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            out!(
+                "{} shadow {} against {} ({} runs)",
+                d.slot.as_str(),
+                d.candidate,
+                d.incumbents.join(", "),
+                d.candidate_stats.runs
+            );
+            for (field, a) in &d.fields {
+                out!(
+                    "  {field:<18} agree {:>5.1}% ({}/{})",
+                    a.rate * 100.0,
+                    a.same,
+                    a.total
+                );
+            }
+            let (i, c) = (&d.incumbent_stats, &d.candidate_stats);
+            out!(
+                "  latency p50/p95 ms: active {:.2}/{:.2}, shadow {:.2}/{:.2}",
+                i.p50_ms,
+                i.p95_ms,
+                c.p50_ms,
+                c.p95_ms
+            );
+            out!(
+                "  fault rate: active {:.1}%, shadow {:.1}%",
+                i.fault_rate * 100.0,
+                c.fault_rate * 100.0
+            );
+            for x in d.disagreements.iter().take(20) {
+                out!(
+                    "  {} {}: {} → {}",
+                    x.ticket_id,
+                    x.field,
+                    x.incumbent,
+                    x.candidate
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::Test { path, fixtures } => {
+            let runtime = ws.runtime()?;
+            let manifest = if path.is_dir() {
+                path.join("plugin.toml")
+            } else {
+                path.clone()
+            };
+            let kind = Manifest::load(&manifest)?.kind;
+            let plugin = runtime.load_plugin(&manifest, kind, &ws.config.ceiling)?;
+            let mut dirs = Vec::new();
+            if let Some(own) = manifest
+                .parent()
+                .map(|p| p.join("fixtures"))
+                .filter(|p| p.is_dir())
+            {
+                dirs.push(own);
+            }
+            dirs.extend(fixtures);
+            if dirs.is_empty() {
+                bail!(
+                    "no fixtures: {} has no fixtures/ directory; pass --fixtures DIR",
+                    manifest.display()
+                );
+            }
+            let mut all = deskhost::plugin_test::TestReport::default();
+            for d in &dirs {
+                let r = deskhost::plugin_test::run_dir(&ws, &runtime, &plugin, d).await?;
+                all.passed += r.passed;
+                all.failed += r.failed;
+                all.cases.extend(r.cases);
+            }
+            if json {
+                print_json(&json!(all))?;
+            } else {
+                out!(
+                    "{}: {} passed, {} failed",
+                    plugin.identity.key(),
+                    all.passed,
+                    all.failed
+                );
+                for c in &all.cases {
+                    out!(
+                        "  {} {:<40} {:<14} fuel {:>10} calls {:>2} output {:>6} B {:>7.2} ms{}",
+                        if c.passed { "ok  " } else { "FAIL" },
+                        c.name,
+                        c.outcome,
+                        c.fuel_used.map_or("-".into(), |f| f.to_string()),
+                        c.host_calls,
+                        c.output_bytes,
+                        c.wall_us as f64 / 1000.0,
+                        if c.problems.is_empty() {
+                            String::new()
+                        } else {
+                            format!("\n       {}", c.problems.join("\n       "))
+                        }
+                    );
+                }
+            }
+            Ok(if all.failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}
+
+fn unreachable_list() -> Result<ExitCode> {
+    bail!("internal: `plugin list` is dispatched before `plugin`")
+}
+
+fn print_change(c: &lifecycle::SlotChange, json: bool) -> Result<ExitCode> {
+    if json {
+        print_json(&json!(c))?;
+    } else {
+        out!(
+            "{} slot: {} → {} (event {})",
+            c.slot.as_str(),
+            c.from.as_deref().unwrap_or("none"),
+            c.to.as_deref().unwrap_or("none"),
+            c.seq
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn review_list(dir: &Path, status: &str, json: bool) -> Result<ExitCode> {

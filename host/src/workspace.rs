@@ -39,6 +39,9 @@ pub enum WorkspaceError {
     /// Plugin problem.
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// Manifest problem.
+    #[error(transparent)]
+    Manifest(#[from] crate::manifest::ManifestError),
     /// The engine could not start.
     #[error("cannot start the Wasm engine: {0}")]
     Engine(String),

@@ -1,0 +1,171 @@
+//! The HTTP API of `deskhost serve`, thin over the pipeline.
+//!
+//! - `POST /v1/tickets`: one ticket (object) or several (array), as in the JSON Lines input
+//!   of `deskhost run`; answers with the decision of each, in order.
+//! - `GET /v1/runs/{run_id}`: a recorded decision.
+//! - `GET /v1/plugins`: the active plugins and shadows (they change on promote/rollback).
+//! - `GET /healthz`.
+//!
+//! Errors are `{"message", "code", "type"}` with stable codes, mapped in [`ApiError`].
+
+use crate::pipeline::Pipeline;
+use crate::records::TicketInput;
+use crate::workspace::Workspace;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use sqlx::Row;
+use std::future::Future;
+
+#[derive(Clone)]
+struct AppState {
+    ws: Workspace,
+    pipeline: Pipeline,
+    concurrency: usize,
+}
+
+/// API errors and their stable codes.
+#[derive(Debug)]
+pub enum ApiError {
+    /// A ticket in the request is not valid.
+    InvalidTicket(String),
+    /// No run with that id.
+    RunNotFound(String),
+    /// The host failed.
+    Internal(String),
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, &'static str, &str) {
+        match self {
+            ApiError::InvalidTicket(m) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_ticket",
+                "invalid_request",
+                m,
+            ),
+            ApiError::RunNotFound(m) => {
+                (StatusCode::NOT_FOUND, "run_not_found", "invalid_request", m)
+            }
+            ApiError::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal", m),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, kind, message) = self.parts();
+        (
+            status,
+            Json(json!({ "message": message, "code": code, "type": kind })),
+        )
+            .into_response()
+    }
+}
+
+/// The router over a workspace and its pipeline.
+pub fn router(ws: Workspace, pipeline: Pipeline, concurrency: usize) -> Router {
+    Router::new()
+        .route("/v1/tickets", post(tickets))
+        .route("/v1/runs/{run_id}", get(run))
+        .route("/v1/plugins", get(plugins))
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({ "status": "ok" })) }),
+        )
+        .with_state(AppState {
+            ws,
+            pipeline,
+            concurrency: concurrency.max(1),
+        })
+}
+
+/// Serves until `shutdown` resolves, then finishes the requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    ws: Workspace,
+    pipeline: Pipeline,
+    concurrency: usize,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(ws, pipeline, concurrency))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn tickets(
+    State(state): State<AppState>,
+    Json(body): Json<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let (items, single) = match body {
+        Value::Array(items) => (items, false),
+        other => (vec![other], true),
+    };
+    let mut inputs = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let where_ = if single {
+            "ticket".to_string()
+        } else {
+            format!("ticket[{i}]")
+        };
+        let t: TicketInput = serde_json::from_value(item)
+            .map_err(|e| ApiError::InvalidTicket(format!("{where_}: {e}")))?;
+        t.check()
+            .map_err(|e| ApiError::InvalidTicket(format!("{where_}: {e}")))?;
+        inputs.push(t);
+    }
+    let ingested = state
+        .ws
+        .store
+        .ingest_tickets(&inputs)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let pipeline = &state.pipeline;
+    let results: Vec<Value> = futures::stream::iter(ingested)
+        .map(|i| async move {
+            if !i.pending {
+                return json!({ "ticket_id": i.id, "ticket_version": i.version, "status": "already-decided" });
+            }
+            match pipeline.decide(&i.id, i.version).await {
+                Ok(o) if o.already_decided => json!({ "ticket_id": i.id, "ticket_version": i.version, "status": "already-decided" }),
+                Ok(o) => o.json,
+                Err(e) => json!({ "ticket_id": i.id, "ticket_version": i.version, "status": "error", "error": e.to_string() }),
+            }
+        })
+        .buffered(state.concurrency)
+        .collect()
+        .await;
+    Ok(Json(if single {
+        results.into_iter().next().unwrap_or(Value::Null)
+    } else {
+        Value::Array(results)
+    }))
+}
+
+async fn run(
+    State(state): State<AppState>,
+    Path(run_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let row = sqlx::query("SELECT result_json FROM runs WHERE run_id = ?")
+        .bind(&run_id)
+        .fetch_optional(state.ws.store.pool())
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .ok_or_else(|| ApiError::RunNotFound(format!("no run {run_id}")))?;
+    let value: Value = serde_json::from_str(row.get::<&str, _>(0))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(value))
+}
+
+async fn plugins(State(state): State<AppState>) -> Json<Value> {
+    let active = state.pipeline.active();
+    Json(json!({
+        "seq": active.seq,
+        "active": active.iter().map(|(slot, p)| (slot.as_str().to_string(), json!(p.identity.key()))).collect::<serde_json::Map<_, _>>(),
+        "shadow": active.shadow.iter().map(|(slot, p)| (slot.as_str().to_string(), json!(p.identity.key()))).collect::<serde_json::Map<_, _>>(),
+    }))
+}

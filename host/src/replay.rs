@@ -1,0 +1,265 @@
+//! `deskhost replay RUN_ID`: re-executes a recorded run from its stored inputs, answering
+//! every capability call from the run's transcript, with the same clock and the same
+//! randomness; against the recorded plugin the output is byte-identical, against another
+//! version the report shows what changed. `--export` turns the stages into fixtures.
+
+use crate::caps::{Answers, HostCall, RunScope, Services};
+use crate::manifest::PolicyKind;
+use crate::plugin_test::{DecodedInput, Expect, Fixture};
+use crate::runtime::{LoadedPlugin, Runtime};
+use crate::store::StoreError;
+use crate::workspace::{Workspace, WorkspaceError};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::Row;
+use std::path::Path;
+use std::sync::Arc;
+
+/// A field that differs between the recorded and the replayed output.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Difference {
+    /// JSON path, e.g. `/Triage/category/value`.
+    pub path: String,
+    /// Recorded value.
+    pub recorded: Value,
+    /// Replayed value.
+    pub replayed: Value,
+}
+
+/// One replayed stage.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct StageReplay {
+    /// Stage.
+    pub stage: PolicyKind,
+    /// The plugin that decided it in the recorded run.
+    pub recorded_plugin: String,
+    /// The plugin replayed.
+    pub replayed_plugin: String,
+    /// The replayed component differs from the recorded one.
+    pub other_component: bool,
+    /// Recorded outcome (`ok` or fault kind).
+    pub recorded_outcome: String,
+    /// Replayed outcome.
+    pub replayed_outcome: String,
+    /// Output bytes are identical.
+    pub identical: bool,
+    /// Where outputs differ.
+    pub differences: Vec<Difference>,
+    /// Capability calls the transcript had no answer for.
+    pub unanswered_calls: usize,
+}
+
+/// The whole replay.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ReplayReport {
+    /// Run.
+    pub run_id: String,
+    /// Ticket.
+    pub ticket_id: String,
+    /// Ticket version.
+    pub ticket_version: u32,
+    /// Stages.
+    pub stages: Vec<StageReplay>,
+}
+
+fn diff(path: &str, a: &Value, b: &Value, out: &mut Vec<Difference>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                diff(
+                    &format!("{path}/{k}"),
+                    x.get(k).unwrap_or(&Value::Null),
+                    y.get(k).unwrap_or(&Value::Null),
+                    out,
+                );
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (p, q)) in x.iter().zip(y).enumerate() {
+                diff(&format!("{path}/{i}"), p, q, out);
+            }
+        }
+        _ if a != b => out.push(Difference {
+            path: if path.is_empty() {
+                "/".into()
+            } else {
+                path.to_string()
+            },
+            recorded: a.clone(),
+            replayed: b.clone(),
+        }),
+        _ => {}
+    }
+}
+
+fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |source| StoreError::Query { what, source }
+}
+
+/// Replays `run_id`; `candidate` replaces the plugin of its kind; `export` writes one fixture
+/// per stage into that directory.
+pub async fn replay(
+    ws: &Workspace,
+    runtime: &Runtime,
+    run_id: &str,
+    candidate: Option<&LoadedPlugin>,
+    export: Option<&Path>,
+) -> Result<ReplayReport, WorkspaceError> {
+    let run =
+        sqlx::query("SELECT ticket_id, ticket_version, inputs_json FROM runs WHERE run_id = ?")
+            .bind(run_id)
+            .fetch_optional(ws.store.pool())
+            .await
+            .map_err(q("read the run"))?
+            .ok_or_else(|| {
+                WorkspaceError::Init(format!(
+                    "no run {run_id} in this workspace (run ids are in `deskhost run` output)"
+                ))
+            })?;
+    let ticket_id: String = run.get(0);
+    let ticket_version = run.get::<i64, _>(1) as u32;
+    let inputs: Value = serde_json::from_str(run.get::<&str, _>(2)).unwrap_or_default();
+    let clock_ms = inputs["clock_ms"].as_u64().unwrap_or(0);
+    let ticket = ws
+        .store
+        .ticket(&ticket_id, ticket_version)
+        .await?
+        .ok_or_else(|| {
+            WorkspaceError::Init(format!(
+                "ticket {ticket_id} v{ticket_version} of run {run_id} is no longer in the store"
+            ))
+        })?;
+    let ticket = Arc::new(ticket);
+    let services = Arc::new(Services {
+        store: ws.store.clone(),
+        kb: ws.kb().await?,
+    });
+    let rows = sqlx::query(
+        "SELECT stage, plugin, digest, outcome, transcript_json, input_json, output_json FROM run_stages WHERE run_id = ?
+         ORDER BY CASE stage WHEN 'triage' THEN 0 WHEN 'reply' THEN 1 ELSE 2 END",
+    )
+    .bind(run_id)
+    .fetch_all(ws.store.pool())
+    .await
+    .map_err(q("read the run's stages"))?;
+    let mut stages = Vec::new();
+    for r in rows {
+        let stage_name: String = r.get(0);
+        let Some(stage) = PolicyKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == stage_name)
+        else {
+            continue;
+        };
+        let recorded_plugin: String = r.get(1);
+        let recorded_digest: String = r.get(2);
+        let recorded_outcome: String = r.get(3);
+        let transcript: Value = serde_json::from_str(r.get::<&str, _>(4)).unwrap_or_default();
+        let calls: Vec<HostCall> =
+            serde_json::from_value(transcript["calls"].clone()).unwrap_or_default();
+        let Some(input_text) = r.get::<Option<String>, _>(5) else {
+            return Err(WorkspaceError::Init(format!(
+                "run {run_id} was recorded before inputs were kept; it cannot be replayed"
+            )));
+        };
+        let input: Value = serde_json::from_str(&input_text).unwrap_or_default();
+        let recorded_output: Option<Value> = r
+            .get::<Option<String>, _>(6)
+            .and_then(|s| serde_json::from_str(&s).ok());
+
+        let owned;
+        let plugin: &LoadedPlugin = match candidate {
+            Some(c) if c.identity.kind == stage => c,
+            _ => {
+                let path = ws.manifest_for(stage, &recorded_plugin)?;
+                owned = runtime.load_plugin(&path, stage, &ws.config.ceiling)?;
+                &owned
+            }
+        };
+        if let Some(dir) = export {
+            let fixture = Fixture {
+                name: Some(format!("{run_id}-{stage}")),
+                kind: stage,
+                input: input.clone(),
+                transcript: calls.clone(),
+                expect: Expect {
+                    output: recorded_output.clone(),
+                    ..Expect::default()
+                },
+            };
+            std::fs::create_dir_all(dir).map_err(|source| WorkspaceError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+            let file = dir.join(format!("{run_id}-{stage}.json"));
+            let text = serde_json::to_string_pretty(&fixture).unwrap_or_default();
+            std::fs::write(&file, text).map_err(|source| WorkspaceError::Io {
+                path: file.clone(),
+                source,
+            })?;
+        }
+        let decoded = DecodedInput::from_json(&input)
+            .map_err(|e| WorkspaceError::Init(format!("run {run_id} {stage}: {e}")))?;
+        let policy_input = decoded.policy_input(stage).map_err(WorkspaceError::Init)?;
+        let scope = RunScope::new(run_id.to_string(), ticket.clone()).at(clock_ms);
+        let answers = Answers::Recorded {
+            calls: Arc::new(calls.clone()),
+            live_fallback: false,
+        };
+        let invocation = runtime
+            .invoke(plugin, services.clone(), scope, policy_input, answers)
+            .await;
+        let unanswered = invocation
+            .calls
+            .iter()
+            .filter(|c| {
+                c.outcome == crate::caps::CallOutcome::Error
+                    && c.result
+                        .to_string()
+                        .contains("not in the recorded transcript")
+            })
+            .count();
+        let replayed_output = invocation
+            .result
+            .as_ref()
+            .ok()
+            .map(|o| serde_json::to_value(o).unwrap_or_default());
+        let replayed_outcome = invocation
+            .result
+            .as_ref()
+            .err()
+            .map_or("ok".to_string(), |f| f.kind.as_str().to_string());
+        let identical = match (&recorded_output, &replayed_output) {
+            (Some(a), Some(b)) => serde_json::to_vec(a).ok() == serde_json::to_vec(b).ok(),
+            (None, None) => recorded_outcome == replayed_outcome,
+            _ => false,
+        };
+        let mut differences = Vec::new();
+        diff(
+            "",
+            recorded_output.as_ref().unwrap_or(&Value::Null),
+            replayed_output.as_ref().unwrap_or(&Value::Null),
+            &mut differences,
+        );
+        stages.push(StageReplay {
+            stage,
+            recorded_plugin,
+            replayed_plugin: plugin.identity.key(),
+            other_component: plugin.identity.digest != recorded_digest,
+            recorded_outcome,
+            replayed_outcome,
+            identical,
+            differences,
+            unanswered_calls: unanswered,
+        });
+    }
+    Ok(ReplayReport {
+        run_id: run_id.to_string(),
+        ticket_id,
+        ticket_version,
+        stages,
+    })
+}
