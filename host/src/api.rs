@@ -11,6 +11,7 @@
 use crate::pipeline::Pipeline;
 use crate::records::TicketInput;
 use crate::workspace::Workspace;
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -99,8 +100,14 @@ pub async fn serve(
 
 async fn tickets(
     State(state): State<AppState>,
-    Json(body): Json<Value>,
+    body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body.map_err(|e| {
+        ApiError::InvalidTicket(format!(
+            "the request body must be a JSON ticket object or an array of them: {}",
+            e.body_text()
+        ))
+    })?;
     let (items, single) = match body {
         Value::Array(items) => (items, false),
         other => (vec![other], true),

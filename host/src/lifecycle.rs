@@ -12,7 +12,7 @@ use crate::workspace::{Workspace, WorkspaceError};
 use serde::Serialize;
 use serde_json::{Value, json};
 use sqlx::Row;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -531,45 +531,45 @@ pub async fn diff(ws: &Workspace, slot: PolicyKind, candidate: Option<&str>) -> 
     })
 }
 
-/// The files a running process watches for one plugin: its directory's entries, with
-/// modification time and size.
-fn fingerprint(plugins: &[PathBuf]) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
+/// What a running process watches of one plugin: its directory's files, with modification
+/// time and size.
+type Fingerprint = Vec<(PathBuf, Option<SystemTime>, u64)>;
+
+fn fingerprint(manifest: &Path) -> Fingerprint {
     let mut out = Vec::new();
-    for manifest in plugins {
-        let Some(dir) = manifest.parent() else {
-            continue;
-        };
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            if let Ok(meta) = e.metadata()
-                && meta.is_file()
-            {
-                out.push((e.path(), meta.modified().ok(), meta.len()));
-            }
+    let Some(Ok(entries)) = manifest.parent().map(std::fs::read_dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        if let Ok(meta) = e.metadata()
+            && meta.is_file()
+        {
+            out.push((e.path(), meta.modified().ok(), meta.len()));
         }
     }
     out.sort();
     out
 }
 
-fn plugin_paths(pipeline: &Pipeline) -> Vec<PathBuf> {
+fn fingerprints(pipeline: &Pipeline) -> BTreeMap<PathBuf, Fingerprint> {
     let active = pipeline.active();
     active
         .iter()
-        .map(|(_, p)| p.manifest_path.clone())
-        .chain(active.shadow.values().map(|p| p.manifest_path.clone()))
+        .map(|(_, p)| p)
+        .chain(active.shadow.values())
+        .map(|p| (p.manifest_path.clone(), fingerprint(&p.manifest_path)))
         .collect()
 }
 
 /// Keeps `pipeline` on the workspace's current plugins: polls the slot event log and the
-/// active plugins' files every `every`, loads what changed (compile cache first) and swaps
-/// atomically. A version that fails to load is reported and the current one keeps serving.
+/// loaded plugins' directories every `every`, loads what changed (compile cache first; the
+/// unchanged plugins are kept as they are) and swaps atomically. Runs in flight finish on
+/// the plugins they started with. A version that fails to load is reported and the current
+/// one keeps serving.
 pub fn watch(ws: Workspace, pipeline: Pipeline, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut seen_seq = pipeline.active().seq;
-        let mut seen_files = fingerprint(&plugin_paths(&pipeline));
+        let mut seen_files = fingerprints(&pipeline);
         loop {
             tokio::time::sleep(every).await;
             let seq = match registry::latest_seq(&ws.store).await {
@@ -579,8 +579,16 @@ pub fn watch(ws: Workspace, pipeline: Pipeline, every: Duration) -> tokio::task:
                     continue;
                 }
             };
-            let files = fingerprint(&plugin_paths(&pipeline));
-            if seq == seen_seq && files == seen_files {
+            let files: BTreeMap<PathBuf, Fingerprint> = seen_files
+                .keys()
+                .map(|m| (m.clone(), fingerprint(m)))
+                .collect();
+            let stale: BTreeSet<PathBuf> = files
+                .iter()
+                .filter(|(m, fp)| seen_files.get(*m) != Some(fp))
+                .map(|(m, _)| m.clone())
+                .collect();
+            if seq == seen_seq && stale.is_empty() {
                 continue;
             }
             seen_seq = seq;
@@ -592,15 +600,23 @@ pub fn watch(ws: Workspace, pipeline: Pipeline, every: Duration) -> tokio::task:
                     continue;
                 }
             };
-            let (ws2, runtime) = (ws.clone(), pipeline.runtime.clone());
-            let loaded =
-                tokio::task::spawn_blocking(move || ws2.load_state(&runtime, &state)).await;
+            let (ws2, runtime, current) = (ws.clone(), pipeline.runtime.clone(), pipeline.active());
+            let started = std::time::Instant::now();
+            let loaded = tokio::task::spawn_blocking(move || {
+                ws2.reload_state(&runtime, &state, Some(&current), &stale)
+            })
+            .await;
             match loaded {
                 Ok(Ok(plugins)) => {
                     let keys: Vec<String> = plugins.iter().map(|(_, p)| p.identity.key()).collect();
                     pipeline.swap(plugins);
-                    seen_files = fingerprint(&plugin_paths(&pipeline));
-                    tracing::info!(seq, plugins = ?keys, "swapped plugins");
+                    seen_files = fingerprints(&pipeline);
+                    tracing::info!(
+                        seq,
+                        plugins = ?keys,
+                        load_ms = started.elapsed().as_secs_f64() * 1e3,
+                        "swapped plugins"
+                    );
                 }
                 Ok(Err(e)) => tracing::error!("keeping the current plugins: {e}"),
                 Err(e) => tracing::error!("keeping the current plugins: loader failed: {e}"),

@@ -328,10 +328,23 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, each cause once: our errors often quote their source already.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+    }
+    text
 }
 
 async fn dispatch(cli: Cli) -> Result<ExitCode> {
@@ -1061,7 +1074,26 @@ async fn plugin(dir: &Path, cmd: PluginCommand, json: bool) -> Result<ExitCode> 
                     r.kind,
                     &r.digest[..12.min(r.digest.len())]
                 );
-                out!("  imports: {}", r.imports.join(", "));
+                let (wasi, caps): (Vec<&String>, Vec<&String>) =
+                    r.imports.iter().partition(|i| i.starts_with("wasi:"));
+                let caps: Vec<&str> = caps
+                    .iter()
+                    .filter(|i| !i.starts_with("deskhost:plugin/types@"))
+                    .map(|i| i.as_str())
+                    .collect();
+                out!(
+                    "  imports: {}{}",
+                    if caps.is_empty() {
+                        "no capabilities".to_string()
+                    } else {
+                        caps.join(", ")
+                    },
+                    if wasi.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (+{} wasi interfaces)", wasi.len())
+                    }
+                );
                 out!(
                     "  compiled: {}; config {}",
                     if r.compile_ms > 0.0 {
@@ -1090,6 +1122,10 @@ async fn plugin(dir: &Path, cmd: PluginCommand, json: bool) -> Result<ExitCode> 
                 }
                 for l in &r.diff.limits {
                     out!("    ~ {l}");
+                }
+                if r.diff.added.is_empty() && r.diff.removed.is_empty() && r.diff.limits.is_empty()
+                {
+                    out!("    same grants and limits");
                 }
                 out!(
                     "  not active: `deskhost plugin promote {}` makes it so",
@@ -1311,15 +1347,7 @@ async fn audit_verify(dir: &Path, json: bool) -> Result<ExitCode> {
 
 async fn plugin_list(dir: &Path, json: bool) -> Result<ExitCode> {
     let ws = Workspace::open(dir).await?;
-    let slots = &ws.config.slots;
-    let active: Vec<&str> = [
-        Some(slots.triage.as_str()),
-        slots.reply.as_deref(),
-        slots.escalation.as_deref(),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    let state = ws.slot_state().await?;
     let mut rows = Vec::new();
     for path in find_manifests(&ws.dir.join("plugins"))? {
         let m = match Manifest::load(&path) {
@@ -1337,7 +1365,8 @@ async fn plugin_list(dir: &Path, json: bool) -> Result<ExitCode> {
             "id": m.id,
             "version": m.version,
             "kind": m.kind,
-            "active": active.contains(&m.key().as_str()),
+            "active": state.active(m.kind) == Some(m.key().as_str()),
+            "shadow": state.shadow.get(&m.kind) == Some(&m.key()),
             "digest": m.sha256,
             "digest_ok": intact,
             "grants": m.grants,
@@ -1387,6 +1416,8 @@ async fn plugin_list(dir: &Path, json: bool) -> Result<ExitCode> {
             "{}{}@{} ({})  sha256 {}{}\n    grants: {}\n    limits: fuel {}, wall {} ms, memory {} MiB, host calls {}, output {} KiB",
             if r["active"].as_bool() == Some(true) {
                 "* "
+            } else if r["shadow"].as_bool() == Some(true) {
+                "~ "
             } else {
                 "  "
             },
@@ -1410,6 +1441,9 @@ async fn plugin_list(dir: &Path, json: bool) -> Result<ExitCode> {
             l["host_calls"],
             l["output_kib"],
         );
+    }
+    if !rows.is_empty() {
+        out!("(* active, ~ shadow; the others are installed and can be promoted)");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -166,9 +166,10 @@ pub async fn replay(
             )));
         };
         let input: Value = serde_json::from_str(&input_text).unwrap_or_default();
-        let recorded_output: Option<Value> = r
-            .get::<Option<String>, _>(6)
-            .and_then(|s| serde_json::from_str(&s).ok());
+        let recorded_text: Option<String> = r.get(6);
+        let recorded_output: Option<Value> = recorded_text
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok());
 
         let owned;
         let plugin: &LoadedPlugin = match candidate {
@@ -232,8 +233,9 @@ pub async fn replay(
             .as_ref()
             .err()
             .map_or("ok".to_string(), |f| f.kind.as_str().to_string());
-        let identical = match (&recorded_output, &replayed_output) {
-            (Some(a), Some(b)) => serde_json::to_vec(a).ok() == serde_json::to_vec(b).ok(),
+        // Byte for byte: the stored text against the replayed output written the same way.
+        let identical = match (&recorded_text, &replayed_output) {
+            (Some(a), Some(b)) => a.as_str() == b.to_string().as_str(),
             (None, None) => recorded_outcome == replayed_outcome,
             _ => false,
         };

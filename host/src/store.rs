@@ -175,7 +175,13 @@ impl Store {
 
     /// Stores each ticket as a new version if its content changed, and queues new versions.
     pub async fn ingest_tickets(&self, inputs: &[TicketInput]) -> Result<Vec<Ingested>> {
-        let mut tx = self.pool.begin().await.map_err(q("begin ingest"))?;
+        // IMMEDIATE: this transaction reads, then writes; a deferred one would fail with
+        // SQLITE_BUSY (no wait) when another writer commits between its read and its write.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(q("begin ingest"))?;
         let now = now_rfc3339();
         let mut out = Vec::with_capacity(inputs.len());
         for input in inputs {

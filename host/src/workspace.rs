@@ -20,7 +20,7 @@ use crate::runtime::{LoadError, LoadedPlugin, Runtime};
 use crate::store::{Store, StoreError};
 use crate::util::sha256_hex;
 use serde_json::json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -98,6 +98,7 @@ pub struct Workspace {
 impl Workspace {
     /// Opens the workspace in `dir`.
     pub async fn open(dir: &Path) -> Result<Self> {
+        let dir = &std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
         let config_path = dir.join(CONFIG_FILE);
         let text = std::fs::read(&config_path).map_err(|source| ConfigError::Read {
             path: config_path.clone(),
@@ -191,8 +192,29 @@ impl Workspace {
 
     /// Loads the plugins `state` names (active ones and shadows).
     pub fn load_state(&self, runtime: &Runtime, state: &SlotState) -> Result<ActivePlugins> {
+        self.reload_state(runtime, state, None, &BTreeSet::new())
+    }
+
+    /// Like [`Workspace::load_state`], but keeps the plugins of `current` whose version is
+    /// still wanted and whose manifest is not in `stale` (no compile, no bind: a promote
+    /// loads only what it changes).
+    pub fn reload_state(
+        &self,
+        runtime: &Runtime,
+        state: &SlotState,
+        current: Option<&ActivePlugins>,
+        stale: &BTreeSet<PathBuf>,
+    ) -> Result<ActivePlugins> {
+        let reusable: Vec<&Arc<LoadedPlugin>> = current
+            .map(|c| c.iter().map(|(_, p)| p).chain(c.shadow.values()).collect())
+            .unwrap_or_default();
         let load = |kind: PolicyKind, value: &str| -> Result<Arc<LoadedPlugin>> {
             let path = self.manifest_for(kind, value)?;
+            if let Some(p) = reusable.iter().find(|p| {
+                p.identity.kind == kind && p.manifest_path == path && !stale.contains(&path)
+            }) {
+                return Ok(Arc::clone(p));
+            }
             Ok(Arc::new(runtime.load_plugin(
                 &path,
                 kind,

@@ -122,14 +122,32 @@ impl Ws {
     }
 
     fn raw(&self, args: &[&str]) -> Out {
-        let cache = bin()
+        self.raw_env(args, &[])
+    }
+
+    /// The compile cache the tests share.
+    pub fn cache_dir() -> PathBuf {
+        bin()
             .parent()
             .map(|d| d.join("e2e-compile-cache"))
-            .unwrap_or_default();
-        let output = Command::new(bin())
+            .unwrap_or_default()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(bin());
+        command
             .args(args)
-            .env("DESKHOST_CACHE_DIR", cache)
-            .env_remove("DESKHOST_WORKSPACE")
+            .env("DESKHOST_CACHE_DIR", Self::cache_dir())
+            .env_remove("DESKHOST_WORKSPACE");
+        command
+    }
+
+    fn raw_env(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
+        let mut command = self.command(args);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let output = command
             .output()
             .unwrap_or_else(|e| panic!("cannot run deskhost: {e}"));
         Out {
@@ -137,6 +155,51 @@ impl Ws {
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         }
+    }
+
+    /// Runs `deskhost -w WS args...` with extra environment variables.
+    pub fn cmd_env(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
+        let mut full = vec!["-w", self.path_str()];
+        full.extend_from_slice(args);
+        self.raw_env(&full, env)
+    }
+
+    /// Starts `deskhost serve` on 127.0.0.1:0 and waits for its address.
+    pub fn serve(&self, env: &[(&str, &str)]) -> Server {
+        let log = self.path().join(format!("serve-{}.log", rand_suffix()));
+        let stderr = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}"));
+        let mut command = self.command(&[
+            "-w",
+            self.path_str(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--watch-ms",
+            "10",
+        ]);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command
+            .stdout(std::process::Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start deskhost serve: {e}"));
+        let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| {
+                panic!(
+                    "serve did not start: {line:?}; log: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            })
+            .to_string();
+        Server { child, url, log }
     }
 
     /// Runs `deskhost -w WS args...`.
@@ -176,22 +239,10 @@ impl Ws {
     }
 
     /// Installs the probe plugin as `id@0.1.0` of `kind` with `settings` and a manifest tail
-    /// (limits and grants); returns `id@0.1.0`.
+    /// (limits and grants) directly into the workspace's plugins/; returns `id@0.1.0`.
     pub fn install_probe(&self, id: &str, kind: &str, settings: Value, tail: &str) -> String {
         let dir = self.path().join("plugins").join(id).join("0.1.0");
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-        let component = std::fs::read(plugin_dir().join("deskhost_probe.wasm"))
-            .unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(dir.join("deskhost_probe.wasm"), &component)
-            .unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(dir.join("settings.json"), settings.to_string())
-            .unwrap_or_else(|e| panic!("{e}"));
-        let manifest = format!(
-            "id = \"{id}\"\nversion = \"0.1.0\"\nkind = \"{kind}\"\nwit = \"0.1.0\"\ncomponent = \"deskhost_probe.wasm\"\nsha256 = \"{}\"\nconfig = \"settings.json\"\n{tail}\n",
-            deskhost::util::sha256_hex(&component)
-        );
-        std::fs::write(dir.join("plugin.toml"), manifest).unwrap_or_else(|e| panic!("{e}"));
-        format!("{id}@0.1.0")
+        write_probe(&dir, id, "0.1.0", kind, &settings, tail)
     }
 
     /// Points `slot` at `value` (or removes it) in deskhost.toml.
@@ -218,6 +269,74 @@ impl Ws {
             .await
             .unwrap_or_else(|e| panic!("db: {e}"))
     }
+}
+
+/// A running `deskhost serve`; stopped when dropped.
+pub struct Server {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    log: PathBuf,
+}
+
+impl Server {
+    /// What the server wrote to standard error so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes a plugin directory holding the probe component as `id@version` of `kind`, with
+/// `settings` and a manifest tail (limits and grants); returns `id@version`.
+pub fn write_probe(
+    dir: &Path,
+    id: &str,
+    version: &str,
+    kind: &str,
+    settings: &Value,
+    tail: &str,
+) -> String {
+    let component =
+        std::fs::read(plugin_dir().join("deskhost_probe.wasm")).unwrap_or_else(|e| panic!("{e}"));
+    write_plugin(
+        dir,
+        id,
+        version,
+        kind,
+        ("deskhost_probe.wasm", &component),
+        settings,
+        tail,
+    )
+}
+
+/// Writes a plugin directory with `component` (file name, bytes); returns `id@version`.
+pub fn write_plugin(
+    dir: &Path,
+    id: &str,
+    version: &str,
+    kind: &str,
+    component: (&str, &[u8]),
+    settings: &Value,
+    tail: &str,
+) -> String {
+    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.join(component.0), component.1).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.join("settings.json"), settings.to_string())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let manifest = format!(
+        "id = \"{id}\"\nversion = \"{version}\"\nkind = \"{kind}\"\nwit = \"0.1.0\"\ncomponent = \"{}\"\nsha256 = \"{}\"\nconfig = \"settings.json\"\n{tail}\n",
+        component.0,
+        deskhost::util::sha256_hex(component.1)
+    );
+    std::fs::write(dir.join("plugin.toml"), manifest).unwrap_or_else(|e| panic!("{e}"));
+    format!("{id}@{version}")
 }
 
 fn rand_suffix() -> u32 {

@@ -14,6 +14,14 @@ use std::time::Instant;
 use wasmparser::{Parser, Payload};
 use wasmtime::component::{Component, HasSelf, Linker};
 
+fn read_hint(path: &Path) -> &'static str {
+    if path.extension().is_some_and(|e| e == "dhm") {
+        "; `deskhost train` writes the model, or remove `data` from the manifest"
+    } else {
+        "; the manifest names a file the plugin directory does not have"
+    }
+}
+
 /// Why a plugin could not be loaded. Every message names the plugin and says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -21,7 +29,7 @@ pub enum LoadError {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     /// A file named by the manifest could not be read.
-    #[error("plugin {plugin}: cannot read {path}: {source}")]
+    #[error("plugin {plugin}: cannot read {path}: {source}{}", read_hint(path))]
     Read {
         /// `id@version`.
         plugin: String,
