@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command. CI runs it through .ci/run; run it yourself from a fresh clone.
 #
-# It installs what it needs (the wasm32-wasip2 target), checks formatting and lints, builds
-# the plugin components once, then runs every unit and end-to-end test. Builds go to
+# It installs what it needs (the wasm32-wasip2 target, chromium, componentize-py from PyPI,
+# jco + componentize-js from npm), checks formatting and lints, builds the plugin components
+# once (Rust, Python, JavaScript), then runs every unit and end-to-end test. Builds go to
 # $CARGO_TARGET_DIR (default ~/.cache/deskhost/target, outside the clone) so reruns are
 # incremental. It ends with the public-data benchmark (examples/eval-public.sh), which fits
 # the time budget and skips itself when ../shared/data is not there.
@@ -29,6 +30,10 @@ cargo fmt --all -- --check
 step "plugins (wasm32-wasip2, built once for the whole run)"
 plugins=(-p deskhost-sdk -p deskhost-triage -p deskhost-reply -p deskhost-escalation -p deskhost-probe)
 cargo build --locked --profile plugin --target wasm32-wasip2 "${plugins[@]}"
+
+step "Python and JavaScript example plugins (componentize-py, componentize-js; tools cached outside the clone)"
+examples/plugins/build.sh
+export DESKHOST_REQUIRE_LANG_PLUGINS=1
 
 step "lint"
 cargo clippy --locked --workspace --all-targets --all-features -- -D warnings

@@ -121,10 +121,11 @@ impl RunScope {
 }
 
 /// How a host call ended.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CallOutcome {
     /// Answered.
+    #[default]
     Ok,
     /// Answered with a `capability-error` (not found, invalid argument, unavailable).
     Error,
@@ -135,9 +136,13 @@ pub enum CallOutcome {
 }
 
 /// One host call: the audit record's content plus the transcript (arguments and answer).
+///
+/// In a hand-written fixture only `capability`, `function`, `args` and `result` are needed:
+/// a call with no `args_digest` is matched by its arguments, and `outcome` defaults to `ok`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HostCall {
     /// Order within the plugin call, from 0.
+    #[serde(default)]
     pub seq: u32,
     /// Capability.
     pub capability: CapabilityName,
@@ -146,14 +151,18 @@ pub struct HostCall {
     /// Arguments as JSON.
     pub args: serde_json::Value,
     /// sha256 of the arguments' JSON.
+    #[serde(default)]
     pub args_digest: String,
     /// The answer as JSON (`null` when refused).
     pub result: serde_json::Value,
     /// Size of the answer's JSON in bytes.
+    #[serde(default)]
     pub result_bytes: usize,
     /// Time inside the host, microseconds.
+    #[serde(default)]
     pub latency_us: u64,
     /// Outcome.
+    #[serde(default)]
     pub outcome: CallOutcome,
 }
 
@@ -357,7 +366,7 @@ impl CallContext {
         let matches = |c: &HostCall| {
             c.capability == call.capability
                 && c.function == call.function
-                && c.args_digest == digest
+                && (c.args_digest == digest || (c.args_digest.is_empty() && c.args == call.args))
         };
         let index = calls
             .iter()

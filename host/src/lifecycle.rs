@@ -137,7 +137,7 @@ pub async fn install(ws: &Workspace, runtime: &Runtime, source: &Path) -> Result
         .map_err(|e| undo(e.into()))?;
     let fixtures_dir = dest_dir.join("fixtures");
     let fixtures = if fixtures_dir.is_dir() {
-        let report = crate::plugin_test::run_dir(ws, runtime, &loaded, &fixtures_dir)
+        let report = crate::plugin_test::run_dir(ws, runtime, &loaded, &fixtures_dir, 1)
             .await
             .map_err(|e| undo(e.into()))?;
         if report.failed > 0 {

@@ -295,6 +295,9 @@ enum PluginCommand {
         /// More fixtures.
         #[arg(long)]
         fixtures: Option<PathBuf>,
+        /// Run each case this many times and report the median wall time per call.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        repeat: u32,
     },
 }
 
@@ -1194,7 +1197,11 @@ async fn plugin(dir: &Path, cmd: PluginCommand, json: bool) -> Result<ExitCode> 
             }
             Ok(ExitCode::SUCCESS)
         }
-        PluginCommand::Test { path, fixtures } => {
+        PluginCommand::Test {
+            path,
+            fixtures,
+            repeat,
+        } => {
             let runtime = ws.runtime()?;
             let manifest = if path.is_dir() {
                 path.join("plugin.toml")
@@ -1220,7 +1227,7 @@ async fn plugin(dir: &Path, cmd: PluginCommand, json: bool) -> Result<ExitCode> 
             }
             let mut all = deskhost::plugin_test::TestReport::default();
             for d in &dirs {
-                let r = deskhost::plugin_test::run_dir(&ws, &runtime, &plugin, d).await?;
+                let r = deskhost::plugin_test::run_dir(&ws, &runtime, &plugin, d, repeat).await?;
                 all.passed += r.passed;
                 all.failed += r.failed;
                 all.cases.extend(r.cases);

@@ -183,6 +183,10 @@ pub async fn replay(
         if let Some(dir) = export {
             let fixture = Fixture {
                 name: Some(format!("{run_id}-{stage}")),
+                description: Some(format!(
+                    "{stage} stage of {run_id} (ticket {} v{}): the recorded output, exactly",
+                    ticket_id, ticket_version
+                )),
                 kind: stage,
                 input: input.clone(),
                 transcript: calls.clone(),

@@ -1,0 +1,237 @@
+// A deskhost triage policy in JavaScript (jco + componentize-js).
+//
+// It reads the same operator settings as the Rust default (`category_queues`, `rules`,
+// `tier_rules`, fallbacks) and decides with simple, explainable parts: a keyword lexicon for
+// the category, stopword counts for the language, a small lexicon for sentiment. It is an
+// example of the language binding and a starting point, not a trained model: the Rust
+// triage-default is the one to beat (compare them with `deskhost plugin shadow` and
+// `deskhost plugin diff`).
+//
+// Build: see ../build.sh. Imports and the export follow wit/world.wit; WIT records are plain
+// objects with camelCase fields, enums are their kebab-case names, `option` is a value or
+// undefined, and throwing `{ payload: pluginError }` returns the `err` case.
+
+import { lookupCustomer } from 'deskhost:plugin/crm@0.1.0';
+import { log } from 'deskhost:plugin/log@0.1.0';
+import { settings as rawSettings } from 'deskhost:plugin/config@0.1.0';
+
+// Category keywords (lowercase phrases, matched on whole words) for the demo taxonomy.
+const KEYWORDS = {
+  billing: ['invoice', 'invoices', 'charged', 'charged twice', 'refund', 'bill', 'billing',
+    'subscription fee', 'rechnung', 'abbuchung', 'factura', 'cobraron', 'cobro', 'facture',
+    'fatura', 'fattura', 'addebitata'],
+  payments: ['payment', 'payout', 'payouts', 'chargeback', 'card declined', 'declined',
+    'refusé', 'paiement', 'zahlung', 'pago', 'pagamento', 'transfer'],
+  account_access: ['password', 'login', 'log in', 'sign in', '2fa', 'locked out', 'sso',
+    'passwort', 'contraseña', 'mot de passe', 'senha', 'entrar', 'anmelden', 'reset'],
+  bug: ['bug', 'crash', 'crashes', 'error', 'broken', 'wrong', 'stürzt', 'absturz', 'fehler',
+    'not working'],
+  outage: ['outage', 'down', 'unavailable', '502', '503'],
+  security: ['hacked', 'phishing', 'compromised', 'unauthorized', 'api key', 'leaked',
+    'exposed', 'bank details'],
+  data_privacy: ['gdpr', 'personal data', 'delete my data', 'export', 'dsgvo', 'données',
+    'datos personales', 'privacy'],
+  feature_request: ['feature', 'idea', 'would be nice', 'suggestion', 'dark mode',
+    'please add'],
+  how_to: ['how do i', 'how to', 'how can i', 'set up', 'configure', 'question',
+    'wie kann ich', 'cómo', 'comment'],
+  cancellation: ['cancel', 'cancellation', 'close my account', 'kündigen', 'cancelar',
+    'annuler', 'terminate'],
+};
+
+const STOPWORDS = Object.fromEntries(Object.entries({
+  en: 'the a an and or but to of in on for with is are was were be it this that i my me we our you your have has do does not no can please',
+  de: 'der die das und oder aber zu von im in auf für mit ist sind war ich mein meine wir unser sie ihr nicht kein bitte ein eine es',
+  es: 'el la los las y o pero de del en para con es son fue yo mi mis nosotros usted no por favor un una que se',
+  fr: 'le la les et ou mais de des du en pour avec est sont était je mon ma mes nous vous pas ne un une que il',
+  pt: 'o a os as e ou mas de do da em para com é são foi eu meu minha nós você não um uma que por',
+  it: 'il lo la gli le e o ma di del della in per con è sono ero io mio mia noi lei non un una che',
+}).map(([lang, words]) => [lang, new Set(words.split(' '))]));
+
+const NEGATIVE = ['angry', 'unacceptable', 'terrible', 'worst', 'frustrated', 'furious',
+  'still broken', 'ridiculous', 'disappointed', 'awful', 'inakzeptabel', 'ärgerlich',
+  'inaceptable', 'inacceptable', 'péssimo'];
+const POSITIVE = ['thanks', 'thank you', 'great', 'love', 'awesome', 'appreciate', 'danke',
+  'gracias', 'merci', 'obrigado', 'grazie'];
+
+const PRIORITIES = ['low', 'medium', 'high', 'urgent'];
+
+// Letters (cased, or CJK) and digits. The engine has no Unicode property escapes (\p{L}).
+const isWordChar = (c) => c.toLowerCase() !== c.toUpperCase() || (c >= '0' && c <= '9')
+  || (c >= '\u3040' && c <= '\u9fff');
+
+// [token, start, end] of every run of word characters (UTF-16 offsets).
+function words(text) {
+  const out = [];
+  let start = -1;
+  for (let i = 0; i <= text.length; i++) {
+    const word = i < text.length && isWordChar(text[i]);
+    if (word && start < 0) start = i;
+    if (!word && start >= 0) {
+      out.push([text.slice(start, i).toLowerCase(), start, i]);
+      start = -1;
+    }
+  }
+  return out;
+}
+
+// Lowercase word tokens with their spans, for whole-word phrase lookups.
+class Text {
+  constructor(text) {
+    this.text = text;
+    this.tokens = words(text);
+  }
+
+  // The verbatim text `phrase` matched, or undefined.
+  find(phrase) {
+    const wanted = words(phrase).map(([w]) => w);
+    const n = wanted.length;
+    if (n === 0) return undefined;
+    for (let i = 0; i + n <= this.tokens.length; i++) {
+      if (wanted.every((w, k) => this.tokens[i + k][0] === w)) {
+        return this.text.slice(this.tokens[i][1], this.tokens[i + n - 1][2]);
+      }
+    }
+    return undefined;
+  }
+
+  findAll(phrases) {
+    return phrases.map((p) => this.find(p)).filter((f) => f !== undefined);
+  }
+}
+
+const evidence = (source, reference, quote) => ({ source, reference, quote: quote.slice(0, 200) });
+const labeled = (value, confidence, why) => ({
+  value,
+  confidence: Math.max(0, Math.min(1, confidence)),
+  evidence: why,
+});
+
+function classify(text, settings) {
+  const ranked = Object.entries(KEYWORDS)
+    .map(([category, phrases]) => [category, text.findAll(phrases)])
+    .filter(([, found]) => found.length > 0)
+    .sort((a, b) => b[1].length - a[1].length);
+  if (ranked.length === 0) return labeled(settings.fallback_category ?? 'how_to', 0.2, []);
+  const [best, found] = ranked[0];
+  const second = ranked.length > 1 ? ranked[1][1].length : 0;
+  const why = found.slice(0, 3).map((f) => evidence('model', 'keywords', f));
+  return labeled(best, found.length / (found.length + second + 1), why);
+}
+
+function detectLanguage(ticket, text) {
+  const counts = Object.fromEntries(Object.keys(STOPWORDS).map((l) => [l, 0]));
+  for (const [token] of text.tokens) {
+    for (const [lang, stop] of Object.entries(STOPWORDS)) {
+      if (stop.has(token)) counts[lang] += 1;
+    }
+  }
+  const total = Object.values(counts).reduce((a, b) => a + b, 0);
+  const [guess, hits] = Object.entries(counts).reduce((a, b) => (b[1] > a[1] ? b : a));
+  const detected = hits > 0 ? guess : 'und';
+  const confidence = total > 0 ? hits / total : 0;
+  const why = [evidence('ticket', 'language-detection', `${hits} ${detected} stopwords of ${total}`)];
+  const declared = (ticket.language ?? '').toLowerCase();
+  if (declared && (declared === detected || detected === 'und')) {
+    return labeled(declared, Math.max(confidence, 0.9),
+      [evidence('ticket', 'ticket.language', declared), ...why]);
+  }
+  return labeled(detected, confidence, why);
+}
+
+function detectSentiment(text) {
+  const negative = text.findAll(NEGATIVE);
+  const positive = text.findAll(POSITIVE);
+  let value;
+  let found;
+  if (negative.length > positive.length) [value, found] = ['negative', negative];
+  else if (positive.length > 0) [value, found] = ['positive', positive];
+  else return { value: 'neutral', confidence: 0.6, evidence: [] };
+  return {
+    value,
+    confidence: 0.5 + (0.5 * found.length) / (found.length + 1),
+    evidence: found.slice(0, 3).map((f) => evidence('ticket', 'sentiment-lexicon', f)),
+  };
+}
+
+// The effects of one operator rule, as the Rust default applies them.
+function apply(decision, ruleId, rule, why) {
+  if (rule.category) decision.category = labeled(rule.category, 1, [why]);
+  if (rule.queue) decision.queue = labeled(rule.queue, 1, [why]);
+  const floor = PRIORITIES.indexOf(rule.priority_at_least);
+  if (floor > PRIORITIES.indexOf(decision.priority.value)) {
+    decision.priority = { value: PRIORITIES[floor], confidence: 1, evidence: [why] };
+  }
+  for (const tag of rule.tags ?? []) {
+    if (!decision.tags.includes(tag)) decision.tags.push(tag);
+  }
+  if (rule.escalate && decision.escalate === undefined) {
+    decision.escalate = {
+      code: rule.escalate,
+      detail: rule.detail || `rule ${ruleId} requires a human`,
+      evidence: [why],
+    };
+  }
+}
+
+function customerTier(ticket) {
+  if (!ticket.customerId) return undefined;
+  try {
+    return lookupCustomer(ticket.customerId)?.tier;
+  } catch (e) {
+    log('warn', `CRM lookup failed: ${JSON.stringify(e.payload ?? String(e))}`);
+    return undefined;
+  }
+}
+
+function loadSettings() {
+  const raw = rawSettings();
+  if (raw.trim() === '') return {};
+  try {
+    return JSON.parse(raw);
+  } catch (e) {
+    throw { payload: { code: 'bad-settings', message: `plugin settings are not valid JSON: ${e.message}` } };
+  }
+}
+
+export function triage(ticket) {
+  const settings = loadSettings();
+  const text = new Text(ticket.subject.trim() ? `${ticket.subject}\n${ticket.body}` : ticket.body);
+  const category = classify(text, settings);
+  const queueName = settings.category_queues?.[category.value];
+  const queue = queueName
+    ? labeled(queueName, category.confidence,
+      [evidence('rule', 'category-queues', `${category.value} → ${queueName}`)])
+    : labeled(settings.fallback_queue ?? 'success', 0.2, []);
+  const decision = {
+    category,
+    queue,
+    priority: { value: 'medium', confidence: 0.5, evidence: [] },
+    language: detectLanguage(ticket, text),
+    sentiment: detectSentiment(text),
+    extraFields: [],
+    tags: [],
+    escalate: undefined,
+    rationale: '',
+  };
+  const notes = [];
+  for (const rule of settings.rules ?? []) {
+    const found = text.findAll(rule.any ?? [])[0];
+    if (found !== undefined) {
+      apply(decision, rule.id, rule, evidence('rule', rule.id, found));
+      notes.push(`rule ${rule.id} matched "${found}"`);
+    }
+  }
+  const tierRules = settings.tier_rules ?? [];
+  const tier = tierRules.length > 0 ? customerTier(ticket) : undefined;
+  for (const rule of tierRules) {
+    if (tier && (rule.tiers ?? []).some((t) => t.toLowerCase() === tier.toLowerCase())) {
+      apply(decision, rule.id, rule, evidence('crm', 'customer.tier', tier));
+      notes.push(`rule ${rule.id} matched tier ${tier}`);
+    }
+  }
+  decision.rationale = `keywords: category ${decision.category.value} (${decision.category.confidence.toFixed(2)}), `
+    + `queue ${decision.queue.value}, priority ${decision.priority.value}, language ${decision.language.value}`
+    + notes.map((n) => `; ${n}`).join('');
+  return decision;
+}

@@ -1,0 +1,243 @@
+"""A deskhost triage policy in Python (componentize-py).
+
+It reads the same operator settings as the Rust default (`category_queues`, `rules`,
+`tier_rules`, fallbacks) and decides with simple, explainable parts: a keyword lexicon for the
+category, stopword counts for the language, a small lexicon for sentiment. It is an example of
+the language binding and a starting point, not a trained model: the Rust triage-default is
+the one to beat (compare them with `deskhost plugin shadow` and `deskhost plugin diff`).
+
+Build: see ../build.sh. The generated bindings (`wit_world`) come from wit/world.wit.
+"""
+
+import json
+import re
+
+import wit_world
+from componentize_py_types import Err
+from wit_world.imports import config, crm, log, types
+
+# Category keywords (lowercase phrases, matched on whole words) for the demo taxonomy.
+KEYWORDS = {
+    "billing": ["invoice", "invoices", "charged", "charged twice", "refund", "bill", "billing",
+                "subscription fee", "rechnung", "abbuchung", "factura", "cobraron", "cobro",
+                "facture", "fatura", "fattura", "addebitata"],
+    "payments": ["payment", "payout", "payouts", "chargeback", "card declined", "declined",
+                 "refusé", "paiement", "zahlung", "pago", "pagamento", "transfer"],
+    "account_access": ["password", "login", "log in", "sign in", "2fa", "locked out",
+                       "sso", "passwort", "contraseña", "mot de passe", "senha", "entrar",
+                       "anmelden", "reset"],
+    "bug": ["bug", "crash", "crashes", "error", "broken", "wrong", "stürzt", "absturz",
+            "fehler", "not working"],
+    "outage": ["outage", "down", "unavailable", "502", "503"],
+    "security": ["hacked", "phishing", "compromised", "unauthorized", "api key", "leaked",
+                 "exposed", "bank details"],
+    "data_privacy": ["gdpr", "personal data", "delete my data", "export", "dsgvo",
+                     "données", "datos personales", "privacy"],
+    "feature_request": ["feature", "idea", "would be nice", "suggestion", "dark mode",
+                        "please add"],
+    "how_to": ["how do i", "how to", "how can i", "set up", "configure", "question",
+               "wie kann ich", "cómo", "comment"],
+    "cancellation": ["cancel", "cancellation", "close my account", "kündigen", "cancelar",
+                     "annuler", "terminate"],
+}
+
+STOPWORDS = {
+    "en": "the a an and or but to of in on for with is are was were be it this that i my me "
+          "we our you your have has do does not no can please".split(),
+    "de": "der die das und oder aber zu von im in auf für mit ist sind war ich mein meine "
+          "wir unser sie ihr nicht kein bitte ein eine es".split(),
+    "es": "el la los las y o pero de del en para con es son fue yo mi mis nosotros usted "
+          "no por favor un una que se".split(),
+    "fr": "le la les et ou mais de des du en pour avec est sont était je mon ma mes nous "
+          "vous pas ne un une que il".split(),
+    "pt": "o a os as e ou mas de do da em para com é são foi eu meu minha nós você não "
+          "um uma que por".split(),
+    "it": "il lo la gli le e o ma di del della in per con è sono ero io mio mia noi lei "
+          "non un una che".split(),
+}
+
+NEGATIVE = ["angry", "unacceptable", "terrible", "worst", "frustrated", "furious", "still broken",
+            "ridiculous", "disappointed", "awful", "inakzeptabel", "ärgerlich", "inaceptable",
+            "inacceptable", "péssimo"]
+POSITIVE = ["thanks", "thank you", "great", "love", "awesome", "appreciate", "danke", "gracias",
+            "merci", "obrigado", "grazie"]
+
+PRIORITIES = ["low", "medium", "high", "urgent"]
+PRIORITY_ENUM = {
+    "low": types.Priority.LOW,
+    "medium": types.Priority.MEDIUM,
+    "high": types.Priority.HIGH,
+    "urgent": types.Priority.URGENT,
+}
+
+
+class Text:
+    """Lowercase word tokens with their spans, for whole-word phrase lookups."""
+
+    def __init__(self, text):
+        self.text = text
+        self.tokens = [(m.group().lower(), m.start(), m.end())
+                       for m in re.finditer(r"[^\W_]+", text)]
+
+    def find(self, phrase):
+        """The verbatim text `phrase` matched, or None."""
+        wanted = [w.lower() for w in re.findall(r"[^\W_]+", phrase)]
+        n = len(wanted)
+        for i in range(len(self.tokens) - n + 1) if n else ():
+            window = self.tokens[i:i + n]
+            if all(t[0] == w for t, w in zip(window, wanted)):
+                return self.text[window[0][1]:window[-1][2]]
+        return None
+
+    def find_any(self, phrases):
+        for phrase in phrases:
+            found = self.find(phrase)
+            if found is not None:
+                return found
+        return None
+
+
+def evidence(source, reference, quote):
+    return types.Evidence(source=source, reference=reference, quote=quote[:200])
+
+
+def labeled(value, confidence, why):
+    return types.LabeledValue(value=value, confidence=max(0.0, min(1.0, confidence)),
+                              evidence=why)
+
+
+def classify(text, settings):
+    scores = {}
+    for category, phrases in KEYWORDS.items():
+        found = [f for f in (text.find(p) for p in phrases) if f is not None]
+        if found:
+            scores[category] = found
+    if not scores:
+        fallback = settings.get("fallback_category", "how_to")
+        return labeled(fallback, 0.2, [])
+    ranked = sorted(scores.items(), key=lambda kv: -len(kv[1]))
+    best, found = ranked[0]
+    second = len(ranked[1][1]) if len(ranked) > 1 else 0
+    confidence = len(found) / (len(found) + second + 1)
+    why = [evidence(types.EvidenceSource.MODEL, "keywords", f) for f in found[:3]]
+    return labeled(best, confidence, why)
+
+
+def detect_language(ticket, text):
+    counts = {lang: 0 for lang in STOPWORDS}
+    for token, _, _ in text.tokens:
+        for lang, words in STOPWORDS.items():
+            if token in words:
+                counts[lang] += 1
+    total = sum(counts.values())
+    guess, hits = max(counts.items(), key=lambda kv: kv[1])
+    detected = guess if hits else "und"
+    confidence = hits / total if total else 0.0
+    why = [evidence(types.EvidenceSource.TICKET, "language-detection",
+                    f"{hits} {detected} stopwords of {total}")]
+    declared = (ticket.language or "").lower()
+    if declared and (declared == detected or detected == "und"):
+        return labeled(declared, max(confidence, 0.9),
+                       [evidence(types.EvidenceSource.TICKET, "ticket.language", declared)] + why)
+    return labeled(detected, confidence, why)
+
+
+def detect_sentiment(text):
+    negative = [f for f in (text.find(p) for p in NEGATIVE) if f is not None]
+    positive = [f for f in (text.find(p) for p in POSITIVE) if f is not None]
+    if len(negative) > len(positive):
+        value, found = types.Sentiment.NEGATIVE, negative
+    elif positive:
+        value, found = types.Sentiment.POSITIVE, positive
+    else:
+        return types.SentimentCall(value=types.Sentiment.NEUTRAL, confidence=0.6, evidence=[])
+    why = [evidence(types.EvidenceSource.TICKET, "sentiment-lexicon", f) for f in found[:3]]
+    return types.SentimentCall(value=value, confidence=0.5 + 0.5 * len(found) / (len(found) + 1),
+                               evidence=why)
+
+
+def apply(decision, rule_id, rule, why):
+    """The effects of one operator rule, as the Rust default applies them."""
+    if rule.get("category"):
+        decision.category = labeled(rule["category"], 1.0, [why])
+    if rule.get("queue"):
+        decision.queue = labeled(rule["queue"], 1.0, [why])
+    floor = rule.get("priority_at_least")
+    current = PRIORITIES[decision.priority.value.value]
+    if floor in PRIORITIES and PRIORITIES.index(floor) > PRIORITIES.index(current):
+        decision.priority = types.PriorityCall(value=PRIORITY_ENUM[floor], confidence=1.0,
+                                               evidence=[why])
+    for tag in rule.get("tags", []):
+        if tag not in decision.tags:
+            decision.tags.append(tag)
+    if rule.get("escalate") and decision.escalate is None:
+        detail = rule.get("detail") or f"rule {rule_id} requires a human"
+        decision.escalate = types.EscalationRequest(code=rule["escalate"], detail=detail,
+                                                    evidence=[why])
+
+
+def customer_tier(ticket):
+    if not ticket.customer_id:
+        return None
+    try:
+        customer = crm.lookup_customer(ticket.customer_id)
+    except Err as e:
+        log.log(types.LogLevel.WARN, f"CRM lookup failed: {e.value}")
+        return None
+    return customer.tier if customer else None
+
+
+def load_settings():
+    raw = config.settings()
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError as e:
+        raise Err(types.PluginError(code="bad-settings",
+                                    message=f"plugin settings are not valid JSON: {e}"))
+
+
+class WitWorld(wit_world.WitWorld):
+    def triage(self, ticket: types.Ticket) -> types.TriageDecision:
+        settings = load_settings()
+        text = Text(f"{ticket.subject}\n{ticket.body}" if ticket.subject.strip() else ticket.body)
+        category = classify(text, settings)
+        queue_name = settings.get("category_queues", {}).get(category.value)
+        if queue_name:
+            queue = labeled(queue_name, category.confidence,
+                            [evidence(types.EvidenceSource.RULE, "category-queues",
+                                      f"{category.value} → {queue_name}")])
+        else:
+            queue = labeled(settings.get("fallback_queue", "success"), 0.2, [])
+        decision = types.TriageDecision(
+            category=category,
+            queue=queue,
+            priority=types.PriorityCall(value=types.Priority.MEDIUM, confidence=0.5, evidence=[]),
+            language=detect_language(ticket, text),
+            sentiment=detect_sentiment(text),
+            extra_fields=[],
+            tags=[],
+            escalate=None,
+            rationale="",
+        )
+        notes = []
+        for rule in settings.get("rules", []):
+            found = text.find_any(rule.get("any", []))
+            if found is not None:
+                apply(decision, rule["id"], rule, evidence(types.EvidenceSource.RULE, rule["id"], found))
+                notes.append(f'rule {rule["id"]} matched "{found}"')
+        tier_rules = settings.get("tier_rules", [])
+        tier = customer_tier(ticket) if tier_rules else None
+        for rule in tier_rules:
+            if tier and tier.lower() in (t.lower() for t in rule.get("tiers", [])):
+                apply(decision, rule["id"], rule,
+                      evidence(types.EvidenceSource.CRM, "customer.tier", tier))
+                notes.append(f"rule {rule['id']} matched tier {tier}")
+        decision.rationale = (
+            f"keywords: category {decision.category.value} ({decision.category.confidence:.2f}), "
+            f"queue {decision.queue.value}, priority {PRIORITIES[decision.priority.value.value]}, "
+            f"language {decision.language.value}"
+            + "".join(f"; {n}" for n in notes)
+        )
+        return decision
