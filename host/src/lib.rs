@@ -16,6 +16,7 @@ pub mod records;
 pub mod registry;
 pub mod replay;
 pub mod runtime;
+pub mod scaffold;
 pub mod store;
 pub mod train;
 pub mod util;

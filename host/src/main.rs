@@ -254,6 +254,21 @@ struct ReplayArgs {
 enum PluginCommand {
     /// Installed plugins with digest, grants and limits.
     List,
+    /// Start a plugin project against this deskhost's WIT: world, manifest, settings,
+    /// fixtures, build script.
+    New {
+        /// The plugin id (lowercase words joined by '-').
+        name: String,
+        /// The language.
+        #[arg(long, value_enum)]
+        lang: deskhost::scaffold::Lang,
+        /// The policy kind.
+        #[arg(long, default_value = "triage")]
+        kind: PolicyKind,
+        /// Where to create it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Install a plugin (its directory or plugin.toml): validate, precompile, run its
     /// fixtures, show the capability diff. It stays inactive until promoted.
     Install {
@@ -364,6 +379,12 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Audit(AuditCommand::Verify) => audit_verify(&ws_dir, cli.json).await,
         Command::Plugin(PluginCommand::List) => plugin_list(&ws_dir, cli.json).await,
+        Command::Plugin(PluginCommand::New {
+            name,
+            lang,
+            kind,
+            dir,
+        }) => plugin_new(&name, lang, kind, dir, cli.json),
         Command::Plugin(cmd) => plugin(&ws_dir, cmd, cli.json).await,
         Command::Serve(args) => serve(&ws_dir, args).await,
         Command::Replay(args) => replay(&ws_dir, args, cli.json).await,
@@ -1059,7 +1080,7 @@ async fn replay(dir: &Path, args: ReplayArgs, json: bool) -> Result<ExitCode> {
 async fn plugin(dir: &Path, cmd: PluginCommand, json: bool) -> Result<ExitCode> {
     let ws = Workspace::open(dir).await?;
     match cmd {
-        PluginCommand::List => unreachable_list(),
+        PluginCommand::List | PluginCommand::New { .. } => unreachable_list(),
         PluginCommand::Install { path } => {
             let runtime = ws.runtime()?;
             let r = lifecycle::install(&ws, &runtime, &path).await?;
@@ -1269,7 +1290,40 @@ async fn plugin(dir: &Path, cmd: PluginCommand, json: bool) -> Result<ExitCode> 
 }
 
 fn unreachable_list() -> Result<ExitCode> {
-    bail!("internal: `plugin list` is dispatched before `plugin`")
+    bail!("internal: `plugin list` and `plugin new` are dispatched before `plugin`")
+}
+
+fn plugin_new(
+    name: &str,
+    lang: deskhost::scaffold::Lang,
+    kind: PolicyKind,
+    dir: Option<PathBuf>,
+    json: bool,
+) -> Result<ExitCode> {
+    let dir = dir.unwrap_or_else(|| PathBuf::from(name));
+    let files = deskhost::scaffold::new_plugin(&dir, name, lang, kind)?;
+    if json {
+        print_json(&json!({
+            "dir": dir,
+            "files": files,
+        }))?;
+    } else {
+        out!(
+            "created {} ({} {:?} plugin, WIT deskhost:plugin@{}):",
+            dir.display(),
+            kind.as_str(),
+            lang,
+            deskhost::manifest::WIT_VERSION
+        );
+        for f in &files {
+            out!("  {}", f.strip_prefix(&dir).unwrap_or(f).display());
+        }
+        out!(
+            "next: {0}/build.sh, then `deskhost -w WORKSPACE plugin test {0}` (see {0}/README.md)",
+            dir.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_change(c: &lifecycle::SlotChange, json: bool) -> Result<ExitCode> {

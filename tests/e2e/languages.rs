@@ -164,3 +164,112 @@ fn python_and_javascript_plugins_conform_install_and_decide() {
         ws.ok(&["plugin", "rollback", "triage"]);
     }
 }
+
+/// Runs a scaffold's build.sh (Rust builds share one target directory across runs).
+fn build_scaffold(dir: &Path) {
+    let target = bin()
+        .parent()
+        .and_then(Path::parent)
+        .map(|t| t.join("scaffold-target"))
+        .unwrap_or_default();
+    let out = std::process::Command::new(dir.join("build.sh"))
+        .env("CARGO_TARGET_DIR", target)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    assert!(
+        out.status.success(),
+        "{}/build.sh failed:\n{}\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn plugin_new_scaffolds_build_pass_their_fixtures_and_run() {
+    // The Python and JavaScript tools come with the built example plugins.
+    if lang_plugins().is_none() {
+        return;
+    }
+    let ws = Ws::trained();
+    let projects = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    for lang in ["rust", "python", "js"] {
+        for kind in ["triage", "reply", "escalation"] {
+            let name = format!("new-{kind}-{lang}");
+            let dir = projects.path().join(&name);
+            let out = ws.ok(&[
+                "plugin",
+                "new",
+                &name,
+                "--lang",
+                lang,
+                "--kind",
+                kind,
+                "--dir",
+                dir.to_str().unwrap_or(""),
+            ]);
+            assert!(out.stdout.contains("wit/world.wit"), "{out:?}");
+            build_scaffold(&dir);
+            let test = ws.cmd(&["--json", "plugin", "test", dir.to_str().unwrap_or("")]);
+            let report = test.json();
+            assert!(
+                test.code == 0 && report["failed"] == 0 && report["passed"].as_u64() >= Some(1),
+                "{name}: {test:?}"
+            );
+            ws.ok(&["plugin", "install", dir.to_str().unwrap_or("")]);
+        }
+    }
+    // The refusals name the problem.
+    let existing = projects.path().join("new-triage-rust");
+    let again = ws.cmd(&[
+        "plugin",
+        "new",
+        "new-triage-rust",
+        "--lang",
+        "rust",
+        "--dir",
+        existing.to_str().unwrap_or(""),
+    ]);
+    assert!(
+        again.code != 0 && again.stderr.contains("exists and is not empty"),
+        "{again:?}"
+    );
+    let bad = ws.cmd(&["plugin", "new", "New_Plugin", "--lang", "js"]);
+    assert!(
+        bad.code != 0
+            && bad
+                .stderr
+                .contains("plugin name \"New_Plugin\" is not valid"),
+        "{bad:?}"
+    );
+
+    // The Python reply scaffold drafts from the live knowledge base: the host verifies its
+    // citations, and the JavaScript escalation scaffold writes the packets.
+    ws.ok(&["plugin", "promote", "new-reply-python@0.1.0"]);
+    ws.ok(&["plugin", "promote", "new-escalation-js@0.1.0"]);
+    let (out, results) = ws.run(&ws.demo_tickets());
+    assert_eq!(out.code, 0, "{out:?}");
+    let drafts = results
+        .iter()
+        .filter(|r| r["reply"]["plugin"] == "new-reply-python@0.1.0")
+        .filter(|r| r["reply"]["outcome"] == "ok" && r["reply"]["proposal"]["draft"].is_object())
+        .count();
+    let packets = results
+        .iter()
+        .filter(|r| r["escalation"]["plugin"] == "new-escalation-js@0.1.0")
+        .filter(|r| r["escalation"]["outcome"] == "ok")
+        .count();
+    let faults: Vec<&Value> = results
+        .iter()
+        .filter(|r| {
+            ["triage", "reply", "escalation"]
+                .iter()
+                .any(|s| r[*s]["fault"].is_object())
+        })
+        .collect();
+    assert!(faults.is_empty(), "{faults:#?}");
+    assert!(
+        drafts >= 5 && packets >= 3,
+        "drafts {drafts}, packets {packets}"
+    );
+}
