@@ -94,11 +94,7 @@ pub async fn install(ws: &Workspace, runtime: &Runtime, source: &Path) -> Result
     let source_manifest = manifest_path_of(source);
     let manifest = Manifest::load(&source_manifest).map_err(WorkspaceError::from)?;
     let key = manifest.key();
-    let dest_dir = ws
-        .dir
-        .join("plugins")
-        .join(&manifest.id)
-        .join(&manifest.version);
+    let dest_dir = ws.plugin_dir(&manifest.id, &manifest.version);
     let dest_manifest = dest_dir.join(MANIFEST_FILE);
     if let Some(existing) = registry::installed(&ws.store, &key).await? {
         if existing.digest == manifest.sha256 {
@@ -222,12 +218,7 @@ fn load_key(ws: &Workspace, runtime: &Runtime, key: &str) -> Result<LoadedPlugin
             "\"{key}\" is not id@version (see `deskhost plugin list`)"
         ))
     })?;
-    let path = ws
-        .dir
-        .join("plugins")
-        .join(id)
-        .join(version)
-        .join(MANIFEST_FILE);
+    let path = ws.plugin_dir(id, version).join(MANIFEST_FILE);
     if !path.exists() {
         return Err(LifecycleError::Refused(format!(
             "{key} is not installed ({} does not exist); run `deskhost plugin install` first",

@@ -287,32 +287,30 @@ async fn run_case(
         Ok(i) => i,
         Err(e) => return failed(e),
     };
-    let scope = RunScope::new(format!("test_{name}"), Arc::new(decoded.ticket_record()));
     let answers = Answers::Recorded {
         calls: Arc::new(f.transcript.clone()),
         live_fallback: false,
     };
-    let mut invocation = runtime
-        .invoke(
-            plugin,
-            services.clone(),
-            scope.clone(),
-            input,
-            answers.clone(),
-        )
-        .await;
-    let mut walls = vec![invocation.stats.wall_us];
-    for _ in 1..repeat {
+    // Every run gets a fresh scope; the first one is judged, the others only timed.
+    let mut walls = Vec::new();
+    let mut first = None;
+    for _ in 0..repeat.max(1) {
         let scope = RunScope::new(format!("test_{name}"), Arc::new(decoded.ticket_record()));
-        let input = match decoded.policy_input(f.kind) {
-            Ok(i) => i,
-            Err(e) => return failed(e),
-        };
-        let again = runtime
-            .invoke(plugin, services.clone(), scope, input, answers.clone())
+        let invocation = runtime
+            .invoke(
+                plugin,
+                services.clone(),
+                scope.clone(),
+                input,
+                answers.clone(),
+            )
             .await;
-        walls.push(again.stats.wall_us);
+        walls.push(invocation.stats.wall_us);
+        first.get_or_insert((scope, invocation));
     }
+    let Some((scope, mut invocation)) = first else {
+        return failed("no run".into());
+    };
     walls.sort_unstable();
     invocation.stats.wall_us = walls[walls.len() / 2];
     let problems = judge(ws, &scope, &invocation, &f.expect);

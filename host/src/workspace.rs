@@ -157,6 +157,11 @@ impl Workspace {
             .map_err(|e| WorkspaceError::Engine(e.to_string()))
     }
 
+    /// Where version `version` of plugin `id` is installed: `plugins/<id>/<version>/`.
+    pub fn plugin_dir(&self, id: &str, version: &str) -> PathBuf {
+        self.dir.join("plugins").join(id).join(version)
+    }
+
     /// The manifest path a slot value (`id@version`) points to.
     pub fn manifest_for(&self, slot: PolicyKind, value: &str) -> Result<PathBuf> {
         let slot_err = |problem: String| WorkspaceError::Slot {
@@ -170,12 +175,7 @@ impl Workspace {
                 "use id@version, e.g. triage-default@0.1.0 (see `deskhost plugin list`)".into(),
             )
         })?;
-        let path = self
-            .dir
-            .join("plugins")
-            .join(id)
-            .join(version)
-            .join(MANIFEST_FILE);
+        let path = self.plugin_dir(id, version).join(MANIFEST_FILE);
         if !path.exists() {
             return Err(slot_err(format!(
                 "{} does not exist; install the plugin or fix the slot",

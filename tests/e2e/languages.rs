@@ -6,7 +6,7 @@
 //! The Python and JavaScript components are built by examples/plugins/build.sh (tests/run.sh
 //! runs it) into $DESKHOST_LANG_PLUGINS, default `<target>/lang-plugins`.
 
-use super::support::{Ws, bin, repo};
+use super::support::{Ws, repo, target_dir};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -17,13 +17,7 @@ fn conformance() -> PathBuf {
 fn lang_plugins() -> Option<PathBuf> {
     let dir = std::env::var_os("DESKHOST_LANG_PLUGINS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            bin()
-                .parent()
-                .and_then(Path::parent)
-                .map(|t| t.join("lang-plugins"))
-                .unwrap_or_default()
-        });
+        .unwrap_or_else(|| target_dir().join("lang-plugins"));
     if dir.join("triage-py/plugin.toml").exists() && dir.join("triage-js/plugin.toml").exists() {
         return Some(dir);
     }
@@ -167,11 +161,7 @@ fn python_and_javascript_plugins_conform_install_and_decide() {
 
 /// Runs a scaffold's build.sh (Rust builds share one target directory across runs).
 fn build_scaffold(dir: &Path) {
-    let target = bin()
-        .parent()
-        .and_then(Path::parent)
-        .map(|t| t.join("scaffold-target"))
-        .unwrap_or_default();
+    let target = target_dir().join("scaffold-target");
     let out = std::process::Command::new(dir.join("build.sh"))
         .env("CARGO_TARGET_DIR", target)
         .output()

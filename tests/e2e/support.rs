@@ -9,6 +9,16 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_deskhost"))
 }
 
+/// The cargo target directory the binary was built into (`target/<profile>/deskhost` →
+/// `target`).
+pub fn target_dir() -> PathBuf {
+    bin()
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
 /// The repository root.
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -21,14 +31,7 @@ pub fn repo() -> PathBuf {
 pub fn plugin_dir() -> PathBuf {
     let dir = std::env::var_os("DESKHOST_PLUGIN_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            // target/<profile>/deskhost → target/wasm32-wasip2/plugin
-            bin()
-                .parent()
-                .and_then(Path::parent)
-                .map(|t| t.join("wasm32-wasip2").join("plugin"))
-                .unwrap_or_default()
-        });
+        .unwrap_or_else(|| target_dir().join("wasm32-wasip2").join("plugin"));
     assert!(
         dir.join("deskhost_probe.wasm").exists() && dir.join("deskhost_triage.wasm").exists(),
         "the plugin components are not built in {}; run tests/run.sh, or cargo build --profile plugin --target wasm32-wasip2 \

@@ -10,7 +10,8 @@
 //! struct Policy;
 //! impl deskhost_sdk::triage_world::Guest for Policy {
 //!     fn triage(ticket: deskhost_sdk::Ticket) -> Result<deskhost_sdk::TriageDecision, deskhost_sdk::PluginError> {
-//!         todo!()
+//!         // Decide here; see plugins/triage for a complete policy.
+//!         Err(deskhost_sdk::plugin_error("undecided", format!("no rules for {}", ticket.id)))
 //!     }
 //! }
 //! deskhost_sdk::export_triage!(Policy);
