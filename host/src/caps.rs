@@ -214,6 +214,10 @@ pub struct CallContext {
     /// Calls answered from the live services although a transcript was given.
     pub unmatched: u32,
     per_capability: BTreeMap<CapabilityName, u32>,
+    /// Bytes of log text the plugin may still hand back (`limits.output_kib`).
+    log_budget: usize,
+    /// Log lines refused for the line count or the byte budget.
+    logs_dropped: u32,
 }
 
 /// A call that passed admission.
@@ -235,13 +239,29 @@ pub enum CapResult<T> {
 }
 
 const MAX_LOG_LINES: usize = 200;
+const MAX_LOG_LINE: usize = 1024;
 const MAX_LIST: u32 = 20;
+/// Longest string argument a plugin may pass (a query, an id); longer ones are refused with
+/// `invalid-argument` and recorded cut.
+pub const MAX_ARG_BYTES: usize = 2048;
+
+/// A string argument as recorded (cut to [`MAX_ARG_BYTES`]), and whether it was too long.
+fn arg(s: &str) -> (String, bool) {
+    let cut = crate::sanitize::truncate(s, MAX_ARG_BYTES);
+    let too_long = matches!(cut, std::borrow::Cow::Owned(_));
+    (cut.into_owned(), too_long)
+}
+
+fn too_long(what: &str, len: usize) -> types::CapabilityError {
+    types::CapabilityError::InvalidArgument(format!(
+        "{what} is {len} bytes; at most {MAX_ARG_BYTES} are accepted"
+    ))
+}
 
 impl CallContext {
     /// A context for one plugin call.
     pub fn new(plugin: Arc<PluginIdentity>, scope: RunScope, services: Arc<Services>) -> Self {
         Self {
-            plugin,
             scope,
             services,
             calls: Vec::new(),
@@ -250,6 +270,23 @@ impl CallContext {
             used: Vec::new(),
             unmatched: 0,
             per_capability: BTreeMap::new(),
+            log_budget: plugin.limits.output_kib as usize * 1024,
+            logs_dropped: 0,
+            plugin,
+        }
+    }
+
+    /// Ends the plugin's log: if lines were refused, one line says how many and why.
+    pub fn close_logs(&mut self) {
+        if self.logs_dropped > 0 {
+            self.logs.push(LogLine {
+                level: "warn".into(),
+                message: format!(
+                    "[deskhost] {} more log line(s) dropped: a call keeps at most {MAX_LOG_LINES} lines and limits.output_kib bytes of log text",
+                    self.logs_dropped
+                ),
+            });
+            self.logs_dropped = 0;
         }
     }
 
@@ -570,20 +607,23 @@ impl helpdesk::Host for HostState {
         &mut self,
         id: String,
     ) -> wasmtime::Result<Result<types::Ticket, types::CapabilityError>> {
+        let (recorded, long) = arg(&id);
         let call = self.call.admit(
             CapabilityName::Helpdesk,
             "get-ticket",
-            serde_json::json!({ "id": id }),
+            serde_json::json!({ "id": recorded }),
         )?;
         if let Some(answer) = self.call.replayed(&call) {
             return self.call.finish(call, answer);
         }
         let ctx = &self.call;
-        let result = if id == ctx.scope.ticket.input.id {
+        let result = if long {
+            CapResult::Err(too_long("id", id.len()))
+        } else if id == ctx.scope.ticket.input.id {
             CapResult::Ok(redact_ticket(&ctx.scope.ticket, &ctx.plugin.grants))
         } else {
             match ctx.services.store.latest_ticket(&id).await {
-                Ok(None) => CapResult::Err(types::CapabilityError::NotFound(id.clone())),
+                Ok(None) => CapResult::Err(types::CapabilityError::NotFound(recorded.clone())),
                 Ok(Some(other))
                     if other.input.customer_id.is_some()
                         && other.input.customer_id.as_deref() == ctx.scope.customer_id() =>
@@ -591,7 +631,7 @@ impl helpdesk::Host for HostState {
                     CapResult::Ok(redact_ticket(&other, &ctx.plugin.grants))
                 }
                 Ok(Some(_)) => CapResult::Denied(format!(
-                    "ticket {id} belongs to another customer than the ticket being decided"
+                    "ticket {recorded} belongs to another customer than the ticket being decided"
                 )),
                 Err(e) => CapResult::Err(unavailable(e)),
             }
@@ -604,10 +644,11 @@ impl helpdesk::Host for HostState {
         customer_id: String,
         limit: u32,
     ) -> wasmtime::Result<Result<Vec<types::TicketSummary>, types::CapabilityError>> {
+        let (recorded, _) = arg(&customer_id);
         let call = self.call.admit(
             CapabilityName::Helpdesk,
             "recent-tickets",
-            serde_json::json!({ "customer_id": customer_id, "limit": limit }),
+            serde_json::json!({ "customer_id": recorded, "limit": limit }),
         )?;
         if let Some(answer) = self.call.replayed(&call) {
             return self.call.finish(call, answer);
@@ -615,7 +656,7 @@ impl helpdesk::Host for HostState {
         let ctx = &self.call;
         let result = if ctx.scope.customer_id() != Some(customer_id.as_str()) {
             CapResult::Denied(format!(
-                "customer {customer_id} is not the customer of the ticket being decided"
+                "customer {recorded} is not the customer of the ticket being decided"
             ))
         } else {
             match ctx
@@ -654,10 +695,12 @@ impl kb::Host for HostState {
         language: Option<String>,
         limit: u32,
     ) -> wasmtime::Result<Result<Vec<types::KbHit>, types::CapabilityError>> {
+        let (recorded, long) = arg(&query);
+        let language_arg = language.as_deref().map(|l| arg(l).0);
         let call = self.call.admit(
             CapabilityName::Kb,
             "search",
-            serde_json::json!({ "query": query, "language": language, "limit": limit }),
+            serde_json::json!({ "query": recorded, "language": language_arg, "limit": limit }),
         )?;
         if let Some(answer) = self.call.replayed(&call) {
             // Articles a recorded answer names are citable in this run too.
@@ -678,6 +721,8 @@ impl kb::Host for HostState {
             CapResult::Err(types::CapabilityError::InvalidArgument(
                 "query is empty".into(),
             ))
+        } else if long {
+            CapResult::Err(too_long("query", query.len()))
         } else {
             match ctx.services.kb.search(
                 &query,
@@ -718,10 +763,11 @@ impl kb::Host for HostState {
         &mut self,
         id: String,
     ) -> wasmtime::Result<Result<types::KbArticle, types::CapabilityError>> {
+        let (recorded, long) = arg(&id);
         let call = self.call.admit(
             CapabilityName::Kb,
             "get-article",
-            serde_json::json!({ "id": id }),
+            serde_json::json!({ "id": recorded }),
         )?;
         if let Some(answer) = self.call.replayed(&call) {
             // Articles a recorded answer names are citable in this run too.
@@ -731,11 +777,11 @@ impl kb::Host for HostState {
             return self.call.finish(call, answer);
         }
         let ctx = &self.call;
-        let result = match ctx.services.kb.article(&id) {
-            None => CapResult::Err(types::CapabilityError::NotFound(id.clone())),
+        let result = match ctx.services.kb.article(&id).filter(|_| !long) {
+            None => CapResult::Err(types::CapabilityError::NotFound(recorded.clone())),
             Some(a) if !ctx.plugin.grants.kb_collection(&a.collection) => {
                 CapResult::Denied(format!(
-                    "article {id} is in collection \"{}\", which [grants.kb] collections does not include",
+                    "article {recorded} is in collection \"{}\", which [grants.kb] collections does not include",
                     a.collection
                 ))
             }
@@ -757,10 +803,11 @@ impl crm::Host for HostState {
         &mut self,
         id: String,
     ) -> wasmtime::Result<Result<Option<types::Customer>, types::CapabilityError>> {
+        let (recorded, _) = arg(&id);
         let call = self.call.admit(
             CapabilityName::Crm,
             "lookup-customer",
-            serde_json::json!({ "id": id }),
+            serde_json::json!({ "id": recorded }),
         )?;
         if let Some(answer) = self.call.replayed(&call) {
             return self.call.finish(call, answer);
@@ -768,7 +815,7 @@ impl crm::Host for HostState {
         let ctx = &self.call;
         let result = if ctx.scope.customer_id() != Some(id.as_str()) {
             CapResult::Denied(format!(
-                "customer {id} is not the customer of the ticket being decided"
+                "customer {recorded} is not the customer of the ticket being decided"
             ))
         } else {
             match ctx.services.store.customer(&id).await {
@@ -797,25 +844,22 @@ impl log::Host for HostState {
             types::LogLevel::Warn => "warn",
             types::LogLevel::Error => "error",
         };
-        let mut message = message;
-        if message.len() > 1024 {
-            let mut cut = 1024;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-        }
+        let message = crate::sanitize::truncate(&message, MAX_LOG_LINE).into_owned();
         let call = self.call.admit(
             CapabilityName::Log,
             "log",
             serde_json::json!({ "level": level, "message": message }),
         )?;
-        tracing::debug!(plugin = %self.call.plugin.key(), run = %self.call.scope.run_id, "{level}: {message}");
-        if self.call.logs.len() < MAX_LOG_LINES {
-            self.call.logs.push(LogLine {
+        tracing::debug!(plugin = %self.call.plugin.key(), run = %self.call.scope.run_id, "{level}: {}", crate::sanitize::field(&message));
+        let ctx = &mut self.call;
+        if ctx.logs.len() < MAX_LOG_LINES && message.len() <= ctx.log_budget {
+            ctx.log_budget -= message.len();
+            ctx.logs.push(LogLine {
                 level: level.into(),
                 message,
             });
+        } else {
+            ctx.logs_dropped += 1;
         }
         self.call.finish(call, CapResult::Ok(())).map(|_| ())
     }

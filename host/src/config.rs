@@ -177,6 +177,10 @@ pub struct RuntimeConfig {
     pub pool_instances: u32,
     /// Largest linear memory any plugin may reach, MiB (per-plugin limits are lower).
     pub max_memory_mib: u32,
+    /// Largest settings document (manifest `config`) a plugin may have, KiB.
+    pub max_settings_kib: u32,
+    /// Largest data file (manifest `data`, e.g. a model) a plugin may have, MiB.
+    pub max_data_mib: u32,
 }
 
 impl Default for RuntimeConfig {
@@ -185,7 +189,64 @@ impl Default for RuntimeConfig {
             fuel_metering: true,
             pool_instances: 128,
             max_memory_mib: 512,
+            max_settings_kib: 1024,
+            max_data_mib: 64,
         }
+    }
+}
+
+/// The fields `[gate.thresholds]` may name.
+pub const THRESHOLD_FIELDS: &[&str] = &["category", "queue", "priority", "language"];
+
+/// The known name closest to `word` (at most two edits away), for "did you mean".
+pub fn closest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut prev = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let cost = usize::from(ca != *cb);
+                let next = (row[j] + 1).min(row[j + 1] + 1).min(prev + cost);
+                prev = row[j + 1];
+                row[j + 1] = next;
+            }
+        }
+        row[b.len()]
+    }
+    known
+        .iter()
+        .map(|k| (distance(word, k), *k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// Where keys are written, for errors that name the line (a lenient second pass).
+#[derive(Deserialize, Default)]
+struct KeySpans {
+    #[serde(default)]
+    slots: BTreeMap<String, toml::Spanned<toml::Value>>,
+    #[serde(default)]
+    gate: GateSpans,
+}
+
+#[derive(Deserialize, Default)]
+struct GateSpans {
+    #[serde(default)]
+    thresholds: BTreeMap<String, toml::Spanned<toml::Value>>,
+}
+
+impl KeySpans {
+    fn line(&self, text: &str, table: &str, key: &str) -> usize {
+        let span = match table {
+            "slots" => self.slots.get(key),
+            "gate.thresholds" => self.gate.thresholds.get(key),
+            _ => None,
+        };
+        span.and_then(|s| text.get(..s.span().start))
+            .map_or(0, |t| t.matches('\n').count() + 1)
     }
 }
 
@@ -209,15 +270,53 @@ impl WorkspaceConfig {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        config.check(path)?;
+        let spans: KeySpans = toml::from_str(text).unwrap_or_default();
+        config.check(path, &|table, key| spans.line(text, table, key))?;
         Ok(config)
     }
 
-    fn check(&self, path: &Path) -> Result<(), ConfigError> {
+    fn check(&self, path: &Path, line: &dyn Fn(&str, &str) -> usize) -> Result<(), ConfigError> {
         let invalid = |message: String| ConfigError::Invalid {
             path: path.to_path_buf(),
             message,
         };
+        // An error at the line of `table.key` (`deskhost.toml:12: ...`).
+        let at = |table: &str, key: &str, message: String| ConfigError::Invalid {
+            path: PathBuf::from(format!("{}:{}", path.display(), line(table, key))),
+            message,
+        };
+        for (slot, value) in [
+            ("triage", Some(&self.slots.triage)),
+            ("reply", self.slots.reply.as_ref()),
+            ("escalation", self.slots.escalation.as_ref()),
+        ] {
+            if let Some(value) = value {
+                crate::manifest::parse_plugin_key(value)
+                    .map_err(|e| at("slots", slot, format!("[slots] {slot}: {e}")))?;
+            }
+        }
+        for field in self.gate.thresholds.keys() {
+            if !THRESHOLD_FIELDS.contains(&field.as_str()) {
+                let hint = closest(field, THRESHOLD_FIELDS)
+                    .map(|c| format!("did you mean {c}? "))
+                    .unwrap_or_default();
+                return Err(at(
+                    "gate.thresholds",
+                    field,
+                    format!(
+                        "[gate.thresholds] has no field \"{}\"; {hint}the gate reads {}",
+                        crate::sanitize::field(field),
+                        THRESHOLD_FIELDS.join(", ")
+                    ),
+                ));
+            }
+        }
+        if let Some(kb) = &self.ceiling.kb {
+            for c in &kb.collections {
+                crate::records::check_collection(c)
+                    .map_err(|e| invalid(format!("[ceiling.kb] {e}")))?;
+            }
+        }
         for (field, threshold) in &self.gate.thresholds {
             if !(0.0..=1.0).contains(threshold) {
                 return Err(invalid(format!(
@@ -250,6 +349,12 @@ impl WorkspaceConfig {
             return Err(invalid(
                 "[runtime] max_memory_mib and pool_instances must be above 0".into(),
             ));
+        }
+        if self.runtime.max_data_mib > 2048 {
+            return Err(invalid(format!(
+                "[runtime] max_data_mib = {} is above 2048; plugin data is bound into a 32-bit memory",
+                self.runtime.max_data_mib
+            )));
         }
         Ok(())
     }
@@ -298,6 +403,31 @@ triage = "triage-default@0.1.0"
             e.to_string().contains("[gate.thresholds] has no queue"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn typos_are_named_with_their_line_and_a_suggestion() {
+        let bad = format!("{MINIMAL}\n[gate.thresholds]\ncategroy = 0.99\n");
+        let Err(e) = WorkspaceConfig::parse(&bad, Path::new("ws/deskhost.toml")) else {
+            panic!("must fail")
+        };
+        let msg = e.to_string();
+        assert!(
+            msg.contains("ws/deskhost.toml:8")
+                && msg.contains("\"categroy\"")
+                && msg.contains("did you mean category?"),
+            "{msg}"
+        );
+        let bad = MINIMAL.replace("triage-default@0.1.0", "../../etc@0.1.0");
+        let Err(e) = WorkspaceConfig::parse(&bad, Path::new("deskhost.toml")) else {
+            panic!("must fail")
+        };
+        assert!(
+            e.to_string().contains("deskhost.toml:5") && e.to_string().contains("[slots] triage"),
+            "{e}"
+        );
+        let bad = format!("{MINIMAL}\n[ceiling.kb]\ncollections = [\"../../etc\"]\n");
+        assert!(WorkspaceConfig::parse(&bad, Path::new("deskhost.toml")).is_err());
     }
 
     #[test]

@@ -213,11 +213,7 @@ pub struct SlotChange {
 
 /// Finds and validates the installed version `key` (`id@version`).
 fn load_key(ws: &Workspace, runtime: &Runtime, key: &str) -> Result<LoadedPlugin> {
-    let (id, version) = key.split_once('@').ok_or_else(|| {
-        LifecycleError::Refused(format!(
-            "\"{key}\" is not id@version (see `deskhost plugin list`)"
-        ))
-    })?;
+    let (id, version) = crate::manifest::parse_plugin_key(key).map_err(LifecycleError::Refused)?;
     let path = ws.plugin_dir(id, version).join(MANIFEST_FILE);
     if !path.exists() {
         return Err(LifecycleError::Refused(format!(

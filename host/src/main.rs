@@ -3,9 +3,10 @@
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use deskhost::audit;
+use deskhost::jsonl;
 use deskhost::lifecycle;
 use deskhost::manifest::{Manifest, PolicyKind};
-use deskhost::records::{ArticleRecord, CustomerRecord, TicketInput};
+use deskhost::records::{self, ArticleRecord, TicketInput};
 use deskhost::store::Upsert;
 use deskhost::workspace::{self, Workspace, find_manifests, import_record};
 use futures::StreamExt;
@@ -18,10 +19,19 @@ use std::process::ExitCode;
 use std::time::Duration;
 use std::time::Instant;
 
-/// `println!` that returns the error instead of panicking (e.g. on a closed pipe).
+/// `println!` that returns the error instead of panicking (e.g. on a closed pipe) and shows
+/// control characters from tickets and plugins as escapes instead of sending them to the
+/// terminal.
 macro_rules! out {
     ($($arg:tt)*) => {
-        writeln!(std::io::stdout(), $($arg)*)?
+        writeln!(std::io::stdout(), "{}", deskhost::sanitize::terminal(&format!($($arg)*)))?
+    };
+}
+
+/// `eprintln!` with the same sanitizing as [`out!`].
+macro_rules! note {
+    ($($arg:tt)*) => {
+        eprintln!("{}", deskhost::sanitize::terminal(&format!($($arg)*)))
     };
 }
 
@@ -122,10 +132,14 @@ enum KbCommand {
 
 #[derive(Subcommand)]
 enum CrmCommand {
-    /// Import customers (JSON Lines).
+    /// Import customers (JSON Lines). A line updates the fields it has (`null` clears one)
+    /// and keeps the others; --replace makes each line the whole record.
     Import {
         /// Customers file.
         file: PathBuf,
+        /// Each line replaces the stored record instead of updating its fields.
+        #[arg(long)]
+        replace: bool,
     },
 }
 
@@ -330,7 +344,7 @@ fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            note!("error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -346,7 +360,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {}", error_text(&e));
+            note!("error: {}", error_text(&e));
             ExitCode::FAILURE
         }
     }
@@ -370,7 +384,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Init(args) => init(args, cli.json),
         Command::Kb(cmd) => kb(&ws_dir, cmd, cli.json).await,
-        Command::Crm(CrmCommand::Import { file }) => crm_import(&ws_dir, &file, cli.json).await,
+        Command::Crm(CrmCommand::Import { file, replace }) => {
+            crm_import(&ws_dir, &file, replace, cli.json).await
+        }
         Command::Train(args) => train(&ws_dir, args, cli.json).await,
         Command::Run(args) => run(&ws_dir, args).await,
         Command::Eval(args) => eval(&ws_dir, args, cli.json).await,
@@ -431,31 +447,39 @@ fn init(args: InitArgs, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The records of a JSON Lines file with their line numbers, and the rejected lines.
-struct JsonLines<T> {
-    records: Vec<(usize, T)>,
-    rejected: Vec<String>,
+/// Reads a JSON Lines file into `T`s; bad lines (not UTF-8, not JSON, not `T`, failing
+/// `check`) are reported with their number and skipped, not fatal.
+fn read_jsonl<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    check: impl Fn(&T) -> Result<(), String>,
+) -> Result<jsonl::Parsed<T>> {
+    Ok(jsonl::read(path, check)?)
 }
 
-/// Reads a JSON Lines file into `T`s; bad lines are reported with their number, not fatal.
-fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<JsonLines<T>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut good = Vec::new();
-    let mut bad = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<T>(line) {
-            Ok(v) => good.push((i + 1, v)),
-            Err(e) => bad.push(format!("{}:{}: {e}; line skipped", path.display(), i + 1)),
-        }
+fn check_article(a: &ArticleRecord) -> Result<(), String> {
+    records::check_id("id", &a.id)?;
+    records::check_collection(&a.collection).map_err(|e| format!("article {}: {e}", a.id))?;
+    if !deskhost::pipeline::checks::is_language_tag(&a.language) {
+        return Err(format!(
+            "article {}: language \"{}\" is not a language tag such as en or pt-BR",
+            a.id,
+            deskhost::sanitize::field(&a.language)
+        ));
     }
-    Ok(JsonLines {
-        records: good,
-        rejected: bad,
-    })
+    if a.body.trim().is_empty() || a.title.trim().is_empty() {
+        return Err(format!(
+            "article {}: title and body must not be empty",
+            a.id
+        ));
+    }
+    Ok(())
+}
+
+fn check_customer_line(line: &serde_json::Map<String, serde_json::Value>) -> Result<(), String> {
+    match line.get("id") {
+        Some(serde_json::Value::String(id)) => records::check_id("id", id),
+        _ => Err("`id` must be a string: the customer's CRM id".into()),
+    }
 }
 
 fn count(outcomes: &[Upsert]) -> serde_json::Value {
@@ -467,22 +491,15 @@ async fn kb(dir: &Path, cmd: KbCommand, json: bool) -> Result<ExitCode> {
     let ws = Workspace::open(dir).await?;
     match cmd {
         KbCommand::Import { file } => {
-            let JsonLines {
+            let jsonl::Parsed {
                 records: articles,
                 rejected: bad,
-            } = read_jsonl::<ArticleRecord>(&file)?;
+            } = read_jsonl::<ArticleRecord>(&file, check_article)?;
             for b in &bad {
-                eprintln!("{b}");
+                note!("{b}");
             }
             let mut outcomes = Vec::new();
-            for (line, a) in &articles {
-                if a.id.trim().is_empty() || a.body.trim().is_empty() {
-                    eprintln!(
-                        "{}:{line}: article needs a non-empty id and body; line skipped",
-                        file.display()
-                    );
-                    continue;
-                }
+            for (_, a) in &articles {
                 outcomes.push(ws.store.upsert_article(a).await?.0);
             }
             let kb = ws.reindex().await?;
@@ -547,18 +564,25 @@ async fn kb(dir: &Path, cmd: KbCommand, json: bool) -> Result<ExitCode> {
     }
 }
 
-async fn crm_import(dir: &Path, file: &Path, json: bool) -> Result<ExitCode> {
+async fn crm_import(dir: &Path, file: &Path, replace: bool, json: bool) -> Result<ExitCode> {
     let ws = Workspace::open(dir).await?;
-    let JsonLines {
-        records: customers,
-        rejected: bad,
-    } = read_jsonl::<CustomerRecord>(file)?;
-    for b in &bad {
-        eprintln!("{b}");
-    }
+    let jsonl::Parsed {
+        records: lines,
+        rejected: mut bad,
+    } = read_jsonl::<serde_json::Map<String, serde_json::Value>>(file, check_customer_line)?;
     let mut outcomes = Vec::new();
-    for (_, c) in &customers {
-        outcomes.push(ws.store.upsert_customer(c).await?.0);
+    for (number, line) in &lines {
+        match ws.store.import_customer(line, replace).await {
+            Ok((outcome, _)) => outcomes.push(outcome),
+            Err(deskhost::store::StoreError::Invalid { what, detail }) => bad.push(format!(
+                "{}:{number}: {what}: {detail}; line skipped",
+                file.display()
+            )),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for b in &bad {
+        note!("{b}");
     }
     let counts = count(&outcomes);
     ws.audit(&[import_record(
@@ -681,24 +705,15 @@ async fn run(dir: &Path, args: RunArgs) -> Result<ExitCode> {
     let mut work: Vec<(String, u32)> = Vec::new();
     let mut out = std::io::stdout().lock();
     if let Some(file) = &args.file {
-        let JsonLines {
+        let jsonl::Parsed {
             records: tickets,
             rejected: bad,
-        } = read_jsonl::<TicketInput>(file)?;
+        } = read_jsonl::<TicketInput>(file, TicketInput::check)?;
         rejected += bad.len();
         for b in &bad {
-            eprintln!("{b}");
+            note!("{b}");
         }
-        let mut valid = Vec::new();
-        for (line, t) in tickets {
-            match t.check() {
-                Ok(()) => valid.push(t),
-                Err(e) => {
-                    rejected += 1;
-                    eprintln!("{}:{line}: {e}; line skipped", file.display());
-                }
-            }
-        }
+        let valid: Vec<TicketInput> = tickets.into_iter().map(|(_, t)| t).collect();
         for ingested in ws.store.ingest_tickets(&valid).await? {
             if ingested.pending {
                 work.push((ingested.id, ingested.version));
@@ -756,7 +771,7 @@ async fn run(dir: &Path, args: RunArgs) -> Result<ExitCode> {
             }
             Err(e) => {
                 summary.failed += 1;
-                eprintln!("ticket {id}: {e}");
+                note!("ticket {id}: {e}");
                 writeln!(
                     out,
                     "{}",
@@ -768,7 +783,7 @@ async fn run(dir: &Path, args: RunArgs) -> Result<ExitCode> {
     progress.finish_and_clear();
     watcher.abort();
     let secs = started.elapsed().as_secs_f64();
-    eprintln!(
+    note!(
         "decided {} tickets in {:.2}s ({:.1} tickets/s){}{}",
         summary.decided,
         secs,
@@ -789,7 +804,7 @@ async fn run(dir: &Path, args: RunArgs) -> Result<ExitCode> {
         .iter()
         .map(|(k, v)| format!("{k} {v}"))
         .collect();
-    eprintln!(
+    note!(
         "  gate: {}",
         if outcomes.is_empty() {
             "-".into()
@@ -797,16 +812,17 @@ async fn run(dir: &Path, args: RunArgs) -> Result<ExitCode> {
             outcomes.join(", ")
         }
     );
-    eprintln!(
+    note!(
         "  escalations {}, reply abstentions {}",
-        summary.escalated, summary.abstained
+        summary.escalated,
+        summary.abstained
     );
     let faults: Vec<String> = summary
         .faults
         .iter()
         .map(|(k, v)| format!("{k} {v}"))
         .collect();
-    eprintln!(
+    note!(
         "  plugin faults: {}",
         if faults.is_empty() {
             "none".into()
@@ -815,13 +831,13 @@ async fn run(dir: &Path, args: RunArgs) -> Result<ExitCode> {
         }
     );
     if summary.decided > 0 {
-        eprintln!(
+        note!(
             "  audited host calls per ticket: {:.2}",
             summary.host_calls as f64 / summary.decided as f64
         );
     }
     if rejected > 0 {
-        eprintln!("  {rejected} input line(s) rejected (see above); fix them and run again");
+        note!("  {rejected} input line(s) rejected (see above); fix them and run again");
     }
     Ok(if summary.failed > 0 {
         ExitCode::FAILURE
@@ -852,7 +868,7 @@ async fn eval(dir: &Path, args: EvalArgs, json: bool) -> Result<ExitCode> {
     let (records, rejected) = deskhost::eval::read_records(&args.file, args.limit)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
     for r in &rejected {
-        eprintln!("{r}; line skipped");
+        note!("{r}; line skipped");
     }
     if records.is_empty() {
         bail!("{} has no usable records", args.file.display());
@@ -1000,7 +1016,7 @@ async fn serve(dir: &Path, args: ServeArgs) -> Result<ExitCode> {
     std::io::stdout().flush()?;
     deskhost::api::serve(listener, ws, pipeline, concurrency, shutdown_signal()).await?;
     watcher.abort();
-    eprintln!("stopped");
+    note!("stopped");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -1397,9 +1413,11 @@ async fn audit_verify(dir: &Path, json: bool) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(b) => {
-            eprintln!(
+            note!(
                 "audit chain BROKEN at record {}: {:?}: {}",
-                b.seq, b.problem, b.detail
+                b.seq,
+                b.problem,
+                b.detail
             );
             Ok(ExitCode::FAILURE)
         }
@@ -1414,7 +1432,7 @@ async fn plugin_list(dir: &Path, json: bool) -> Result<ExitCode> {
         let m = match Manifest::load(&path) {
             Ok(m) => m,
             Err(e) => {
-                eprintln!("{e}");
+                note!("{e}");
                 continue;
             }
         };

@@ -36,6 +36,79 @@ pub enum ManifestError {
         /// What and how to fix it.
         message: String,
     },
+    /// A file the manifest names is outside the plugin's own directory.
+    #[error(transparent)]
+    PathEscape(Box<PathEscape>),
+}
+
+/// A file a manifest names that is not inside the manifest's own directory.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "plugin manifest {path}:{line}: {key} = \"{value}\" {problem}; every file a manifest names must be inside its own directory ({dir}): copy the file there and name it relative to plugin.toml"
+)]
+pub struct PathEscape {
+    /// The manifest.
+    pub path: PathBuf,
+    /// Line of the key.
+    pub line: usize,
+    /// `component`, `config` or `data`.
+    pub key: &'static str,
+    /// The value as written.
+    pub value: String,
+    /// What is wrong with it.
+    pub problem: String,
+    /// The plugin directory.
+    pub dir: PathBuf,
+}
+
+/// Checks a plugin id: 1 to 64 lowercase letters, digits and `-`, starting with a letter
+/// or digit (ids become directory names).
+pub fn check_plugin_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "id \"{}\" must be 1 to 64 lowercase letters, digits and '-', e.g. triage-default",
+            crate::sanitize::field(id)
+        ))
+    }
+}
+
+/// Checks a plugin version: `MAJOR.MINOR.PATCH` in decimal digits.
+pub fn check_plugin_version(version: &str) -> Result<(), String> {
+    let parts: Vec<&str> = version.split('.').collect();
+    let ok = parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 9 && p.chars().all(|c| c.is_ascii_digit()));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "version \"{}\" must be MAJOR.MINOR.PATCH, e.g. 0.1.0",
+            crate::sanitize::field(version)
+        ))
+    }
+}
+
+/// Splits and checks a plugin key `id@version` (as `[slots]`, `promote` and `shadow` take
+/// it): nothing in it can name a path outside `plugins/<id>/<version>/`.
+pub fn parse_plugin_key(key: &str) -> Result<(&str, &str), String> {
+    let (id, version) = key.split_once('@').ok_or_else(|| {
+        format!(
+            "\"{}\" is not id@version, e.g. triage-default@0.1.0 (see `deskhost plugin list`)",
+            crate::sanitize::field(key)
+        )
+    })?;
+    check_plugin_id(id)?;
+    check_plugin_version(version)?;
+    Ok((id, version))
 }
 
 /// Which policy slot a plugin fills (and so which WIT world it must export).
@@ -402,6 +475,52 @@ pub struct Manifest {
     /// Capabilities and fields granted.
     #[serde(default)]
     pub grants: Grants,
+    /// Run without `data` when the file is missing or empty (the plugin's own fallbacks);
+    /// without this, a missing or empty data file refuses the plugin.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub data_optional: bool,
+    /// Where each file key is written, for errors that name the line.
+    #[serde(skip)]
+    lines: FileKeyLines,
+}
+
+/// The line of each file key in the manifest text (1-based; 0 when unknown).
+#[derive(Clone, Debug, Default, PartialEq)]
+struct FileKeyLines {
+    component: usize,
+    config: usize,
+    data: usize,
+}
+
+/// The file keys with their positions (a second, lenient pass over the same text).
+#[derive(Deserialize)]
+struct FileKeySpans {
+    component: Option<toml::Spanned<toml::Value>>,
+    config: Option<toml::Spanned<toml::Value>>,
+    data: Option<toml::Spanned<toml::Value>>,
+}
+
+/// A file a manifest names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileKey {
+    /// `component`: the Wasm component.
+    Component,
+    /// `config`: the settings document.
+    Config,
+    /// `data`: binary data such as a model.
+    Data,
+}
+
+impl FileKey {
+    /// The manifest key.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileKey::Component => "component",
+            FileKey::Config => "config",
+            FileKey::Data => "data",
+        }
+    }
 }
 
 impl Manifest {
@@ -416,12 +535,92 @@ impl Manifest {
 
     /// Parses and checks `text` (named `path` in errors).
     pub fn parse(text: &str, path: &Path) -> Result<Self, ManifestError> {
-        let manifest: Manifest = toml::from_str(text).map_err(|e| ManifestError::Parse {
+        let mut manifest: Manifest = toml::from_str(text).map_err(|e| ManifestError::Parse {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
+        if let Ok(spans) = toml::from_str::<FileKeySpans>(text) {
+            let line = |s: Option<toml::Spanned<toml::Value>>| {
+                s.map_or(0, |s| {
+                    text.get(..s.span().start)
+                        .map_or(0, |t| t.matches('\n').count() + 1)
+                })
+            };
+            manifest.lines = FileKeyLines {
+                component: line(spans.component),
+                config: line(spans.config),
+                data: line(spans.data),
+            };
+        }
         manifest.check(path)?;
         Ok(manifest)
+    }
+
+    /// The relative path the manifest gives for `key`, if any.
+    pub fn file(&self, key: FileKey) -> Option<&Path> {
+        match key {
+            FileKey::Component => Some(&self.component),
+            FileKey::Config => self.config.as_deref(),
+            FileKey::Data => self.data.as_deref(),
+        }
+    }
+
+    /// Resolves the file named by `key` against the directory of `manifest_path`, refusing
+    /// anything that is absolute, climbs with `..`, or (after symlinks) lands outside that
+    /// directory. A file that does not exist resolves lexically (reading it then fails with
+    /// its own error). `Ok(None)`: the manifest names no such file.
+    pub fn resolve(
+        &self,
+        manifest_path: &Path,
+        key: FileKey,
+    ) -> Result<Option<PathBuf>, ManifestError> {
+        let Some(rel) = self.file(key) else {
+            return Ok(None);
+        };
+        let dir = manifest_path.parent().unwrap_or(Path::new("."));
+        let escape = |problem: String| {
+            ManifestError::PathEscape(Box::new(PathEscape {
+                path: manifest_path.to_path_buf(),
+                line: match key {
+                    FileKey::Component => self.lines.component,
+                    FileKey::Config => self.lines.config,
+                    FileKey::Data => self.lines.data,
+                },
+                key: key.as_str(),
+                value: crate::sanitize::field(&rel.to_string_lossy()).into_owned(),
+                problem,
+                dir: dir.to_path_buf(),
+            }))
+        };
+        use std::path::Component;
+        if rel.as_os_str().is_empty() {
+            return Err(escape("is empty".into()));
+        }
+        for part in rel.components() {
+            match part {
+                Component::Normal(_) | Component::CurDir => {}
+                Component::ParentDir => return Err(escape("climbs out with \"..\"".into())),
+                Component::RootDir | Component::Prefix(_) => {
+                    return Err(escape("is an absolute path".into()));
+                }
+            }
+        }
+        let joined = dir.join(rel);
+        let Ok(real) = std::fs::canonicalize(&joined) else {
+            // Missing (or a dangling link): nothing outside can be read through it.
+            if std::fs::symlink_metadata(&joined).is_ok() {
+                return Err(escape("is a symbolic link to nothing".into()));
+            }
+            return Ok(Some(joined));
+        };
+        let real_dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        if !real.starts_with(&real_dir) {
+            return Err(escape(format!(
+                "resolves (through a symbolic link) to {}, outside the plugin directory",
+                real.display()
+            )));
+        }
+        Ok(Some(real))
     }
 
     fn check(&self, path: &Path) -> Result<(), ManifestError> {
@@ -431,24 +630,8 @@ impl Manifest {
                 message,
             })
         };
-        if self.id.is_empty()
-            || !self
-                .id
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        {
-            return invalid(format!(
-                "id \"{}\" must be lowercase letters, digits and '-'",
-                self.id
-            ));
-        }
-        let parts: Vec<&str> = self.version.split('.').collect();
-        if parts.len() != 3 || parts.iter().any(|p| p.parse::<u32>().is_err()) {
-            return invalid(format!(
-                "version \"{}\" must be MAJOR.MINOR.PATCH, e.g. 0.1.0",
-                self.version
-            ));
-        }
+        check_plugin_id(&self.id).or_else(invalid)?;
+        check_plugin_version(&self.version).or_else(invalid)?;
         if self.wit != WIT_VERSION {
             return invalid(format!(
                 "wit = \"{}\" but this host implements deskhost:plugin@{WIT_VERSION}; rebuild the plugin against wit/ of this release",
@@ -464,6 +647,12 @@ impl Manifest {
                     "[grants.ticket] unknown field \"{f}\"; known: {}",
                     TICKET_FIELDS.join(", ")
                 ));
+            }
+        }
+        if let Some(kb) = &self.grants.kb {
+            for c in &kb.collections {
+                crate::records::check_collection(c)
+                    .or_else(|e| invalid(format!("[grants.kb] {e}")))?;
             }
         }
         if let Some(crm) = &self.grants.crm {

@@ -17,7 +17,8 @@ pub struct TicketInput {
     /// Subject line.
     #[serde(default)]
     pub subject: String,
-    /// First message.
+    /// First message (may be empty: such a ticket goes to a human).
+    #[serde(default)]
     pub body: String,
     /// `email`, `chat`, `web`, `social`, `phone`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -67,14 +68,86 @@ pub struct MessageInput {
     pub sent_at: Option<String>,
 }
 
+/// Longest id accepted for a ticket, customer or article.
+pub const MAX_ID_BYTES: usize = 128;
+/// Most tags a ticket may carry, and the longest tag.
+pub const MAX_TAGS: usize = 100;
+const MAX_TAG_BYTES: usize = 128;
+/// Most follow-up messages kept per ticket.
+pub const MAX_MESSAGES: usize = 500;
+
+/// Checks an identifier from the outside world (`what` names it in the error): 1 to
+/// [`MAX_ID_BYTES`] bytes, no surrounding white space, no control or invisible formatting
+/// characters (they would reach terminals, file names and URLs).
+pub fn check_id(what: &str, id: &str) -> Result<(), String> {
+    if id.trim().is_empty() {
+        return Err(format!("`{what}` is empty; it must be a stable identifier"));
+    }
+    if id.len() > MAX_ID_BYTES {
+        return Err(format!(
+            "`{what}` is {} bytes long; at most {MAX_ID_BYTES} are allowed",
+            id.len()
+        ));
+    }
+    if crate::sanitize::has_hidden_chars(id) {
+        return Err(format!(
+            "`{what}` \"{}\" contains control or invisible characters; use printable text",
+            crate::sanitize::field(id)
+        ));
+    }
+    if id.trim() != id {
+        return Err(format!(
+            "`{what}` \"{id}\" starts or ends with white space; remove it"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a KB collection name: lowercase letters, digits, `-` and `_`, 1 to 64 characters,
+/// starting with a letter or digit (collections appear in grants and file paths).
+pub fn check_collection(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "collection \"{}\" is not a valid name; use lowercase letters, digits, '-' and '_' (at most 64), e.g. \"public\"",
+            crate::sanitize::field(name)
+        ))
+    }
+}
+
 impl TicketInput {
-    /// Checks what serde cannot: non-empty id and body, known message authors.
+    /// Checks what serde cannot: a valid id (and customer id), bounded tags and messages,
+    /// known message authors. A ticket with neither subject nor body is valid: it is stored
+    /// and sent to a human.
     pub fn check(&self) -> Result<(), String> {
-        if self.id.trim().is_empty() {
-            return Err("`id` is empty; every ticket needs a stable id".into());
+        check_id("id", &self.id)?;
+        if let Some(c) = &self.customer_id {
+            check_id("customer_id", c).map_err(|e| format!("ticket {}: {e}", self.id))?;
         }
-        if self.body.trim().is_empty() && self.subject.trim().is_empty() {
-            return Err(format!("ticket {} has neither subject nor body", self.id));
+        if self.tags.len() > MAX_TAGS
+            || self
+                .tags
+                .iter()
+                .any(|t| t.len() > MAX_TAG_BYTES || crate::sanitize::has_hidden_chars(t))
+        {
+            return Err(format!(
+                "ticket {}: at most {MAX_TAGS} tags of at most {MAX_TAG_BYTES} bytes each, without control characters",
+                self.id
+            ));
+        }
+        if self.messages.len() > MAX_MESSAGES {
+            return Err(format!(
+                "ticket {}: {} messages; at most {MAX_MESSAGES} are accepted",
+                self.id,
+                self.messages.len()
+            ));
         }
         for (i, m) in self.messages.iter().enumerate() {
             if !matches!(m.author.as_str(), "customer" | "agent" | "system") {
@@ -85,6 +158,11 @@ impl TicketInput {
             }
         }
         Ok(())
+    }
+
+    /// Whether the ticket has neither subject nor body (a human must look at it).
+    pub fn is_blank(&self) -> bool {
+        self.subject.trim().is_empty() && self.body.trim().is_empty()
     }
 
     /// Hash of the content that decides the ticket (evaluation labels excluded), so a
@@ -212,15 +290,90 @@ impl ArticleRecord {
     }
 }
 
-/// The ticket as `grants` let the plugin see it.
+/// The most of a body a plugin is handed (head and tail of longer ones): a policy decides
+/// on the opening and the latest words, and its fuel and deadline stay predictable.
+pub const PLUGIN_BODY_BYTES: usize = 32 * 1024;
+/// The most of a subject a plugin is handed.
+pub const PLUGIN_SUBJECT_BYTES: usize = 1024;
+/// The most of each follow-up message a plugin is handed.
+pub const PLUGIN_MESSAGE_BYTES: usize = 8 * 1024;
+/// The latest follow-up messages a plugin is handed.
+pub const PLUGIN_MESSAGES: usize = 50;
+
+/// A part of a ticket the host shortened before handing it to plugins (recorded in the run's
+/// inputs).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cut {
+    /// `subject`, `body`, `messages` or `messages[i]`.
+    pub field: String,
+    /// Bytes (or, for `messages`, messages) in the ticket.
+    pub original: usize,
+    /// Bytes (or messages) handed to plugins.
+    pub kept: usize,
+}
+
+/// `s` if it fits `max` bytes, else its head (three quarters) and tail joined by a marker
+/// that says how much was left out.
+pub fn head_and_tail(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut head = max * 3 / 4;
+    while !s.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = s.len() - (max - max * 3 / 4);
+    while !s.is_char_boundary(tail) {
+        tail += 1;
+    }
+    std::borrow::Cow::Owned(format!(
+        "{}\n\n[… {} bytes left out by deskhost …]\n\n{}",
+        &s[..head],
+        tail - head,
+        &s[tail..]
+    ))
+}
+
+/// What [`redact_ticket`] shortens of this ticket.
+pub fn plugin_cuts(t: &TicketInput) -> Vec<Cut> {
+    let mut cuts = Vec::new();
+    let mut cut = |field: String, text: &str, max: usize| {
+        let kept = head_and_tail(text, max).len();
+        if kept != text.len() {
+            cuts.push(Cut {
+                field,
+                original: text.len(),
+                kept,
+            });
+        }
+    };
+    cut("subject".into(), &t.subject, PLUGIN_SUBJECT_BYTES);
+    cut("body".into(), &t.body, PLUGIN_BODY_BYTES);
+    let skip = t.messages.len().saturating_sub(PLUGIN_MESSAGES);
+    for (i, m) in t.messages.iter().enumerate().skip(skip) {
+        cut(format!("messages[{i}]"), &m.body, PLUGIN_MESSAGE_BYTES);
+    }
+    if skip > 0 {
+        cuts.push(Cut {
+            field: "messages".into(),
+            original: t.messages.len(),
+            kept: PLUGIN_MESSAGES,
+        });
+    }
+    cuts
+}
+
+/// The ticket as `grants` let the plugin see it, with long texts shortened (see
+/// [`plugin_cuts`]).
 pub fn redact_ticket(ticket: &TicketRecord, grants: &Grants) -> types::Ticket {
     let t = &ticket.input;
     let granted = |f: &str| grants.ticket_field(f);
+    let skip = t.messages.len().saturating_sub(PLUGIN_MESSAGES);
     types::Ticket {
         id: t.id.clone(),
         version: ticket.version,
-        subject: t.subject.clone(),
-        body: t.body.clone(),
+        subject: head_and_tail(&t.subject, PLUGIN_SUBJECT_BYTES).into_owned(),
+        body: head_and_tail(&t.body, PLUGIN_BODY_BYTES).into_owned(),
         channel: t.channel.clone().filter(|_| granted("channel")),
         language: t.language.clone().filter(|_| granted("language")),
         customer_id: t.customer_id.clone().filter(|_| granted("customer_id")),
@@ -229,13 +382,14 @@ pub fn redact_ticket(ticket: &TicketRecord, grants: &Grants) -> types::Ticket {
         messages: granted("messages").then(|| {
             t.messages
                 .iter()
+                .skip(skip)
                 .map(|m| types::Message {
                     author: match m.author.as_str() {
                         "agent" => types::AuthorRole::Agent,
                         "system" => types::AuthorRole::System,
                         _ => types::AuthorRole::Customer,
                     },
-                    body: m.body.clone(),
+                    body: head_and_tail(&m.body, PLUGIN_MESSAGE_BYTES).into_owned(),
                     sent_at: m.sent_at.clone().unwrap_or_default(),
                 })
                 .collect()
@@ -315,6 +469,39 @@ mod tests {
         let r = redact_customer(&c, &grants);
         assert_eq!(r.tier.as_deref(), Some("vip"));
         assert_eq!(r.email, None);
+    }
+
+    #[test]
+    fn long_bodies_reach_plugins_as_head_and_tail() {
+        let mut t = ticket();
+        t.input.body = format!("START {} END", "x".repeat(200_000));
+        let view = redact_ticket(&t, &Grants::default());
+        assert!(view.body.len() < PLUGIN_BODY_BYTES + 100);
+        assert!(view.body.starts_with("START ") && view.body.ends_with(" END"));
+        assert!(view.body.contains("bytes left out by deskhost"));
+        let cuts = plugin_cuts(&t.input);
+        assert_eq!(cuts.len(), 1);
+        assert_eq!(
+            (cuts[0].field.as_str(), cuts[0].original),
+            ("body", 200_010)
+        );
+        assert!(plugin_cuts(&ticket().input).is_empty());
+        // Multi-byte characters are never split.
+        let s = "é".repeat(40_000);
+        let cut = head_and_tail(&s, 1001);
+        assert!(cut.starts_with('é') && cut.ends_with('é'));
+    }
+
+    #[test]
+    fn ids_are_checked() {
+        assert!(check_id("id", "T-1").is_ok());
+        for bad in ["", " T-1", "T-1\u{1b}[2J", &"x".repeat(200), "T\u{202e}1"] {
+            assert!(check_id("id", bad).is_err(), "{bad:?}");
+        }
+        assert!(check_collection("public").is_ok());
+        for bad in ["../../etc", "", "Public", "a/b", "-x"] {
+            assert!(check_collection(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -48,6 +48,14 @@ pub enum StoreError {
         /// Why.
         detail: String,
     },
+    /// A record to store is not valid (nothing was written).
+    #[error("{what} is not valid: {detail}")]
+    Invalid {
+        /// Which record.
+        what: String,
+        /// What is wrong.
+        detail: String,
+    },
 }
 
 /// Result alias.
@@ -354,6 +362,82 @@ impl Store {
         .await
     }
 
+    /// Imports one CRM line. By default it is a merge: the fields the line has replace the
+    /// stored ones, a field set to `null` is cleared, fields the line leaves out are kept.
+    /// With `replace`, the line is the whole record. Read and write happen in one
+    /// transaction, so concurrent imports cannot lose each other's fields.
+    pub async fn import_customer(
+        &self,
+        line: &serde_json::Map<String, serde_json::Value>,
+        replace: bool,
+    ) -> Result<(Upsert, u32)> {
+        let id = line
+            .get("id")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string();
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(q("begin customer import"))?;
+        let current =
+            sqlx::query("SELECT version, content_hash, record_json FROM customers WHERE id = ?")
+                .bind(&id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(q("read customer"))?;
+        let corrupt = |detail: String| StoreError::Corrupt {
+            what: format!("customer {id}"),
+            detail,
+        };
+        let mut merged = serde_json::Map::new();
+        let mut stored = None;
+        if let Some(row) = &current {
+            let version: i64 = row.try_get(0).map_err(|e| corrupt(e.to_string()))?;
+            let hash: String = row.try_get(1).map_err(|e| corrupt(e.to_string()))?;
+            let json: String = row.try_get(2).map_err(|e| corrupt(e.to_string()))?;
+            if !replace {
+                merged = serde_json::from_str(&json).map_err(|e| corrupt(e.to_string()))?;
+            }
+            stored = Some((version as u32, hash));
+        }
+        for (k, v) in line {
+            if v.is_null() {
+                merged.remove(k);
+            } else {
+                merged.insert(k.clone(), v.clone());
+            }
+        }
+        let record: CustomerRecord = serde_json::from_value(serde_json::Value::Object(merged))
+            .map_err(|e| StoreError::Invalid {
+                what: format!("customer {id}"),
+                detail: e.to_string(),
+            })?;
+        let json = serde_json::to_string(&record).map_err(|e| corrupt(e.to_string()))?;
+        let hash = sha256_hex(json.as_bytes());
+        let (outcome, version) = match stored {
+            Some((version, old)) if old == hash => return Ok((Upsert::Unchanged, version)),
+            Some((version, _)) => (Upsert::Updated, version + 1),
+            None => (Upsert::Inserted, 1),
+        };
+        sqlx::query(
+            "INSERT INTO customers (id, version, content_hash, record_json, updated_at) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT(id) DO UPDATE SET version = excluded.version, content_hash = excluded.content_hash,
+             record_json = excluded.record_json, updated_at = excluded.updated_at",
+        )
+        .bind(&record.id)
+        .bind(i64::from(version))
+        .bind(&hash)
+        .bind(&json)
+        .bind(now_rfc3339())
+        .execute(&mut *tx)
+        .await
+        .map_err(q("write customer"))?;
+        tx.commit().await.map_err(q("commit customer import"))?;
+        Ok((outcome, version))
+    }
+
     /// A customer and its version.
     pub async fn customer(&self, id: &str) -> Result<Option<(CustomerRecord, u32)>> {
         let row = sqlx::query("SELECT record_json, version FROM customers WHERE id = ?")
@@ -607,6 +691,42 @@ mod tests {
         );
         let (back, v) = store.customer("C-1").await.unwrap().unwrap();
         assert_eq!((back.tier.as_deref(), v), (Some("standard"), 2));
+    }
+
+    #[tokio::test]
+    async fn a_partial_crm_line_merges_and_null_clears() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).await.unwrap();
+        let line = |v: serde_json::Value| v.as_object().unwrap().clone();
+        let full =
+            line(serde_json::json!({"id": "C-1", "name": "Acme", "tier": "vip", "plan": "Team"}));
+        assert_eq!(
+            store.import_customer(&full, false).await.unwrap(),
+            (Upsert::Inserted, 1)
+        );
+        let partial = line(serde_json::json!({"id": "C-1", "tier": "standard", "plan": null}));
+        assert_eq!(
+            store.import_customer(&partial, false).await.unwrap(),
+            (Upsert::Updated, 2)
+        );
+        let (c, _) = store.customer("C-1").await.unwrap().unwrap();
+        assert_eq!(
+            (c.name.as_deref(), c.tier.as_deref(), c.plan.as_deref()),
+            (Some("Acme"), Some("standard"), None),
+            "the name the line left out is kept"
+        );
+        let replace = line(serde_json::json!({"id": "C-1", "tier": "vip"}));
+        store.import_customer(&replace, true).await.unwrap();
+        let (c, v) = store.customer("C-1").await.unwrap().unwrap();
+        assert_eq!((c.name, c.tier.as_deref(), v), (None, Some("vip"), 3));
+        let typo = line(serde_json::json!({"id": "C-1", "teir": "vip"}));
+        let e = store.import_customer(&typo, false).await.unwrap_err();
+        assert!(e.to_string().contains("teir"), "{e}");
+        assert_eq!(
+            store.customer("C-1").await.unwrap().unwrap().1,
+            3,
+            "nothing stored"
+        );
     }
 
     #[tokio::test]

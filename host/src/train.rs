@@ -167,7 +167,7 @@ pub fn run(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
         message: e.to_string(),
     })?;
     // Belt and braces: the file we write must load.
-    Model::parse(&bytes).map_err(|e| TrainError::Train {
+    Model::parse(&bytes).and_then(|m| m.verify_digest()).map_err(|e| TrainError::Train {
         path: opts.input.clone(),
         message: e.to_string(),
     })?;
@@ -182,6 +182,19 @@ pub fn run(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
         path: tmp.clone(),
         source,
     })?;
+    // What landed on disk must be what was trained: read it back and check its digest
+    // before it replaces the old model.
+    let written = std::fs::read(&tmp).map_err(|source| TrainError::Io {
+        path: tmp.clone(),
+        source,
+    })?;
+    if let Err(e) = Model::parse(&written).and_then(|m| m.verify_digest()) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(TrainError::Train {
+            path: opts.out.clone(),
+            message: format!("the written model does not read back: {e}"),
+        });
+    }
     std::fs::rename(&tmp, &opts.out).map_err(|source| TrainError::Io {
         path: opts.out.clone(),
         source,

@@ -170,12 +170,21 @@ impl Workspace {
             config: self.config_path(),
             problem,
         };
-        let (id, version) = value.split_once('@').ok_or_else(|| {
-            slot_err(
-                "use id@version, e.g. triage-default@0.1.0 (see `deskhost plugin list`)".into(),
-            )
-        })?;
+        let (id, version) = crate::manifest::parse_plugin_key(value).map_err(slot_err)?;
         let path = self.plugin_dir(id, version).join(MANIFEST_FILE);
+        // The plugin directory itself may be a link; what it holds must still be the
+        // workspace's own plugins/ tree.
+        if let (Ok(real), Ok(root)) = (
+            std::fs::canonicalize(&path),
+            std::fs::canonicalize(self.dir.join("plugins")),
+        ) && !real.starts_with(&root)
+        {
+            return Err(slot_err(format!(
+                "{} resolves to {}, outside the workspace's plugins/ directory; install the plugin with `deskhost plugin install`",
+                path.display(),
+                real.display()
+            )));
+        }
         if !path.exists() {
             return Err(slot_err(format!(
                 "{} does not exist; install the plugin or fix the slot",

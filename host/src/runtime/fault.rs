@@ -63,6 +63,8 @@ pub enum FaultKind {
     InvalidOutput,
     /// The proposal exceeded `limits.output_kib`.
     OutputTooLarge,
+    /// The plugin's data (its model) is missing, corrupt or fails its digest.
+    BadModel,
     /// The plugin returned its own `plugin-error`.
     PluginError,
     /// The host failed (not the plugin's fault).
@@ -83,6 +85,7 @@ impl FaultKind {
             FaultKind::Instantiation => "instantiation",
             FaultKind::InvalidOutput => "invalid-output",
             FaultKind::OutputTooLarge => "output-too-large",
+            FaultKind::BadModel => "bad-model",
             FaultKind::PluginError => "plugin-error",
             FaultKind::HostError => "host-error",
         }
@@ -107,14 +110,37 @@ pub struct Fault {
     pub backtrace: Vec<String>,
 }
 
+/// Longest fault message kept: a plugin's error text or panic message is cut here (with a
+/// visible marker) before it is stored, shown or audited.
+pub const MAX_FAULT_MESSAGE: usize = 4096;
+/// Longest `plugin-error` code kept.
+pub const MAX_ERROR_CODE: usize = 64;
+
 impl Fault {
-    /// A fault of `kind` with `message`.
+    /// A fault of `kind` with `message` (cut to [`MAX_FAULT_MESSAGE`] bytes).
     pub fn new(kind: FaultKind, message: impl Into<String>) -> Self {
+        let message = message.into();
+        let message = match crate::sanitize::truncate(&message, MAX_FAULT_MESSAGE) {
+            std::borrow::Cow::Borrowed(_) => message,
+            std::borrow::Cow::Owned(cut) => cut,
+        };
         Self {
             kind,
-            message: message.into(),
+            message,
             backtrace: Vec::new(),
         }
+    }
+
+    /// The fault for a `plugin-error` the plugin returned: code and message bounded; the
+    /// code `bad-model` (the plugin cannot use its data) is classified as such.
+    pub fn from_plugin_error(code: &str, message: &str) -> Self {
+        let code = crate::sanitize::truncate(code, MAX_ERROR_CODE);
+        let kind = if code == "bad-model" {
+            FaultKind::BadModel
+        } else {
+            FaultKind::PluginError
+        };
+        Self::new(kind, format!("{code}: {message}"))
     }
 }
 
@@ -248,6 +274,20 @@ mod tests {
             Some("model blob is empty (at src/lib.rs:12:9)")
         );
         assert_eq!(panic_text("nothing here"), None);
+    }
+
+    #[test]
+    fn plugin_errors_are_bounded_and_bad_models_classified() {
+        let f = Fault::from_plugin_error(&"c".repeat(100_000), &"m".repeat(1 << 20));
+        assert_eq!(f.kind, FaultKind::PluginError);
+        assert!(
+            f.message.len() < MAX_FAULT_MESSAGE + 100,
+            "{}",
+            f.message.len()
+        );
+        assert!(f.message.contains("[truncated: "), "the cut is visible");
+        let f = Fault::from_plugin_error("bad-model", "triage model: not a deskhost model");
+        assert_eq!(f.kind, FaultKind::BadModel);
     }
 
     #[test]

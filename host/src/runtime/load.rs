@@ -5,7 +5,9 @@ use super::Runtime;
 use super::bind::{BindError, bind};
 use crate::bindings::{config, crm, escalation, helpdesk, kb, log, reply, triage, types};
 use crate::caps::{HostState, PluginIdentity};
-use crate::manifest::{CapabilityName, Grants, Manifest, ManifestError, PolicyKind, WIT_VERSION};
+use crate::manifest::{
+    CapabilityName, FileKey, Grants, Manifest, ManifestError, PolicyKind, WIT_VERSION,
+};
 use crate::util::{sha256_hex, sha256_parts};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -16,10 +18,43 @@ use wasmtime::component::{Component, HasSelf, Linker};
 
 fn read_hint(path: &Path) -> &'static str {
     if path.extension().is_some_and(|e| e == "dhm") {
-        "; `deskhost train` writes the model, or remove `data` from the manifest"
+        "; `deskhost train` writes the model, or set data_optional = true in the manifest to run on the plugin's fallbacks"
     } else {
         "; the manifest names a file the plugin directory does not have"
     }
+}
+
+/// Largest component file accepted (interpreted-language components are ~20 MB).
+const MAX_COMPONENT_BYTES: u64 = 256 << 20;
+
+/// Reads at most `max` bytes of `path`, refusing larger files before reading them (the
+/// size is checked again on the bytes read, in case the file grows meanwhile).
+fn read_bounded(path: &Path, max: u64) -> std::io::Result<Result<Vec<u8>, u64>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    if len > max {
+        return Ok(Err(len));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Ok(Err(bytes.len() as u64));
+    }
+    Ok(Ok(bytes))
+}
+
+/// A file a plugin's manifest names, as loaded: what the install report shows.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PluginFile {
+    /// `component`, `config` or `data`.
+    pub key: FileKey,
+    /// The file.
+    pub path: PathBuf,
+    /// Its size.
+    pub bytes: u64,
+    /// Its sha256 (hex).
+    pub sha256: String,
 }
 
 /// Why a plugin could not be loaded. Every message names the plugin and says what to do.
@@ -124,6 +159,46 @@ pub enum LoadError {
         /// Detail.
         message: String,
     },
+    /// A file named by the manifest is over the operator's size ceiling.
+    #[error(
+        "plugin {plugin}: {key} file {path} is {bytes} bytes; the ceiling is {limit} bytes ([runtime] {setting} in deskhost.toml); shrink the file or raise the ceiling"
+    )]
+    TooLarge {
+        /// `id@version`.
+        plugin: String,
+        /// Which file.
+        key: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        bytes: u64,
+        /// The ceiling.
+        limit: u64,
+        /// The config key that sets it.
+        setting: &'static str,
+    },
+    /// The data file is missing or empty and the manifest does not allow that.
+    #[error(
+        "plugin {plugin}: its data file {path} is empty; `deskhost train` writes the model, or set data_optional = true in {manifest} to run on the plugin's fallbacks"
+    )]
+    EmptyData {
+        /// `id@version`.
+        plugin: String,
+        /// The data file.
+        path: PathBuf,
+        /// The manifest.
+        manifest: PathBuf,
+    },
+    /// The data file is a deskhost model that fails its checks (fault class `bad-model`).
+    #[error("bad-model: plugin {plugin}: {path}: {detail}")]
+    BadModel {
+        /// `id@version`.
+        plugin: String,
+        /// The model file.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        detail: String,
+    },
     /// The plugin is configured for a slot of another kind.
     #[error(
         "plugin {plugin} is a {actual} plugin, but the workspace puts it in the {slot} slot; fix [slots] in deskhost.toml"
@@ -170,6 +245,8 @@ pub struct LoadedPlugin {
     pub compile_ms: f64,
     /// Size of the component file, bytes.
     pub component_bytes: u64,
+    /// The component, settings and data files with their sizes and digests.
+    pub files: Vec<PluginFile>,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -224,6 +301,41 @@ fn surface(bytes: &[u8]) -> Result<Surface, String> {
     Ok(Surface { imports, exports })
 }
 
+/// Refuses data a plugin cannot run on: empty (unless the manifest allows it) or a
+/// deskhost model whose layout or sha256 digest does not hold.
+fn check_data(
+    key: &str,
+    manifest_path: &Path,
+    manifest: &Manifest,
+    path: &Path,
+    data: &[u8],
+) -> Result<(), LoadError> {
+    if data.is_empty() {
+        if manifest.data_optional {
+            return Ok(());
+        }
+        return Err(LoadError::EmptyData {
+            plugin: key.to_string(),
+            path: path.to_path_buf(),
+            manifest: manifest_path.to_path_buf(),
+        });
+    }
+    let looks_like_model = data.starts_with(&deskhost_nlp::model::MAGIC[..7])
+        || path.extension().is_some_and(|e| e == "dhm");
+    if looks_like_model {
+        let bad = |e: deskhost_nlp::ModelError| LoadError::BadModel {
+            plugin: key.to_string(),
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        };
+        deskhost_nlp::Model::parse(data)
+            .map_err(bad)?
+            .verify_digest()
+            .map_err(bad)?;
+    }
+    Ok(())
+}
+
 impl Runtime {
     /// Loads the plugin whose manifest is at `manifest_path`, for the `slot` slot, within the
     /// operator's `ceiling`.
@@ -235,15 +347,6 @@ impl Runtime {
     ) -> Result<LoadedPlugin, LoadError> {
         let manifest = Manifest::load(manifest_path)?;
         let key = manifest.key();
-        let dir = manifest_path.parent().unwrap_or(Path::new("."));
-        let read = |rel: &Path| {
-            let path = dir.join(rel);
-            std::fs::read(&path).map_err(|source| LoadError::Read {
-                plugin: key.clone(),
-                path,
-                source,
-            })
-        };
         if manifest.kind != slot {
             return Err(LoadError::WrongSlot {
                 plugin: key,
@@ -251,8 +354,62 @@ impl Runtime {
                 slot,
             });
         }
-        let component_path = dir.join(&manifest.component);
-        let bytes = read(&manifest.component)?;
+        let mut files = Vec::new();
+        // Reads a file the manifest names: confined to the plugin directory, bounded.
+        let mut read = |file: FileKey, limit: u64, setting: &'static str| {
+            let Some(path) = manifest.resolve(manifest_path, file)? else {
+                return Ok(None);
+            };
+            let bytes = match read_bounded(&path, limit) {
+                Ok(Ok(bytes)) => bytes,
+                Ok(Err(bytes)) => {
+                    return Err(LoadError::TooLarge {
+                        plugin: key.clone(),
+                        key: file.as_str(),
+                        path,
+                        bytes,
+                        limit,
+                        setting,
+                    });
+                }
+                Err(source)
+                    if file == FileKey::Data
+                        && manifest.data_optional
+                        && source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    Vec::new()
+                }
+                Err(source) => {
+                    return Err(LoadError::Read {
+                        plugin: key.clone(),
+                        path,
+                        source,
+                    });
+                }
+            };
+            files.push(PluginFile {
+                key: file,
+                path: path.clone(),
+                bytes: bytes.len() as u64,
+                sha256: sha256_hex(&bytes),
+            });
+            Ok(Some((path, bytes)))
+        };
+        let (component_path, bytes) = read(
+            FileKey::Component,
+            MAX_COMPONENT_BYTES,
+            "(component files: 256 MiB)",
+        )?
+        .ok_or_else(|| LoadError::Wasm {
+            plugin: key.clone(),
+            message: "the manifest names no component".into(),
+        })?;
+        let settings = read(
+            FileKey::Config,
+            self.blob_limits.settings_bytes,
+            "max_settings_kib",
+        )?;
+        let data = read(FileKey::Data, self.blob_limits.data_bytes, "max_data_mib")?;
         let digest = sha256_hex(&bytes);
         if !digest.eq_ignore_ascii_case(&manifest.sha256) {
             return Err(LoadError::Digest {
@@ -263,6 +420,11 @@ impl Runtime {
                 actual: digest,
             });
         }
+        if let Some((path, data)) = &data {
+            check_data(&key, manifest_path, &manifest, path, data)?;
+        }
+        let settings: Arc<[u8]> = settings.map_or_else(|| Arc::from(Vec::new()), |(_, b)| b.into());
+        let data: Arc<[u8]> = data.map_or_else(|| Arc::from(Vec::new()), |(_, b)| b.into());
         let Surface { imports, exports } =
             surface(&bytes).map_err(|detail| LoadError::NotAComponent {
                 plugin: key.clone(),
@@ -320,14 +482,6 @@ impl Runtime {
             });
         }
 
-        let settings: Arc<[u8]> = match &manifest.config {
-            Some(p) => read(p)?.into(),
-            None => Arc::from(Vec::new()),
-        };
-        let data: Arc<[u8]> = match &manifest.data {
-            Some(p) => read(p)?.into(),
-            None => Arc::from(Vec::new()),
-        };
         let config_digest = sha256_parts(&[&settings, &data]);
         let wasm_err = |message: String| LoadError::Wasm {
             plugin: key.clone(),
@@ -424,6 +578,7 @@ impl Runtime {
             from_cache,
             compile_ms,
             component_bytes: bytes.len() as u64,
+            files,
         })
     }
 

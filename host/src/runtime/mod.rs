@@ -15,7 +15,7 @@ pub mod bind;
 pub mod fault;
 mod load;
 
-pub use load::{LoadError, LoadedPlugin, PolicyPre};
+pub use load::{LoadError, LoadedPlugin, PluginFile, PolicyPre};
 
 use crate::bindings::types;
 use crate::caps::{
@@ -39,6 +39,8 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 const TICK: Duration = Duration::from_millis(1);
 /// Captured stderr per call (a guest writing more traps with an output fault).
 const STDERR_CAPACITY: usize = 64 * 1024;
+/// Captured stderr kept in the run record (the panic text is extracted before the cut).
+const MAX_STDERR_KEPT: usize = 4096;
 /// Extra time for a call stuck in the host (the epoch only interrupts guest code).
 const HOST_GRACE: Duration = Duration::from_millis(500);
 
@@ -48,6 +50,16 @@ pub struct Runtime {
     cache_dir: PathBuf,
     fuel: bool,
     stop: Arc<AtomicBool>,
+    blob_limits: BlobLimits,
+}
+
+/// The operator's ceilings on the files a manifest names (`[runtime]` in deskhost.toml).
+#[derive(Clone, Copy, Debug)]
+pub struct BlobLimits {
+    /// Largest settings document, bytes.
+    pub settings_bytes: u64,
+    /// Largest data file, bytes.
+    pub data_bytes: u64,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -107,6 +119,10 @@ impl Runtime {
             cache_dir: cache_dir.to_path_buf(),
             fuel: config.fuel_metering,
             stop,
+            blob_limits: BlobLimits {
+                settings_bytes: u64::from(config.max_settings_kib) * 1024,
+                data_bytes: u64::from(config.max_data_mib) * 1024 * 1024,
+            },
         })
     }
 
@@ -243,9 +259,9 @@ impl Runtime {
             Ok(Err(Stage::Call(e))) => (Err(fault::classify(&e, &stderr_text)), 0),
             Ok(Err(Stage::Input(f))) => (Err(f), 0),
             Ok(Ok((Err(plugin_error), t))) => (
-                Err(Fault::new(
-                    FaultKind::PluginError,
-                    format!("{}: {}", plugin_error.code, plugin_error.message),
+                Err(Fault::from_plugin_error(
+                    &plugin_error.code,
+                    &plugin_error.message,
                 )),
                 t.as_micros() as u64,
             ),
@@ -275,7 +291,8 @@ impl Runtime {
         } else {
             None
         };
-        let state = store.into_data();
+        let mut state = store.into_data();
+        state.call.close_logs();
         Invocation {
             stats: InvocationStats {
                 wall_us: wall.as_micros() as u64,
@@ -287,7 +304,7 @@ impl Runtime {
             result,
             calls: state.call.calls,
             logs: state.call.logs,
-            stderr: stderr_text,
+            stderr: crate::sanitize::truncate(&stderr_text, MAX_STDERR_KEPT).into_owned(),
         }
     }
 }

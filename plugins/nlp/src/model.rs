@@ -8,7 +8,8 @@
 //!
 //! Layout (little-endian, offsets absolute from the start):
 //! ```text
-//! header   96 bytes: magic "DHMODEL1", version, feature spec, counts, region offsets, checksum
+//! header   128 bytes: magic "DHMODEL1", version, feature spec, counts, region offsets;
+//!          bytes 96..128: sha256 of the whole file with these 32 bytes left out
 //! heads    32 bytes each: name, classes, first column, temperature, bias and label offsets
 //! index    u32 per hash bucket: row number, or u32::MAX when the bucket has no feature
 //! rowmeta  (idf f32, scale f32) per row
@@ -22,9 +23,11 @@ use std::fmt;
 
 /// First bytes of every model file.
 pub const MAGIC: &[u8; 8] = b"DHMODEL1";
-/// Format version written by this crate.
-pub const FORMAT_VERSION: u32 = 1;
-const HEADER_LEN: usize = 96;
+/// Format version written by this crate (2: a sha256 digest replaces the FNV checksum).
+pub const FORMAT_VERSION: u32 = 2;
+const HEADER_LEN: usize = 128;
+/// Where the digest sits in the header.
+const DIGEST_AT: std::ops::Range<usize> = 96..128;
 const HEAD_LEN: usize = 32;
 const NO_ROW: u32 = u32::MAX;
 /// Header flags (word 21).
@@ -61,12 +64,12 @@ impl DType {
 pub enum ModelError {
     /// The data does not start with [`MAGIC`].
     NotAModel,
-    /// Written by a newer deskhost.
+    /// Written by another format version.
     UnsupportedVersion(u32),
     /// A region or value is out of bounds; names which.
     Corrupt(&'static str),
-    /// The checksum does not match the content.
-    ChecksumMismatch,
+    /// The digest does not match the content: the file was altered or truncated.
+    DigestMismatch,
 }
 
 impl fmt::Display for ModelError {
@@ -75,13 +78,13 @@ impl fmt::Display for ModelError {
             ModelError::NotAModel => write!(f, "not a deskhost model (missing DHMODEL1 header)"),
             ModelError::UnsupportedVersion(v) => write!(
                 f,
-                "model format version {v} is newer than this build supports ({FORMAT_VERSION}); retrain or upgrade"
+                "model format version {v} is not the one this build reads ({FORMAT_VERSION}); retrain it with this deskhost"
             ),
             ModelError::Corrupt(what) => write!(f, "model file is corrupt: {what}; retrain it"),
-            ModelError::ChecksumMismatch => {
+            ModelError::DigestMismatch => {
                 write!(
                     f,
-                    "model checksum does not match its content; the file was altered or truncated"
+                    "the model's sha256 does not match its content: the file was altered or truncated after training; retrain it or restore it"
                 )
             }
         }
@@ -242,19 +245,23 @@ impl<'a> Model<'a> {
         Ok(model)
     }
 
-    /// Recomputes the checksum over the content (reads every byte: do it once at load time).
-    pub fn verify_checksum(&self) -> Result<(), ModelError> {
-        let stored = u64::from(u32_at(self.bytes, 8 + 4 * 19).unwrap_or(0))
-            | (u64::from(u32_at(self.bytes, 8 + 4 * 20).unwrap_or(0)) << 32);
+    /// Recomputes the sha256 digest over the whole file and compares it with the one the
+    /// trainer stored. Reads every byte: the host does it once, when it binds the model.
+    pub fn verify_digest(&self) -> Result<(), ModelError> {
         let total = u32_at(self.bytes, 8 + 4 * 16).unwrap_or(0) as usize;
-        let content = self
+        let stored = self
             .bytes
-            .get(HEADER_LEN..total)
-            .ok_or(ModelError::ChecksumMismatch)?;
-        if checksum(content) == stored {
+            .get(DIGEST_AT)
+            .ok_or(ModelError::DigestMismatch)?;
+        let content = self.bytes.get(..total).ok_or(ModelError::DigestMismatch)?;
+        if total != self.bytes.len() {
+            // Bytes after the end the header names: appended to, or cut and padded.
+            return Err(ModelError::DigestMismatch);
+        }
+        if digest(content).as_slice() == stored {
             Ok(())
         } else {
-            Err(ModelError::ChecksumMismatch)
+            Err(ModelError::DigestMismatch)
         }
     }
 
@@ -506,14 +513,14 @@ fn argmax(values: &[f32]) -> usize {
     best
 }
 
-/// FNV-1a 64 over `bytes`: detects accidental corruption, not tampering (the host keeps
-/// sha256 digests for that).
-pub fn checksum(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
+/// sha256 of a model file, with the digest field itself taken as zeros.
+pub fn digest(file: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(file.get(..DIGEST_AT.start).unwrap_or(file));
+    h.update([0u8; 32]);
+    h.update(file.get(DIGEST_AT.end..).unwrap_or(&[]));
+    h.finalize().into()
 }
 
 /// One head's definition for [`ModelWriter`].
@@ -702,9 +709,8 @@ impl ModelWriter {
                 0
             },
         );
-        let sum = checksum(&out[HEADER_LEN..]);
-        put(&mut out, 8 + 4 * 19, sum as u32);
-        put(&mut out, 8 + 4 * 20, (sum >> 32) as u32);
+        let sum = digest(&out);
+        out[DIGEST_AT].copy_from_slice(&sum);
         Ok(out)
     }
 }
@@ -770,7 +776,7 @@ mod tests {
         for dtype in [DType::F32, DType::I8] {
             let bytes = tiny(dtype);
             let model = Model::parse(&bytes).expect("parses");
-            model.verify_checksum().expect("checksum");
+            model.verify_digest().expect("digest");
             assert_eq!(model.name(), "tiny");
             assert_eq!(
                 model
@@ -817,7 +823,18 @@ mod tests {
         let Ok(model) = Model::parse(&bytes) else {
             panic!("header still parses")
         };
-        assert_eq!(model.verify_checksum(), Err(ModelError::ChecksumMismatch));
+        assert_eq!(model.verify_digest(), Err(ModelError::DigestMismatch));
+        // Flipping the sign of a weight (what a tampered model does) is caught as well.
+        let mut flipped = tiny(DType::F32);
+        let Ok(clean) = Model::parse(&flipped) else {
+            panic!("parses")
+        };
+        let at = clean.weights_off + 3;
+        flipped[at] ^= 0x80;
+        let Ok(model) = Model::parse(&flipped) else {
+            panic!("header still parses")
+        };
+        assert_eq!(model.verify_digest(), Err(ModelError::DigestMismatch));
         let truncated = &bytes[..bytes.len() / 2];
         assert!(matches!(
             Model::parse(truncated),
