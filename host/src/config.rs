@@ -58,6 +58,41 @@ pub struct WorkspaceConfig {
     /// Engine and pool settings.
     #[serde(default)]
     pub runtime: RuntimeConfig,
+    /// Signed checkpoints of the audit chain.
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// `[audit]`: signed checkpoints anchor the audit chain outside the database.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// The ed25519 signing key (`deskhost audit keygen PATH` writes one). Relative to the
+    /// workspace; the one path deskhost.toml may point outside it, on purpose: a key kept
+    /// beside the database anchors nothing against whoever can write the database.
+    pub signing_key: Option<PathBuf>,
+    /// The public key checkpoints must verify with (`ed25519:<hex>`); default: the signing
+    /// key's. Set it where only verification happens.
+    pub public_key: Option<String>,
+    /// Sign a checkpoint when this many records were appended since the last (0: never).
+    pub checkpoint_every_records: u64,
+    /// ... or when this many minutes passed since the last and records were appended (0:
+    /// never).
+    pub checkpoint_every_minutes: u64,
+    /// Also append every checkpoint to this file (JSON Lines), e.g. on another volume.
+    pub checkpoint_log: Option<PathBuf>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            signing_key: None,
+            public_key: None,
+            checkpoint_every_records: 1000,
+            checkpoint_every_minutes: 60,
+            checkpoint_log: None,
+        }
+    }
 }
 
 /// `[workspace]`.

@@ -468,7 +468,7 @@ pub fn best_passage<'a>(body: &'a str, terms: &[String]) -> &'a str {
     for range in sentence_ranges(body) {
         let sentence = &body[range.clone()];
         let have: BTreeSet<String> = token_ranges(sentence)
-            .map(|r| fold(&sentence[r].to_lowercase()))
+            .map(|r| deskhost_nlp::text::fold(&sentence[r]))
             .map(|w| light_stem(&w).to_string())
             .filter(|w| wanted.contains(w))
             .collect();
@@ -477,23 +477,6 @@ pub fn best_passage<'a>(body: &'a str, terms: &[String]) -> &'a str {
         }
     }
     best.map_or("", |(_, r)| &body[r])
-}
-
-/// ASCII folding as the index does it, for comparing sentence words with index terms.
-fn fold(word: &str) -> String {
-    word.chars()
-        .map(|c| match c {
-            'á' | 'à' | 'â' | 'ä' | 'ã' | 'å' => 'a',
-            'é' | 'è' | 'ê' | 'ë' => 'e',
-            'í' | 'ì' | 'î' | 'ï' => 'i',
-            'ó' | 'ò' | 'ô' | 'ö' | 'õ' => 'o',
-            'ú' | 'ù' | 'û' | 'ü' => 'u',
-            'ç' => 'c',
-            'ñ' => 'n',
-            'ß' => 's',
-            other => other,
-        })
-        .collect()
 }
 
 #[cfg(test)]

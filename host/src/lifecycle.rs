@@ -58,6 +58,8 @@ pub struct InstallReport {
     pub compile_ms: f64,
     /// Whether settings and data were bound into the component.
     pub bound: bool,
+    /// The component, settings and data files with their sizes and digests.
+    pub files: Vec<crate::runtime::PluginFile>,
     /// Fixtures run and passed.
     pub fixtures: Option<crate::plugin_test::TestReport>,
     /// Against the slot's active version.
@@ -74,15 +76,33 @@ fn manifest_path_of(source: &Path) -> PathBuf {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
+/// Copies the plugin directory `from` into `to`. A symbolic link is followed only when it
+/// stays inside `root` (the source plugin directory); one that leads out is refused, so an
+/// install never copies a file from elsewhere on the machine into the workspace.
+fn copy_dir(root: &Path, from: &Path, to: &Path) -> std::result::Result<(), String> {
+    fn io(p: &Path) -> impl FnOnce(std::io::Error) -> String + '_ {
+        move |e| format!("{}: {e}", p.display())
+    }
+    std::fs::create_dir_all(to).map_err(io(to))?;
+    for entry in std::fs::read_dir(from).map_err(io(from))? {
+        let entry = entry.map_err(io(from))?;
         let path = entry.path();
+        let meta = std::fs::symlink_metadata(&path).map_err(io(&path))?;
+        if meta.file_type().is_symlink() {
+            let target = std::fs::canonicalize(&path)
+                .map_err(|e| format!("{} is a link that does not resolve: {e}", path.display()))?;
+            if !target.starts_with(root) {
+                return Err(format!(
+                    "{} is a symbolic link to {}, outside the plugin directory; replace it with the file itself",
+                    path.display(),
+                    target.display()
+                ));
+            }
+        }
         if path.is_dir() {
-            copy_dir(&path, &to.join(entry.file_name()))?;
-        } else {
-            std::fs::copy(&path, to.join(entry.file_name()))?;
+            copy_dir(root, &path, &to.join(entry.file_name()))?;
+        } else if path.is_file() {
+            std::fs::copy(&path, to.join(entry.file_name())).map_err(io(&path))?;
         }
     }
     Ok(())
@@ -117,10 +137,16 @@ pub async fn install(ws: &Workspace, runtime: &Runtime, source: &Path) -> Result
                 dest_dir.display()
             )));
         }
-        copy_dir(source_dir, &dest_dir).map_err(|source| WorkspaceError::Io {
-            path: dest_dir.clone(),
+        let root = std::fs::canonicalize(source_dir).map_err(|source| WorkspaceError::Io {
+            path: source_dir.to_path_buf(),
             source,
         })?;
+        if let Err(e) = copy_dir(&root, &root, &dest_dir) {
+            let _ = std::fs::remove_dir_all(&dest_dir);
+            return Err(LifecycleError::Refused(format!(
+                "{key}: {e}; nothing was installed"
+            )));
+        }
     }
     let undo = |e: LifecycleError| {
         if created {
@@ -192,6 +218,7 @@ async fn report(
             loaded.compile_ms
         },
         bound: loaded.bound,
+        files: loaded.files.clone(),
         fixtures,
         diff: registry::capability_diff(current.as_ref(), &loaded.manifest),
         already_installed: already,

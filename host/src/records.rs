@@ -160,9 +160,12 @@ impl TicketInput {
         Ok(())
     }
 
-    /// Whether the ticket has neither subject nor body (a human must look at it).
+    /// Whether the ticket has no text at all: no subject, no body, no message with words
+    /// (a human must look at it).
     pub fn is_blank(&self) -> bool {
-        self.subject.trim().is_empty() && self.body.trim().is_empty()
+        self.subject.trim().is_empty()
+            && self.body.trim().is_empty()
+            && self.messages.iter().all(|m| m.body.trim().is_empty())
     }
 
     /// Hash of the content that decides the ticket (evaluation labels excluded), so a

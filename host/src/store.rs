@@ -4,6 +4,9 @@
 //! moves when their content changes. Decisions are written by [`crate::pipeline::commit`] in
 //! one transaction per batch together with their audit records.
 
+use crate::audit::checkpoint::{Checkpoint, Checkpointer};
+use crate::audit::committed::{INGESTED, IngestRecord, StateRow};
+use crate::audit::{self, AuditEntry};
 use crate::records::{ArticleRecord, CustomerRecord, TicketInput, TicketRecord};
 use crate::util::{now_rfc3339, sha256_hex};
 use serde::Serialize;
@@ -11,6 +14,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Store errors.
@@ -133,6 +137,7 @@ pub struct TicketSummaryRow {
 pub struct Store {
     pool: SqlitePool,
     path: PathBuf,
+    checkpoints: Option<Arc<Checkpointer>>,
 }
 
 impl Store {
@@ -168,7 +173,64 @@ impl Store {
         Ok(Self {
             pool,
             path: path.to_path_buf(),
+            checkpoints: None,
         })
+    }
+
+    /// This store, signing audit checkpoints with `checkpointer` whenever one is due.
+    pub fn with_checkpoints(mut self, checkpointer: Checkpointer) -> Self {
+        self.checkpoints = Some(Arc::new(checkpointer));
+        self
+    }
+
+    /// The automatic checkpointer, if a signing key is configured.
+    pub fn checkpointer(&self) -> Option<&Checkpointer> {
+        self.checkpoints.as_deref()
+    }
+
+    /// After audit records were appended in `tx` up to `head`: signs a checkpoint if one is
+    /// due. Pass the result to [`Store::published`] once `tx` committed.
+    pub async fn checkpoint_if_due(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        head: &audit::AuditHead,
+    ) -> std::result::Result<Option<Checkpoint>, sqlx::Error> {
+        match &self.checkpoints {
+            Some(c) => c.after_append(tx, head).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Publishes a committed checkpoint to the configured log file.
+    pub fn published(&self, checkpoint: Option<Checkpoint>) {
+        if let (Some(c), Some(cp)) = (&self.checkpoints, checkpoint) {
+            c.publish(&cp);
+        }
+    }
+
+    /// Appends `entries` to the audit log in a transaction of their own (imports, plugin
+    /// events), with a checkpoint when one is due.
+    pub async fn append_audit(&self, entries: &[AuditEntry]) -> Result<()> {
+        // IMMEDIATE: hold the write lock from the head read to the commit, so two processes
+        // appending cannot fork the chain.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(q("begin audit append"))?;
+        let mut head = audit::load_head(&mut *tx)
+            .await
+            .map_err(q("read the audit head"))?;
+        audit::append(&mut tx, &mut head, entries)
+            .await
+            .map_err(q("append audit records"))?;
+        let cp = self
+            .checkpoint_if_due(&mut tx, &head)
+            .await
+            .map_err(q("sign an audit checkpoint"))?;
+        tx.commit().await.map_err(q("commit audit records"))?;
+        self.published(cp);
+        Ok(())
     }
 
     /// The connection pool (for the committer and the audit verifier).
@@ -192,6 +254,8 @@ impl Store {
             .map_err(q("begin ingest"))?;
         let now = now_rfc3339();
         let mut out = Vec::with_capacity(inputs.len());
+        let mut audited = Vec::new();
+        let mut checkpoint = None;
         for input in inputs {
             let hash = input.content_hash();
             let latest = sqlx::query("SELECT version, content_hash FROM tickets WHERE id = ? ORDER BY version DESC LIMIT 1")
@@ -235,19 +299,39 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .map_err(q("insert ticket"))?;
-            let created = input.created_at.clone().unwrap_or_else(|| now.clone());
-            sqlx::query(
-                "INSERT INTO ticket_state (id, latest_version, status, tags_json, created_at, updated_at) VALUES (?, ?, 'new', ?, ?, ?)
-                 ON CONFLICT(id) DO UPDATE SET latest_version = excluded.latest_version, status = 'new', updated_at = excluded.updated_at",
-            )
-            .bind(&input.id)
-            .bind(i64::from(version))
-            .bind(serde_json::to_string(&input.tags).unwrap_or_else(|_| "[]".into()))
-            .bind(&created)
-            .bind(&now)
-            .execute(&mut *tx)
-            .await
-            .map_err(q("update ticket state"))?;
+            let state = match StateRow::current(&mut tx, &input.id)
+                .await
+                .map_err(q("read ticket state"))?
+            {
+                Some(current) => StateRow {
+                    latest_version: i64::from(version),
+                    status: "new".into(),
+                    updated_at: now.clone(),
+                    ..current
+                },
+                None => StateRow {
+                    ticket_id: input.id.clone(),
+                    latest_version: i64::from(version),
+                    status: "new".into(),
+                    category: None,
+                    queue: None,
+                    priority: None,
+                    language: None,
+                    tags_json: serde_json::to_string(&input.tags).unwrap_or_else(|_| "[]".into()),
+                    created_at: input.created_at.clone().unwrap_or_else(|| now.clone()),
+                    updated_at: now.clone(),
+                },
+            };
+            let state = state
+                .write(&mut tx, None)
+                .await
+                .map_err(q("update ticket state"))?;
+            audited.push(IngestRecord {
+                ticket_id: input.id.clone(),
+                version: i64::from(version),
+                content_hash: hash.clone(),
+                state,
+            });
             sqlx::query("INSERT INTO work_queue (ticket_id, version, state, enqueued_at) VALUES (?, ?, 'pending', ?)")
                 .bind(&input.id)
                 .bind(i64::from(version))
@@ -262,7 +346,21 @@ impl Store {
                 pending: true,
             });
         }
+        if !audited.is_empty() {
+            let mut head = audit::load_head(&mut *tx)
+                .await
+                .map_err(q("read the audit head"))?;
+            let entry = AuditEntry::global(INGESTED, serde_json::json!(audited));
+            audit::append(&mut tx, &mut head, &[entry])
+                .await
+                .map_err(q("audit the ingest"))?;
+            checkpoint = self
+                .checkpoint_if_due(&mut tx, &head)
+                .await
+                .map_err(q("sign an audit checkpoint"))?;
+        }
         tx.commit().await.map_err(q("commit ingest"))?;
+        self.published(checkpoint);
         Ok(out)
     }
 

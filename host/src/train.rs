@@ -167,10 +167,12 @@ pub fn run(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
         message: e.to_string(),
     })?;
     // Belt and braces: the file we write must load.
-    Model::parse(&bytes).and_then(|m| m.verify_digest()).map_err(|e| TrainError::Train {
-        path: opts.input.clone(),
-        message: e.to_string(),
-    })?;
+    Model::parse(&bytes)
+        .and_then(|m| m.verify_digest())
+        .map_err(|e| TrainError::Train {
+            path: opts.input.clone(),
+            message: e.to_string(),
+        })?;
     if let Some(parent) = opts.out.parent() {
         std::fs::create_dir_all(parent).map_err(|source| TrainError::Io {
             path: parent.to_path_buf(),

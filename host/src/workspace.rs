@@ -9,7 +9,8 @@
 //! plugins/<id>/<version>/plugin.toml, component, settings, data
 //! ```
 
-use crate::audit::{self, AuditEntry};
+use crate::audit::AuditEntry;
+use crate::audit::checkpoint::{self, Checkpointer};
 use crate::caps::Services;
 use crate::config::{CONFIG_FILE, ConfigError, WorkspaceConfig};
 use crate::kb::{KbError, KbIndex};
@@ -71,6 +72,9 @@ pub enum WorkspaceError {
     /// Audit write failed.
     #[error("audit: {0}")]
     Audit(String),
+    /// The audit signing key or a checkpoint is unusable.
+    #[error(transparent)]
+    Checkpoint(#[from] crate::audit::checkpoint::CheckpointError),
 }
 
 type Result<T> = std::result::Result<T, WorkspaceError>;
@@ -105,7 +109,16 @@ impl Workspace {
             source,
         })?;
         let config = WorkspaceConfig::parse(&String::from_utf8_lossy(&text), &config_path)?;
-        let store = Store::open(&dir.join("deskhost.db")).await?;
+        let mut store = Store::open(&dir.join("deskhost.db")).await?;
+        if let Some(key) = &config.audit.signing_key {
+            let key = checkpoint::read_key(&dir.join(key))?;
+            store = store.with_checkpoints(Checkpointer::new(
+                key,
+                config.audit.checkpoint_every_records,
+                config.audit.checkpoint_every_minutes,
+                config.audit.checkpoint_log.as_ref().map(|p| dir.join(p)),
+            ));
+        }
         Ok(Self {
             dir: dir.to_path_buf(),
             config: Arc::new(config),
@@ -278,9 +291,16 @@ impl Workspace {
 
     /// Appends records outside any run (imports, training).
     pub async fn audit(&self, entries: &[AuditEntry]) -> Result<()> {
-        audit::append_now(self.store.pool(), entries)
-            .await
-            .map_err(|e| WorkspaceError::Audit(e.to_string()))
+        Ok(self.store.append_audit(entries).await?)
+    }
+
+    /// The public key checkpoints must verify with: `[audit] public_key`, else the signing
+    /// key's; `None` when neither is configured.
+    pub fn audit_public_key(&self) -> Result<Option<ed25519_dalek::VerifyingKey>> {
+        if let Some(text) = &self.config.audit.public_key {
+            return Ok(Some(checkpoint::parse_public_key(text)?));
+        }
+        Ok(self.store.checkpointer().map(Checkpointer::public_key))
     }
 }
 

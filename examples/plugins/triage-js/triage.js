@@ -60,7 +60,16 @@ const PRIORITIES = ['low', 'medium', 'high', 'urgent'];
 const isWordChar = (c) => c.toLowerCase() !== c.toUpperCase() || (c >= '0' && c <= '9')
   || (c >= '\u3040' && c <= '\u9fff');
 
-// [token, start, end] of every run of word characters (UTF-16 offsets).
+// Lowercase without the diacritics of the Latin alphabets deskhost ships with.
+const FOLD = {
+  'á': 'a', 'à': 'a', 'â': 'a', 'ä': 'a', 'ã': 'a', 'å': 'a', 'é': 'e', 'è': 'e', 'ê': 'e',
+  'ë': 'e', 'í': 'i', 'ì': 'i', 'î': 'i', 'ï': 'i', 'ó': 'o', 'ò': 'o', 'ô': 'o', 'ö': 'o',
+  'õ': 'o', 'ú': 'u', 'ù': 'u', 'û': 'u', 'ü': 'u', 'ç': 'c', 'ñ': 'n', 'ß': 'ss',
+};
+const fold = (word) => Array.from(word.toLowerCase()).map((c) => FOLD[c] ?? c).join('');
+const MAX_GAP = 3;
+
+// [token, start, end] of every run of word characters (UTF-16 offsets), the token folded.
 function words(text) {
   const out = [];
   let start = -1;
@@ -68,35 +77,133 @@ function words(text) {
     const word = i < text.length && isWordChar(text[i]);
     if (word && start < 0) start = i;
     if (!word && start >= 0) {
-      out.push([text.slice(start, i).toLowerCase(), start, i]);
+      out.push([fold(text.slice(start, i)), start, i]);
       start = -1;
     }
   }
   return out;
 }
 
-// Lowercase word tokens with their spans, for whole-word phrase lookups.
+// Phrase elements as the rule language defines them (see plugins/sdk/src/phrases.rs):
+// { word, prefix, suffix } or { gap: true }. Parsed once per phrase.
+const PARSED = new Map();
+function parsePhrase(phrase) {
+  const cached = PARSED.get(phrase);
+  if (cached) return cached;
+  const elements = [];
+  for (const part of phrase.split(/\s+/).filter((p) => p.length > 0)) {
+    if (part === '..' || part === '…') {
+      if (elements.length > 0 && !elements[elements.length - 1].gap) elements.push({ gap: true });
+      continue;
+    }
+    const ws = words(part);
+    ws.forEach(([w, start, end], i) => {
+      elements.push({
+        word: w,
+        prefix: i === ws.length - 1 && part.slice(end).startsWith('*'),
+        suffix: i === 0 && part.slice(0, start).endsWith('*'),
+      });
+    });
+  }
+  while (elements.length > 0 && elements[elements.length - 1].gap) elements.pop();
+  PARSED.set(phrase, elements);
+  return elements;
+}
+
+function accepts(e, token) {
+  if (e.prefix && e.suffix) return token.includes(e.word);
+  if (e.prefix) return token.startsWith(e.word);
+  if (e.suffix) return token.endsWith(e.word);
+  return token === e.word;
+}
+
+// The index after the phrase (from elements[ei]) when it matches starting at tokens[at]
+// (tokens before `hi` only), else -1.
+function matchAt(elements, ei, tokens, at, hi) {
+  if (ei === elements.length) return at;
+  const e = elements[ei];
+  if (e.gap) {
+    for (let skip = 0; skip <= MAX_GAP && at + skip <= hi; skip++) {
+      const end = matchAt(elements, ei + 1, tokens, at + skip, hi);
+      if (end >= 0) return end;
+    }
+    return -1;
+  }
+  if (at < hi && accepts(e, tokens[at][0])) return matchAt(elements, ei + 1, tokens, at + 1, hi);
+  return -1;
+}
+
+// Folded word tokens with their spans, for the operator rules' phrase lookups.
 class Text {
   constructor(text) {
     this.text = text;
     this.tokens = words(text);
   }
 
-  // The verbatim text `phrase` matched, or undefined.
-  find(phrase) {
-    const wanted = words(phrase).map(([w]) => w);
-    const n = wanted.length;
-    if (n === 0) return undefined;
-    for (let i = 0; i + n <= this.tokens.length; i++) {
-      if (wanted.every((w, k) => this.tokens[i + k][0] === w)) {
-        return this.text.slice(this.tokens[i][1], this.tokens[i + n - 1][2]);
-      }
+  // [start, end] (UTF-16 offsets) of the phrase's first match among tokens[lo..hi].
+  findIn(elements, lo, hi) {
+    if (elements.length === 0) return undefined;
+    const tokens = this.tokens;
+    const first = elements[0];
+    for (let start = lo; start < hi; start++) {
+      if (!accepts(first, tokens[start][0])) continue;
+      const end = matchAt(elements, 0, tokens, start, hi);
+      if (end >= 0) return [tokens[start][1], tokens[end - 1][2]];
     }
     return undefined;
   }
 
+  // The verbatim text `phrase` matched, or undefined.
+  find(phrase) {
+    const span = this.findIn(parsePhrase(phrase), 0, this.tokens.length);
+    return span && this.text.slice(span[0], span[1]);
+  }
+
   findAll(phrases) {
     return phrases.map((p) => this.find(p)).filter((f) => f !== undefined);
+  }
+
+  // The text the first phrase that occurs matched, or undefined.
+  findFirst(phrases) {
+    for (const p of phrases) {
+      const found = this.find(p);
+      if (found !== undefined) return found;
+    }
+    return undefined;
+  }
+
+  clauses() {
+    const out = [];
+    let start = 0;
+    for (let i = 1; i < this.tokens.length; i++) {
+      const gap = this.text.slice(this.tokens[i - 1][2], this.tokens[i][1]);
+      if (/[.!?;\n\r]/.test(gap)) {
+        out.push([start, i]);
+        start = i;
+      }
+    }
+    if (start < this.tokens.length) out.push([start, this.tokens.length]);
+    return out;
+  }
+
+  // The clause text where one phrase of every group occurs, or undefined.
+  findAllOf(groups) {
+    if (groups.length === 0 || groups.some((g) => g.length === 0)) return undefined;
+    const parsed = groups.map((g) => g.map(parsePhrase));
+    for (const [lo, hi] of this.clauses()) {
+      const spans = [];
+      for (const group of parsed) {
+        const hit = group.map((e) => this.findIn(e, lo, hi)).find((s) => s !== undefined);
+        if (hit === undefined) break;
+        spans.push(hit);
+      }
+      if (spans.length === parsed.length) {
+        const start = Math.min(...spans.map((s) => s[0]));
+        const end = Math.min(Math.max(...spans.map((s) => s[1])), start + 200);
+        return this.text.slice(start, end);
+      }
+    }
+    return undefined;
   }
 }
 
@@ -216,7 +323,7 @@ export function triage(ticket) {
   };
   const notes = [];
   for (const rule of settings.rules ?? []) {
-    const found = text.findAll(rule.any ?? [])[0];
+    const found = text.findFirst(rule.any ?? []) ?? text.findAllOf(rule.all_of ?? []);
     if (found !== undefined) {
       apply(decision, rule.id, rule, evidence('rule', rule.id, found));
       notes.push(`rule ${rule.id} matched "${found}"`);

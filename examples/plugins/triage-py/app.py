@@ -9,6 +9,7 @@ the one to beat (compare them with `deskhost plugin shadow` and `deskhost plugin
 Build: see ../build.sh. The generated bindings (`wit_world`) come from wit/world.wit.
 """
 
+import functools
 import json
 import re
 
@@ -71,29 +72,123 @@ PRIORITY_ENUM = {
 }
 
 
+FOLD = str.maketrans({
+    "á": "a", "à": "a", "â": "a", "ä": "a", "ã": "a", "å": "a", "é": "e", "è": "e", "ê": "e",
+    "ë": "e", "í": "i", "ì": "i", "î": "i", "ï": "i", "ó": "o", "ò": "o", "ô": "o", "ö": "o",
+    "õ": "o", "ú": "u", "ù": "u", "û": "u", "ü": "u", "ç": "c", "ñ": "n", "ß": "ss",
+})
+WORD = re.compile(r"[^\W_]+")
+MAX_GAP = 3
+
+
+def fold(word):
+    return word.lower().translate(FOLD)
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_phrase(phrase):
+    """Phrase elements as the rule language defines them (see plugins/sdk/src/phrases.rs):
+    ("word", text, prefix, suffix) or ("gap",)."""
+    elements = []
+    for part in phrase.split():
+        if part in ("..", "…"):
+            if elements and elements[-1][0] == "word":
+                elements.append(("gap",))
+            continue
+        matches = list(WORD.finditer(part))
+        for i, m in enumerate(matches):
+            elements.append(("word", fold(m.group()),
+                             i == len(matches) - 1 and part[m.end():].startswith("*"),
+                             i == 0 and part[:m.start()].endswith("*")))
+    while elements and elements[-1][0] == "gap":
+        elements.pop()
+    return tuple(elements)
+
+
+def accepts(element, token):
+    _, text, prefix, suffix = element
+    if prefix and suffix:
+        return text in token
+    if prefix:
+        return token.startswith(text)
+    if suffix:
+        return token.endswith(text)
+    return token == text
+
+
+def match_at(elements, tokens, at):
+    """The index after the phrase when it matches starting at tokens[at], else None."""
+    if not elements:
+        return at
+    first, rest = elements[0], elements[1:]
+    if first[0] == "gap":
+        for skip in range(MAX_GAP + 1):
+            if at + skip <= len(tokens):
+                end = match_at(rest, tokens, at + skip)
+                if end is not None:
+                    return end
+        return None
+    if at < len(tokens) and accepts(first, tokens[at][0]):
+        return match_at(rest, tokens, at + 1)
+    return None
+
+
 class Text:
-    """Lowercase word tokens with their spans, for whole-word phrase lookups."""
+    """Folded word tokens with their spans, for the operator rules' phrase lookups."""
 
     def __init__(self, text):
         self.text = text
-        self.tokens = [(m.group().lower(), m.start(), m.end())
-                       for m in re.finditer(r"[^\W_]+", text)]
+        self.tokens = [(fold(m.group()), m.start(), m.end()) for m in WORD.finditer(text)]
+
+    def find_in(self, elements, lo, hi):
+        tokens = self.tokens[lo:hi]
+        if not elements:
+            return None
+        for start in range(len(tokens)):
+            end = match_at(elements, tokens, start)
+            if end is not None:
+                return (tokens[start][1], tokens[end - 1][2])
+        return None
 
     def find(self, phrase):
         """The verbatim text `phrase` matched, or None."""
-        wanted = [w.lower() for w in re.findall(r"[^\W_]+", phrase)]
-        n = len(wanted)
-        for i in range(len(self.tokens) - n + 1) if n else ():
-            window = self.tokens[i:i + n]
-            if all(t[0] == w for t, w in zip(window, wanted)):
-                return self.text[window[0][1]:window[-1][2]]
-        return None
+        span = self.find_in(parse_phrase(phrase), 0, len(self.tokens))
+        return self.text[span[0]:span[1]] if span else None
 
     def find_any(self, phrases):
         for phrase in phrases:
             found = self.find(phrase)
             if found is not None:
                 return found
+        return None
+
+    def clauses(self):
+        out, start = [], 0
+        for i in range(1, len(self.tokens)):
+            gap = self.text[self.tokens[i - 1][2]:self.tokens[i][1]]
+            if any(c in gap for c in ".!?;\n\r"):
+                out.append((start, i))
+                start = i
+        if start < len(self.tokens):
+            out.append((start, len(self.tokens)))
+        return out
+
+    def find_all_of(self, groups):
+        """The clause span where one phrase of every group occurs, or None."""
+        if not groups or any(not g for g in groups):
+            return None
+        parsed = [[parse_phrase(p) for p in g] for g in groups]
+        for lo, hi in self.clauses():
+            spans = []
+            for group in parsed:
+                hit = next((s for s in (self.find_in(e, lo, hi) for e in group) if s), None)
+                if hit is None:
+                    break
+                spans.append(hit)
+            else:
+                start = min(s[0] for s in spans)
+                end = min(max(s[1] for s in spans), start + 200)
+                return self.text[start:end]
         return None
 
 
@@ -224,6 +319,8 @@ class WitWorld(wit_world.WitWorld):
         notes = []
         for rule in settings.get("rules", []):
             found = text.find_any(rule.get("any", []))
+            if found is None:
+                found = text.find_all_of(rule.get("all_of", []))
             if found is not None:
                 apply(decision, rule["id"], rule, evidence(types.EvidenceSource.RULE, rule["id"], found))
                 notes.append(f'rule {rule["id"]} matched "{found}"')

@@ -6,10 +6,11 @@
 //! version another run already decided is dropped whole.
 
 use super::gate::Effect;
+use crate::audit::committed::{self, CommittedRows, EffectRow, NoteRow, RunRow, StateRow};
 use crate::audit::{self, AuditEntry, AuditHead};
 use crate::store::Store;
 use crate::util::now_rfc3339;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Sqlite, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 /// One stage of a run, as stored.
@@ -170,7 +171,9 @@ async fn write_batch(store: &Store, batch: &[Request]) -> Result<Vec<Committed>,
     for (bundle, _) in batch {
         outcomes.push(write_one(&mut tx, &mut head, bundle).await?);
     }
+    let checkpoint = store.checkpoint_if_due(&mut tx, &head).await?;
     tx.commit().await?;
+    store.published(checkpoint);
     Ok(outcomes)
 }
 
@@ -189,52 +192,82 @@ async fn write_one(
         return Ok(Committed::AlreadyDecided);
     }
     let now = now_rfc3339();
+    let run = RunRow {
+        run_id: b.run_id.clone(),
+        ticket_id: b.ticket_id.clone(),
+        ticket_version: i64::from(b.ticket_version),
+        started_at: b.started_at.clone(),
+        finished_at: now.clone(),
+        outcome: b.outcome.clone(),
+        inputs_json: b.inputs.to_string(),
+        result_json: b.result.to_string(),
+    };
     sqlx::query("INSERT INTO runs (run_id, ticket_id, ticket_version, started_at, finished_at, outcome, inputs_json, result_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
-        .bind(&b.run_id)
-        .bind(&b.ticket_id)
-        .bind(i64::from(b.ticket_version))
-        .bind(&b.started_at)
-        .bind(&now)
-        .bind(&b.outcome)
-        .bind(b.inputs.to_string())
-        .bind(b.result.to_string())
+        .bind(&run.run_id)
+        .bind(&run.ticket_id)
+        .bind(run.ticket_version)
+        .bind(&run.started_at)
+        .bind(&run.finished_at)
+        .bind(&run.outcome)
+        .bind(&run.inputs_json)
+        .bind(&run.result_json)
         .execute(&mut **tx)
         .await?;
+    let mut rows = CommittedRows::default();
     for s in &b.stages {
+        let row = committed::StageRow {
+            stage: s.stage.clone(),
+            plugin: s.plugin.clone(),
+            digest: s.digest.clone(),
+            outcome: s.outcome.clone(),
+            proposal_json: s.proposal.as_ref().map(|v| v.to_string()),
+            fault_json: s.fault.as_ref().map(|v| v.to_string()),
+            stats_json: s.stats.to_string(),
+            transcript_json: s.transcript.to_string(),
+            input_json: Some(s.input.to_string()),
+            output_json: s.output.as_ref().map(|v| v.to_string()),
+        };
         sqlx::query(
             "INSERT INTO run_stages (run_id, stage, plugin, digest, outcome, proposal_json, fault_json, stats_json, transcript_json, input_json, output_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&b.run_id)
-        .bind(&s.stage)
-        .bind(&s.plugin)
-        .bind(&s.digest)
-        .bind(&s.outcome)
-        .bind(s.proposal.as_ref().map(|v| v.to_string()))
-        .bind(s.fault.as_ref().map(|v| v.to_string()))
-        .bind(s.stats.to_string())
-        .bind(s.transcript.to_string())
-        .bind(s.input.to_string())
-        .bind(s.output.as_ref().map(|v| v.to_string()))
+        .bind(&row.stage)
+        .bind(&row.plugin)
+        .bind(&row.digest)
+        .bind(&row.outcome)
+        .bind(&row.proposal_json)
+        .bind(&row.fault_json)
+        .bind(&row.stats_json)
+        .bind(&row.transcript_json)
+        .bind(&row.input_json)
+        .bind(&row.output_json)
         .execute(&mut **tx)
         .await?;
+        rows.stages.push(row);
     }
 
-    // Apply effects to the help desk's view of the ticket.
-    let tags_json: Option<String> = sqlx::query("SELECT tags_json FROM ticket_state WHERE id = ?")
-        .bind(&b.ticket_id)
-        .fetch_optional(&mut **tx)
-        .await?
-        .map(|r| r.get(0));
-    let mut tags: Vec<String> = tags_json
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
-    let (mut category, mut queue, mut priority, mut language) = (None, None, None, None);
+    // Apply effects to the help desk's view of the ticket: the only place decisions change
+    // ticket state.
+    let current = StateRow::current(tx, &b.ticket_id).await?;
+    let mut state = current.unwrap_or_else(|| StateRow {
+        ticket_id: b.ticket_id.clone(),
+        latest_version: i64::from(b.ticket_version),
+        status: "new".into(),
+        category: None,
+        queue: None,
+        priority: None,
+        language: None,
+        tags_json: "[]".into(),
+        created_at: now.clone(),
+        updated_at: now.clone(),
+    });
+    let mut tags: Vec<String> = serde_json::from_str(&state.tags_json).unwrap_or_default();
     for effect in &b.effects {
         match effect {
-            Effect::Category { value } => category = Some(value.clone()),
-            Effect::Queue { value } => queue = Some(value.clone()),
-            Effect::Priority { value } => priority = Some(value.clone()),
-            Effect::Language { value } => language = Some(value.clone()),
+            Effect::Category { value } => state.category = Some(value.clone()),
+            Effect::Queue { value } => state.queue = Some(value.clone()),
+            Effect::Priority { value } => state.priority = Some(value.clone()),
+            Effect::Language { value } => state.language = Some(value.clone()),
             Effect::Tags { values } => {
                 for v in values {
                     if !tags.contains(v) {
@@ -252,66 +285,95 @@ async fn write_one(
                 .bind(&now)
                 .execute(&mut **tx)
                 .await?;
+                rows.notes.push(NoteRow {
+                    body: body.clone(),
+                    created_at: now.clone(),
+                });
             }
         }
+        let row = EffectRow {
+            kind: effect_kind_name(effect).into(),
+            value_json: serde_json::to_string(effect).unwrap_or_default(),
+            applied_at: now.clone(),
+        };
         sqlx::query("INSERT INTO effects (run_id, ticket_id, kind, value_json, applied_at) VALUES (?, ?, ?, ?, ?)")
             .bind(&b.run_id)
             .bind(&b.ticket_id)
-            .bind(effect_kind_name(effect))
-            .bind(serde_json::to_string(effect).unwrap_or_default())
-            .bind(&now)
+            .bind(&row.kind)
+            .bind(&row.value_json)
+            .bind(&row.applied_at)
             .execute(&mut **tx)
             .await?;
+        rows.effects.push(row);
     }
-    sqlx::query(
-        "UPDATE ticket_state SET status = ?, category = COALESCE(?, category), queue = COALESCE(?, queue),
-         priority = COALESCE(?, priority), language = COALESCE(?, language), tags_json = ?, updated_at = ? WHERE id = ?",
-    )
-    .bind(&b.status)
-    .bind(category)
-    .bind(queue)
-    .bind(priority)
-    .bind(language)
-    .bind(serde_json::to_string(&tags).unwrap_or_else(|_| "[]".into()))
-    .bind(&now)
-    .bind(&b.ticket_id)
-    .execute(&mut **tx)
-    .await?;
+    state.status = b.status.clone();
+    state.tags_json = serde_json::to_string(&tags).unwrap_or_else(|_| "[]".into());
+    state.updated_at = now.clone();
+    let state = state.write(tx, Some(&b.run_id)).await?;
 
     for sh in &b.shadows {
+        let row = committed::ShadowRow {
+            slot: sh.slot.clone(),
+            plugin: sh.plugin.clone(),
+            digest: sh.digest.clone(),
+            outcome: sh.outcome.clone(),
+            proposal_json: sh.proposal.as_ref().map(|v| v.to_string()),
+            fault_json: sh.fault.as_ref().map(|v| v.to_string()),
+            stats_json: sh.stats.to_string(),
+            created_at: now.clone(),
+        };
         sqlx::query(
             "INSERT INTO shadow_runs (run_id, slot, plugin, digest, ticket_id, ticket_version, outcome, proposal_json, fault_json, stats_json, created_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&b.run_id)
-        .bind(&sh.slot)
-        .bind(&sh.plugin)
-        .bind(&sh.digest)
+        .bind(&row.slot)
+        .bind(&row.plugin)
+        .bind(&row.digest)
         .bind(&b.ticket_id)
         .bind(i64::from(b.ticket_version))
-        .bind(&sh.outcome)
-        .bind(sh.proposal.as_ref().map(|v| v.to_string()))
-        .bind(sh.fault.as_ref().map(|v| v.to_string()))
-        .bind(sh.stats.to_string())
-        .bind(&now)
+        .bind(&row.outcome)
+        .bind(&row.proposal_json)
+        .bind(&row.fault_json)
+        .bind(&row.stats_json)
+        .bind(&row.created_at)
         .execute(&mut **tx)
         .await?;
+        rows.shadows.push(row);
     }
     if let Some(r) = &b.review {
+        let row = committed::ReviewRow {
+            id: r.id.clone(),
+            ticket_id: b.ticket_id.clone(),
+            ticket_version: i64::from(b.ticket_version),
+            status: "open".into(),
+            reasons_json: r.reasons.to_string(),
+            payload_json: r.payload.to_string(),
+            created_at: now.clone(),
+        };
         sqlx::query(
-            "INSERT INTO review_items (id, run_id, ticket_id, ticket_version, status, reasons_json, payload_json, created_at) VALUES (?, ?, ?, ?, 'open', ?, ?, ?)",
+            "INSERT INTO review_items (id, run_id, ticket_id, ticket_version, status, reasons_json, payload_json, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
-        .bind(&r.id)
+        .bind(&row.id)
         .bind(&b.run_id)
-        .bind(&b.ticket_id)
-        .bind(i64::from(b.ticket_version))
-        .bind(r.reasons.to_string())
-        .bind(r.payload.to_string())
-        .bind(&now)
+        .bind(&row.ticket_id)
+        .bind(row.ticket_version)
+        .bind(&row.status)
+        .bind(&row.reasons_json)
+        .bind(&row.payload_json)
+        .bind(&row.created_at)
         .execute(&mut **tx)
         .await?;
+        rows.review = Some(row);
     }
-    audit::append(tx, head, &b.audit).await?;
+    let digests = rows.digests(&run, state);
+    let mut entries = b.audit.clone();
+    entries.push(AuditEntry::run(
+        &b.run_id,
+        committed::COMMITTED,
+        serde_json::json!(digests),
+    ));
+    audit::append(tx, head, &entries).await?;
     Ok(Committed::Written)
 }
 

@@ -62,7 +62,29 @@ impl ReviewReason {
             detail: detail.into(),
         }
     }
+
+    /// The ticket has neither subject nor body: no plugin ran.
+    pub fn empty_ticket() -> Self {
+        Self::new(
+            "empty-ticket",
+            "the ticket has neither subject nor body (attachments only, or text lost on the way); a person must open it in the help desk",
+        )
+    }
 }
+
+/// Escalations a person always handles, whatever `[gate.risk] review_escalations` says
+/// (like the hand-offs mature help desks do not let anyone switch off): a rule or model
+/// that raises one of these codes holds every effect of the ticket for review.
+pub const MANDATORY_REVIEW_ESCALATIONS: &[&str] = &[
+    "self-harm",
+    "account-takeover",
+    "security-incident",
+    "payment-dispute",
+    "regulator-complaint",
+    "media-inquiry",
+    "legal-threat",
+    "outage",
+];
 
 /// What the gate decided.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -157,7 +179,7 @@ pub fn decide(config: &GateConfig, input: &GateInput<'_>) -> GateDecision {
             ));
         }
         if let Some(e) = &t.escalate
-            && risk.review_escalations
+            && (risk.review_escalations || MANDATORY_REVIEW_ESCALATIONS.contains(&e.code.as_str()))
         {
             out.reasons.push(ReviewReason::new(
                 "escalation",
@@ -400,6 +422,32 @@ mod tests {
         let d = decide(&config(), &i);
         assert!(d.apply.is_empty());
         assert_eq!(d.reasons[0].code, "plugin-fault");
+    }
+
+    #[test]
+    fn high_risk_escalations_are_reviewed_even_when_escalation_review_is_off() {
+        let mut c = config();
+        c.risk.review_escalations = false;
+        let mut t = triage("billing", 0.99);
+        t.escalate = Some(types::EscalationRequest {
+            code: "vip".into(),
+            detail: "d".into(),
+            evidence: vec![],
+        });
+        assert!(
+            decide(&c, &input(&t)).reasons.is_empty(),
+            "an ordinary escalation"
+        );
+        for code in MANDATORY_REVIEW_ESCALATIONS {
+            t.escalate = Some(types::EscalationRequest {
+                code: (*code).into(),
+                detail: "d".into(),
+                evidence: vec![],
+            });
+            let d = decide(&c, &input(&t));
+            assert_eq!(d.reasons[0].code, "escalation", "{code}");
+            assert!(d.apply.is_empty(), "{code}: nothing applies");
+        }
     }
 
     #[test]

@@ -438,15 +438,31 @@ impl Pipeline {
         let run_id = new_id("run");
         let plugins = self.active();
         let scope = RunScope::new(run_id.clone(), ticket.clone());
-        let proposals = self
-            .propose(
+        // A ticket with nothing to read is not guessed at: a human opens it (attachments,
+        // a channel that lost the text).
+        let blank = ticket.input.is_blank();
+        let proposals = if blank {
+            Proposals {
+                scope,
+                stages: Vec::new(),
+                triage: None,
+                reply: None,
+                escalation: None,
+            }
+        } else {
+            self.propose(
                 &plugins,
                 ticket.clone(),
                 scope,
                 EscalationMode::WhenRequested,
             )
-            .await;
-        let shadows = self.shadows(&plugins, &ticket, &proposals).await;
+            .await
+        };
+        let shadows = if blank {
+            Vec::new()
+        } else {
+            self.shadows(&plugins, &ticket, &proposals).await
+        };
         let Proposals {
             scope,
             stages,
@@ -484,7 +500,10 @@ impl Pipeline {
             faults,
             customer_tier,
         };
-        let gated = gate::decide(&self.config.gate, &gate_input);
+        let mut gated = gate::decide(&self.config.gate, &gate_input);
+        if blank {
+            gated.reasons.insert(0, gate::ReviewReason::empty_ticket());
+        }
         let outcome_name = match (gated.apply.is_empty(), gated.reasons.is_empty()) {
             (_, true) => "applied",
             (true, false) => "review",
@@ -513,6 +532,12 @@ impl Pipeline {
             "config_hash": self.config_hash,
             "crm_versions": crm_versions,
         });
+        let cuts = crate::records::plugin_cuts(&ticket.input);
+        let mut inputs = inputs;
+        if !cuts.is_empty() {
+            // What the plugins saw is shorter than the ticket: say what was left out.
+            inputs["cuts"] = json!(cuts);
+        }
         let stage_report = |kind: PolicyKind| {
             stages
                 .iter()

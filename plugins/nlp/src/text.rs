@@ -32,6 +32,26 @@ pub fn token_ranges(text: &str) -> impl Iterator<Item = Range<usize>> + '_ {
     })
 }
 
+/// `word` lowercased with the diacritics of the Latin alphabets deskhost ships with taken
+/// off (`Ação` → `acao`, `Straße` → `strasse`), so matching does not depend on accents.
+pub fn fold(word: &str) -> String {
+    let mut out = String::with_capacity(word.len());
+    for c in word.chars().flat_map(char::to_lowercase) {
+        match c {
+            'á' | 'à' | 'â' | 'ä' | 'ã' | 'å' => out.push('a'),
+            'é' | 'è' | 'ê' | 'ë' => out.push('e'),
+            'í' | 'ì' | 'î' | 'ï' => out.push('i'),
+            'ó' | 'ò' | 'ô' | 'ö' | 'õ' => out.push('o'),
+            'ú' | 'ù' | 'û' | 'ü' => out.push('u'),
+            'ç' => out.push('c'),
+            'ñ' => out.push('n'),
+            'ß' => out.push_str("ss"),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 /// Lowercased tokens of `text`.
 pub fn tokens(text: &str) -> Vec<String> {
     token_ranges(text).map(|r| text[r].to_lowercase()).collect()

@@ -1,41 +1,147 @@
-//! Whole-word phrase matching, for operator rules such as "lawyer" or "legal action".
+//! Phrase matching for operator rules ("lawyer", "legal action", "chargeback*").
 //!
-//! Matching is on lowercase tokens, so `sue` does not fire inside `issue` and `legal action`
-//! matches across line breaks and punctuation.
+//! The rule language, shared by every triage plugin that reads the operator's rules (the
+//! Python and JavaScript examples implement the same):
+//! - Text and phrases are split into words (runs of letters and digits); words are compared
+//!   lowercased and without diacritics, so `Piraté` matches `pirate` and `NÃO` matches `nao`.
+//! - A phrase matches a run of consecutive words: `sue` does not fire inside `issue`, and
+//!   `legal action` matches across a line break or punctuation.
+//! - A phrase word ending in `*` matches any word that starts with it (`suicid*` matches
+//!   `suicide`, `suicidal`); one starting with `*` any word that ends with it (`*magazin`
+//!   matches the German compound `Wirtschaftsmagazin`).
+//! - `..` between two words allows up to three other words between them
+//!   (`mir .. leben .. nehmen` matches `mir das Leben zu nehmen`).
+//! - `all_of` groups (see [`TokenizedText::find_all_of`]) fire when one phrase of every
+//!   group occurs in the same clause: the text between `.`, `!`, `?`, `;` and line breaks.
 
-use deskhost_nlp::text::token_ranges;
+use deskhost_nlp::text::{fold, token_ranges};
+use std::ops::Range;
 
-/// A text prepared for phrase lookups: lowercase tokens with their spans.
+/// Words a `..` may skip.
+const MAX_GAP: usize = 3;
+
+/// One element of a phrase.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Element {
+    /// A word: exact, or a prefix or suffix of the text's word.
+    Word {
+        text: String,
+        prefix: bool,
+        suffix: bool,
+    },
+    /// Up to [`MAX_GAP`] words of anything.
+    Gap,
+}
+
+impl Element {
+    fn accepts(&self, token: &str) -> bool {
+        match self {
+            Element::Word {
+                text,
+                prefix,
+                suffix,
+            } => match (prefix, suffix) {
+                (false, false) => token == text,
+                (true, false) => token.starts_with(text.as_str()),
+                (false, true) => token.ends_with(text.as_str()),
+                (true, true) => token.contains(text.as_str()),
+            },
+            Element::Gap => true,
+        }
+    }
+}
+
+/// A phrase prepared for matching.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Phrase {
+    elements: Vec<Element>,
+}
+
+impl Phrase {
+    /// Parses `phrase`: words, `word*` / `*word` for a prefix / suffix, `..` for a gap.
+    pub fn new(phrase: &str) -> Self {
+        let mut elements = Vec::new();
+        for part in phrase.split_whitespace() {
+            if part == ".." || part == "…" {
+                if matches!(elements.last(), Some(Element::Word { .. })) {
+                    elements.push(Element::Gap);
+                }
+                continue;
+            }
+            let ranges: Vec<Range<usize>> = token_ranges(part).collect();
+            let last = ranges.len().saturating_sub(1);
+            for (i, r) in ranges.iter().enumerate() {
+                elements.push(Element::Word {
+                    text: fold(&part[r.clone()]),
+                    suffix: i == 0 && part[..r.start].ends_with('*'),
+                    prefix: i == last && part[r.end..].starts_with('*'),
+                });
+            }
+        }
+        while matches!(elements.last(), Some(Element::Gap)) {
+            elements.pop();
+        }
+        Self { elements }
+    }
+
+    /// Where the phrase matches starting exactly at `tokens[0]`: the index after its last
+    /// word.
+    fn match_at(&self, tokens: &[(String, Range<usize>)]) -> Option<usize> {
+        fn go(elements: &[Element], tokens: &[(String, Range<usize>)], at: usize) -> Option<usize> {
+            let Some((first, rest)) = elements.split_first() else {
+                return Some(at);
+            };
+            match first {
+                Element::Gap => (0..=MAX_GAP).find_map(|skip| {
+                    let next = at + skip;
+                    (next <= tokens.len())
+                        .then(|| go(rest, tokens, next))
+                        .flatten()
+                }),
+                word => {
+                    let (token, _) = tokens.get(at)?;
+                    if word.accepts(token) {
+                        go(rest, tokens, at + 1)
+                    } else {
+                        None
+                    }
+                }
+            }
+        }
+        if self.elements.is_empty() {
+            return None;
+        }
+        go(&self.elements, tokens, 0)
+    }
+}
+
+/// A text prepared for phrase lookups: folded words with their spans.
 pub struct TokenizedText<'a> {
     text: &'a str,
-    tokens: Vec<(String, std::ops::Range<usize>)>,
+    tokens: Vec<(String, Range<usize>)>,
 }
 
 impl<'a> TokenizedText<'a> {
     /// Tokenises `text`.
     pub fn new(text: &'a str) -> Self {
         let tokens = token_ranges(text)
-            .map(|r| (text[r.clone()].to_lowercase(), r))
+            .map(|r| (fold(&text[r.clone()]), r))
             .collect();
         Self { text, tokens }
     }
 
-    /// The first occurrence of `phrase` (any case), as the verbatim text it matched.
-    pub fn find(&self, phrase: &str) -> Option<&'a str> {
-        let wanted: Vec<String> = token_ranges(phrase)
-            .map(|r| phrase[r].to_lowercase())
-            .collect();
-        if wanted.is_empty() || wanted.len() > self.tokens.len() {
-            return None;
-        }
-        (0..=self.tokens.len() - wanted.len()).find_map(|start| {
-            let window = &self.tokens[start..start + wanted.len()];
-            window
-                .iter()
-                .zip(&wanted)
-                .all(|((t, _), w)| t == w)
-                .then(|| &self.text[window[0].1.start..window[wanted.len() - 1].1.end])
+    fn find_in(&self, phrase: &Phrase, within: Range<usize>) -> Option<Range<usize>> {
+        let tokens = &self.tokens[within];
+        (0..tokens.len()).find_map(|start| {
+            let end = phrase.match_at(&tokens[start..])?;
+            Some(tokens[start].1.start..tokens[start + end - 1].1.end)
         })
+    }
+
+    /// The first occurrence of `phrase`, as the verbatim text it matched.
+    pub fn find(&self, phrase: &str) -> Option<&'a str> {
+        self.find_in(&Phrase::new(phrase), 0..self.tokens.len())
+            .map(|r| &self.text[r])
     }
 
     /// The first of `phrases` found, with the text it matched.
@@ -43,6 +149,50 @@ impl<'a> TokenizedText<'a> {
         phrases
             .iter()
             .find_map(|p| self.find(p).map(|m| (p.as_str(), m)))
+    }
+
+    /// The token index ranges of the clauses: split where `.`, `!`, `?`, `;` or a line
+    /// break falls between two words.
+    fn clauses(&self) -> Vec<Range<usize>> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        for i in 1..self.tokens.len() {
+            let gap = &self.text[self.tokens[i - 1].1.end..self.tokens[i].1.start];
+            if gap.contains(['.', '!', '?', ';', '\n', '\r']) {
+                out.push(start..i);
+                start = i;
+            }
+        }
+        if start < self.tokens.len() {
+            out.push(start..self.tokens.len());
+        }
+        out
+    }
+
+    /// The first clause in which a phrase of every group occurs, as the verbatim clause
+    /// (from its first to its last matched phrase, at most 200 bytes).
+    pub fn find_all_of(&self, groups: &[Vec<String>]) -> Option<&'a str> {
+        if groups.is_empty() || groups.iter().any(Vec::is_empty) {
+            return None;
+        }
+        let parsed: Vec<Vec<Phrase>> = groups
+            .iter()
+            .map(|g| g.iter().map(|p| Phrase::new(p)).collect())
+            .collect();
+        self.clauses().into_iter().find_map(|clause| {
+            let mut spans = Vec::new();
+            for group in &parsed {
+                let hit = group.iter().find_map(|p| self.find_in(p, clause.clone()))?;
+                spans.push(hit);
+            }
+            let start = spans.iter().map(|r| r.start).min()?;
+            let mut end = spans.iter().map(|r| r.end).max()?;
+            end = end.min(start + 200);
+            while !self.text.is_char_boundary(end) {
+                end -= 1;
+            }
+            Some(&self.text[start..end])
+        })
     }
 }
 
@@ -61,5 +211,49 @@ mod tests {
             t.find_any(&phrases),
             Some(("legal action", "Legal\naction"))
         );
+    }
+
+    #[test]
+    fn prefixes_and_diacritics() {
+        let t = TokenizedText::new("Mon compte a été PIRATÉ hier; je pense au suicide.");
+        assert_eq!(t.find("pirate*"), Some("PIRATÉ"));
+        assert_eq!(t.find("suicid*"), Some("suicide"));
+        assert_eq!(t.find("compte a ete"), Some("compte a été"));
+        assert_eq!(t.find("pirates"), None, "without * the word must be whole");
+        let t = TokenizedText::new("NÃO quero mais viver");
+        assert_eq!(t.find("nao quero mais viver"), Some("NÃO quero mais viver"));
+    }
+
+    #[test]
+    fn gaps_and_suffixes() {
+        let t = TokenizedText::new("Ich denke daran, mir das Leben zu nehmen.");
+        assert_eq!(
+            t.find("mir .. leben .. nehmen"),
+            Some("mir das Leben zu nehmen")
+        );
+        assert_eq!(t.find("mir leben nehmen"), None);
+        let t = TokenizedText::new("Redakteurin bei einem Wirtschaftsmagazin");
+        assert_eq!(t.find("*magazin"), Some("Wirtschaftsmagazin"));
+        assert_eq!(t.find("redakteur*"), Some("Redakteurin"));
+        let t = TokenizedText::new("a b c d e f");
+        assert_eq!(t.find("a .. e"), Some("a b c d e"));
+        assert_eq!(t.find("a .. f"), None, "at most three words between");
+        assert_eq!(t.find(".. a"), Some("a"), "a leading gap is meaningless");
+    }
+
+    #[test]
+    fn all_of_needs_every_group_in_one_clause() {
+        let groups = vec![
+            vec!["someone".to_string(), "somebody".to_string()],
+            vec!["account".to_string(), "log* in".to_string()],
+        ];
+        let t = TokenizedText::new("Thanks. Somebody logged in to my account last night!");
+        assert_eq!(
+            t.find_all_of(&groups),
+            Some("Somebody logged in to my account")
+        );
+        let t = TokenizedText::new("Someone from finance asked. My account page is slow.");
+        assert_eq!(t.find_all_of(&groups), None, "different clauses");
+        assert_eq!(TokenizedText::new("x").find_all_of(&[]), None);
     }
 }

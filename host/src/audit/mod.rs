@@ -8,6 +8,9 @@
 //! Records are appended inside the caller's transaction (the committer writes a batch of
 //! runs and their records together), so a decision and its audit trail land or fail as one.
 
+pub mod checkpoint;
+pub mod committed;
+
 use crate::util::{now_rfc3339, sha256_parts};
 use futures::TryStreamExt;
 use serde::Serialize;
@@ -144,6 +147,18 @@ pub async fn append_now(pool: &SqlitePool, entries: &[AuditEntry]) -> Result<(),
     tx.commit().await
 }
 
+/// Signs a checkpoint of the chain as it is now (its own transaction).
+pub async fn sign_now(
+    pool: &SqlitePool,
+    key: &ed25519_dalek::SigningKey,
+) -> Result<checkpoint::Checkpoint, sqlx::Error> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let head = load_head(&mut *tx).await?;
+    let cp = checkpoint::sign(&mut tx, key, &head).await?;
+    tx.commit().await?;
+    Ok(cp)
+}
+
 /// What `verify` found.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct VerifyReport {
@@ -267,6 +282,241 @@ pub async fn verify(pool: &SqlitePool) -> Result<VerifyReport, sqlx::Error> {
         last_seq,
         broken,
     })
+}
+
+/// How the stored and given checkpoints compare with the chain.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct CheckpointReport {
+    /// The trusted public key, if one is known.
+    pub public_key: Option<String>,
+    /// Checkpoints stored in the database.
+    pub stored: usize,
+    /// Checkpoints given from outside (`--checkpoint FILE`).
+    pub external: usize,
+    /// Checkpoints whose signature and hash matched.
+    pub matched: usize,
+    /// The latest checkpoint's seq.
+    pub last_seq: Option<i64>,
+    /// What did not match, readable.
+    pub problems: Vec<String>,
+    /// Stored checkpoints not checked for lack of a trusted key.
+    pub unverified: usize,
+}
+
+/// Everything `deskhost audit verify` checks.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct FullReport {
+    /// The hash chain.
+    pub chain: VerifyReport,
+    /// Decisions, tickets and states against their audit records (skipped when the chain
+    /// is broken: its digests cannot be trusted then).
+    pub decisions: Option<committed::DecisionReport>,
+    /// Signed checkpoints.
+    pub checkpoints: CheckpointReport,
+}
+
+impl FullReport {
+    /// The first problem, readable; `None` when everything holds.
+    pub fn first_problem(&self) -> Option<String> {
+        if let Some(b) = &self.chain.broken {
+            return Some(format!(
+                "audit chain BROKEN at record {}: {:?}: {}",
+                b.seq, b.problem, b.detail
+            ));
+        }
+        if let Some(p) = self.checkpoints.problems.first() {
+            return Some(format!("audit chain REWRITTEN: {p}"));
+        }
+        self.decisions
+            .as_ref()
+            .and_then(|d| d.problems.first())
+            .map(|p| format!("decisions ALTERED: {p}"))
+    }
+}
+
+/// Verifies the chain, every decision against its digests, and the stored checkpoints plus
+/// `external` ones against the chain, trusting `key`. `expect_checkpoints`: signing is
+/// configured to checkpoint every that many records, so a long chain without any stored
+/// checkpoint means they were removed.
+pub async fn verify_all(
+    pool: &SqlitePool,
+    key: Option<&ed25519_dalek::VerifyingKey>,
+    external: &[checkpoint::Checkpoint],
+    expect_checkpoints: Option<u64>,
+) -> Result<FullReport, sqlx::Error> {
+    let chain = verify(pool).await?;
+    let stored = checkpoint::stored(pool).await?;
+    let workspace: Option<String> =
+        sqlx::query_scalar("SELECT value FROM meta WHERE key = 'workspace_id'")
+            .fetch_optional(pool)
+            .await?;
+    let mut report = CheckpointReport {
+        public_key: key.map(checkpoint::public_key_text),
+        stored: stored.len(),
+        external: external.len(),
+        last_seq: stored.iter().chain(external).map(|c| c.seq).max(),
+        ..CheckpointReport::default()
+    };
+    for (origin, cp) in stored
+        .iter()
+        .map(|c| ("stored", c))
+        .chain(external.iter().map(|c| ("given", c)))
+    {
+        let Some(key) = key else {
+            report.unverified += 1;
+            continue;
+        };
+        let ws = if origin == "stored" {
+            None
+        } else {
+            workspace.as_deref()
+        };
+        let what = format!(
+            "the {origin} checkpoint of record {} signed {}",
+            cp.seq, cp.signed_at
+        );
+        match checkpoint::check(pool, cp, key, ws).await? {
+            checkpoint::CheckpointCheck::Matches => report.matched += 1,
+            checkpoint::CheckpointCheck::BadSignature => report.problems.push(format!(
+                "{what} is not signed by the trusted key {}",
+                checkpoint::public_key_text(key)
+            )),
+            checkpoint::CheckpointCheck::OtherWorkspace => report.problems.push(format!(
+                "{what} belongs to workspace {}, not this one",
+                cp.workspace
+            )),
+            checkpoint::CheckpointCheck::Rewritten { found } => report.problems.push(format!(
+                "{what} says its hash is {}, the chain now has {}: the chain was rebuilt after the checkpoint",
+                cp.hash, found
+            )),
+            checkpoint::CheckpointCheck::Truncated { chain_ends_at } => report.problems.push(format!(
+                "{what}, but the chain ends at record {chain_ends_at}: records were removed"
+            )),
+        }
+    }
+    if let Some(every) = expect_checkpoints
+        && every > 0
+        && stored.is_empty()
+        && chain.last_seq as u64 >= 2 * every
+    {
+        report.problems.push(format!(
+            "the chain has {} records and checkpoints are signed every {every}, but none is stored: they were removed",
+            chain.last_seq
+        ));
+    }
+    let decisions = if chain.broken.is_none() {
+        Some(committed::verify(pool).await?)
+    } else {
+        None
+    };
+    Ok(FullReport {
+        chain,
+        decisions,
+        checkpoints: report,
+    })
+}
+
+/// Streams the chain from record `from` (and the checkpoints) as JSON Lines to `out`: a
+/// header, one `record` line per record with its payload exactly as hashed, and each
+/// checkpoint after the record it covers. Returns the number of records written.
+pub async fn export(
+    pool: &SqlitePool,
+    from: i64,
+    out: &mut impl std::io::Write,
+) -> Result<u64, ExportError> {
+    let head = load_head(pool).await?;
+    let checkpoints = checkpoint::stored(pool).await?;
+    let workspace = checkpoints.first().map(|c| c.workspace.clone());
+    serde_json::to_writer(
+        &mut *out,
+        &serde_json::json!({
+            "type": "export",
+            "format": 1,
+            "workspace": workspace,
+            "from": from,
+            "to": head.seq,
+            "head_hash": head.hash,
+            "deskhost": env!("CARGO_PKG_VERSION"),
+        }),
+    )?;
+    writeln!(out)?;
+    let mut pending = checkpoints.into_iter().filter(|c| c.seq >= from).peekable();
+    let mut rows = sqlx::query(
+        "SELECT seq, prev_hash, hash, recorded_at, run_id, kind, payload FROM audit WHERE seq >= ? ORDER BY seq",
+    )
+    .bind(from)
+    .fetch(pool);
+    let mut written = 0;
+    while let Some(r) = rows.try_next().await? {
+        let seq: i64 = r.try_get(0)?;
+        serde_json::to_writer(
+            &mut *out,
+            &serde_json::json!({
+                "type": "record",
+                "seq": seq,
+                "prev_hash": r.try_get::<String, _>(1)?,
+                "hash": r.try_get::<String, _>(2)?,
+                "recorded_at": r.try_get::<String, _>(3)?,
+                "run_id": r.try_get::<Option<String>, _>(4)?,
+                "kind": r.try_get::<String, _>(5)?,
+                "payload": r.try_get::<String, _>(6)?,
+            }),
+        )?;
+        writeln!(out)?;
+        written += 1;
+        while let Some(cp) = pending.next_if(|c| c.seq <= seq) {
+            serde_json::to_writer(&mut *out, &cp)?;
+            writeln!(out)?;
+        }
+    }
+    for cp in pending {
+        serde_json::to_writer(&mut *out, &cp)?;
+        writeln!(out)?;
+    }
+    out.flush()?;
+    Ok(written)
+}
+
+/// An export failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// Reading the store failed.
+    #[error("cannot read the audit log: {0}")]
+    Store(#[from] sqlx::Error),
+    /// Writing failed.
+    #[error("cannot write the export: {0}")]
+    Write(#[from] std::io::Error),
+    /// Encoding failed.
+    #[error("cannot encode the export: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// Checkpoints in a JSON Lines file (a checkpoint log, `audit checkpoint` output or an
+/// export: other lines are skipped).
+pub fn read_checkpoints(path: &std::path::Path) -> Result<Vec<checkpoint::Checkpoint>, String> {
+    let parsed =
+        crate::jsonl::read::<serde_json::Value>(path, |_| Ok(())).map_err(|e| e.to_string())?;
+    if let Some(bad) = parsed.rejected.first() {
+        return Err(bad.clone());
+    }
+    let mut out = Vec::new();
+    for (line, v) in parsed.records {
+        let is_checkpoint =
+            v.get("signature").is_some() && v.get("type").is_none_or(|t| t == "checkpoint");
+        if is_checkpoint {
+            out.push(
+                serde_json::from_value(v)
+                    .map_err(|e| format!("{}:{line}: not a checkpoint: {e}", path.display()))?,
+            );
+        }
+    }
+    if out.is_empty() {
+        return Err(format!(
+            "{} holds no checkpoint; `deskhost audit checkpoint` prints one",
+            path.display()
+        ));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
