@@ -11,6 +11,7 @@ mod e2e {
     pub mod demo;
     pub mod eval;
     pub mod faults;
+    pub mod hardening;
     pub mod languages;
     pub mod lifecycle;
     pub mod shadow_replay;

@@ -143,6 +143,9 @@ pub async fn install(ws: &Workspace, runtime: &Runtime, source: &Path) -> Result
         })?;
         if let Err(e) = copy_dir(&root, &root, &dest_dir) {
             let _ = std::fs::remove_dir_all(&dest_dir);
+            if let Some(id_dir) = dest_dir.parent() {
+                let _ = std::fs::remove_dir(id_dir);
+            }
             return Err(LifecycleError::Refused(format!(
                 "{key}: {e}; nothing was installed"
             )));
@@ -151,6 +154,10 @@ pub async fn install(ws: &Workspace, runtime: &Runtime, source: &Path) -> Result
     let undo = |e: LifecycleError| {
         if created {
             let _ = std::fs::remove_dir_all(&dest_dir);
+            // plugins/<id>/ too, when this install made it (remove_dir refuses non-empty).
+            if let Some(id_dir) = dest_dir.parent() {
+                let _ = std::fs::remove_dir(id_dir);
+            }
         }
         e
     };

@@ -71,7 +71,7 @@ fn install_refuses_bad_components_with_clear_messages() {
         std::fs::read(plugin_dir().join("deskhost_reply.wasm")).unwrap_or_else(|e| panic!("{e}"));
     let settings = json!({ "mode": "ok" });
 
-    // The probe imports kb and crm; this manifest grants kb only.
+    // The probe imports helpdesk, kb and crm; this manifest grants all but crm.
     let dir = src.path().join("ungranted");
     let key = write_plugin(
         &dir,
@@ -80,7 +80,7 @@ fn install_refuses_bad_components_with_clear_messages() {
         "triage",
         ("p.wasm", &probe),
         &settings,
-        "[grants.kb]\ncollections = [\"public\"]\n",
+        "[grants.helpdesk]\n[grants.kb]\ncollections = [\"public\"]\n",
     );
     refused(
         &ws,
@@ -157,7 +157,7 @@ fn install_refuses_bad_components_with_clear_messages() {
         "triage",
         ("p.wasm", &probe),
         &settings,
-        "[grants.kb]\ncollections = [\"public\", \"secret\"]\n[grants.crm]\nfields = [\"tier\"]\n",
+        "[grants.helpdesk]\n[grants.kb]\ncollections = [\"public\", \"secret\"]\n[grants.crm]\nfields = [\"tier\"]\n",
     );
     refused(&ws, &dir, &key, &["greedy@1.0.0", "kb.collections.secret"]);
 

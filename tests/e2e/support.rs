@@ -349,7 +349,7 @@ fn rand_suffix() -> u32 {
 }
 
 /// The default probe grants: what the probe component imports (kb, crm) must be granted.
-pub const PROBE_GRANTS: &str = "[grants.kb]\ncollections = [\"public\"]\n[grants.crm]\nfields = [\"tier\"]\n[grants.ticket]\nfields = [\"customer_id\"]\n";
+pub const PROBE_GRANTS: &str = "[grants.helpdesk]\n[grants.kb]\ncollections = [\"public\"]\n[grants.crm]\nfields = [\"tier\"]\n[grants.ticket]\nfields = [\"customer_id\"]\n";
 
 /// Two ordinary tickets: the second shows the host moved on after the first.
 pub fn two_tickets() -> Vec<Value> {

@@ -133,6 +133,62 @@ function matchAt(elements, ei, tokens, at, hi) {
   return -1;
 }
 
+// Many phrases compiled for one pass over a text (see Matcher in plugins/sdk/src/phrases.rs):
+// each word is looked up in an index of exact first words and of the first/last two
+// characters of prefix/suffix patterns.
+class Matcher {
+  constructor() {
+    this.phrases = [];
+    this.exact = new Map();
+    this.prefix = new Map();
+    this.suffix = new Map();
+    this.scanAll = [];
+  }
+
+  // Adds phrases; returns [start, end) of their ids.
+  add(phrases) {
+    const start = this.phrases.length;
+    const push = (map, key, id) => {
+      if (!map.has(key)) map.set(key, []);
+      map.get(key).push(id);
+    };
+    for (const p of phrases) {
+      const id = this.phrases.length;
+      const elements = parsePhrase(p);
+      this.phrases.push(elements);
+      const first = elements[0];
+      if (!first || first.gap) continue;
+      const chars = Array.from(first.word);
+      if (!first.prefix && !first.suffix) push(this.exact, first.word, id);
+      else if (first.prefix && !first.suffix && chars.length >= 2) push(this.prefix, chars.slice(0, 2).join(''), id);
+      else if (first.suffix && !first.prefix && chars.length >= 2) push(this.suffix, chars.slice(-2).join(''), id);
+      else this.scanAll.push(id);
+    }
+    return [start, this.phrases.length];
+  }
+
+  // Every occurrence [id, startToken, endToken] in text order.
+  scan(text) {
+    const tokens = text.tokens;
+    const found = [];
+    for (let at = 0; at < tokens.length; at++) {
+      const token = tokens[at][0];
+      const chars = Array.from(token);
+      const ids = [
+        ...(this.exact.get(token) ?? []),
+        ...(this.prefix.get(chars.slice(0, 2).join('')) ?? []),
+        ...(this.suffix.get(chars.slice(-2).join('')) ?? []),
+        ...this.scanAll,
+      ];
+      for (const id of ids) {
+        const end = matchAt(this.phrases[id], 0, tokens, at, tokens.length);
+        if (end >= 0) found.push([id, at, end]);
+      }
+    }
+    return found;
+  }
+}
+
 // Folded word tokens with their spans, for the operator rules' phrase lookups.
 class Text {
   constructor(text) {
@@ -184,6 +240,34 @@ class Text {
     }
     if (start < this.tokens.length) out.push([start, this.tokens.length]);
     return out;
+  }
+
+  // Of the phrase ids [lo, hi), the first that occurs in `found`: its first occurrence's text.
+  firstOf(found, [lo, hi]) {
+    let best;
+    for (const f of found) {
+      if (f[0] >= lo && f[0] < hi && (best === undefined || f[0] < best[0])) best = f;
+    }
+    return best && this.text.slice(this.tokens[best[1]][1], this.tokens[best[2] - 1][2]);
+  }
+
+  // The clause text where an occurrence of every group of ids occurs, or undefined.
+  allOf(found, groups) {
+    if (groups.length === 0 || groups.some(([lo, hi]) => hi <= lo)) return undefined;
+    for (const [clo, chi] of this.clauses()) {
+      const spans = [];
+      for (const [lo, hi] of groups) {
+        const f = found.find((x) => x[0] >= lo && x[0] < hi && x[1] >= clo && x[2] <= chi);
+        if (f === undefined) break;
+        spans.push([this.tokens[f[1]][1], this.tokens[f[2] - 1][2]]);
+      }
+      if (spans.length === groups.length) {
+        const start = Math.min(...spans.map((s) => s[0]));
+        const end = Math.min(Math.max(...spans.map((s) => s[1])), start + 200);
+        return this.text.slice(start, end);
+      }
+    }
+    return undefined;
   }
 
   // The clause text where one phrase of every group occurs, or undefined.
@@ -322,8 +406,16 @@ export function triage(ticket) {
     rationale: '',
   };
   const notes = [];
-  for (const rule of settings.rules ?? []) {
-    const found = text.findFirst(rule.any ?? []) ?? text.findAllOf(rule.all_of ?? []);
+  // Every rule's phrases in one matcher: one pass over the ticket finds them all.
+  const matcher = new Matcher();
+  const rules = (settings.rules ?? []).map((rule) => ({
+    rule,
+    any: matcher.add(rule.any ?? []),
+    groups: (rule.all_of ?? []).map((g) => matcher.add(g)),
+  }));
+  const occurrences = matcher.scan(text);
+  for (const { rule, any, groups } of rules) {
+    const found = text.firstOf(occurrences, any) ?? text.allOf(occurrences, groups);
     if (found !== undefined) {
       apply(decision, rule.id, rule, evidence('rule', rule.id, found));
       notes.push(`rule ${rule.id} matched "${found}"`);

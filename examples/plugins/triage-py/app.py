@@ -133,6 +133,48 @@ def match_at(elements, tokens, at):
     return None
 
 
+class Matcher:
+    """Many phrases compiled for one pass over a text (see Matcher in
+    plugins/sdk/src/phrases.rs): each word is looked up in an index of exact first words and
+    of the first/last two characters of prefix/suffix patterns."""
+
+    def __init__(self):
+        self.phrases = []
+        self.exact, self.prefix, self.suffix, self.scan_all = {}, {}, {}, []
+
+    def add(self, phrases):
+        start = len(self.phrases)
+        for p in phrases:
+            pid = len(self.phrases)
+            elements = parse_phrase(p)
+            self.phrases.append(elements)
+            if not elements or elements[0][0] == "gap":
+                continue
+            _, word, prefix, suffix = elements[0]
+            if not prefix and not suffix:
+                self.exact.setdefault(word, []).append(pid)
+            elif prefix and not suffix and len(word) >= 2:
+                self.prefix.setdefault(word[:2], []).append(pid)
+            elif suffix and not prefix and len(word) >= 2:
+                self.suffix.setdefault(word[-2:], []).append(pid)
+            else:
+                self.scan_all.append(pid)
+        return (start, len(self.phrases))
+
+    def scan(self, text):
+        """Every occurrence (id, start token, end token), in text order."""
+        tokens = text.tokens
+        found = []
+        for at, (token, _, _) in enumerate(tokens):
+            ids = (self.exact.get(token, []) + self.prefix.get(token[:2], [])
+                   + self.suffix.get(token[-2:], []) + self.scan_all)
+            for pid in ids:
+                end = match_at(self.phrases[pid], tokens, at)
+                if end is not None:
+                    found.append((pid, at, end))
+        return found
+
+
 class Text:
     """Folded word tokens with their spans, for the operator rules' phrase lookups."""
 
@@ -172,6 +214,35 @@ class Text:
         if start < len(self.tokens):
             out.append((start, len(self.tokens)))
         return out
+
+    def span(self, start, end):
+        return self.text[self.tokens[start][1]:self.tokens[end - 1][2]]
+
+    def first_of(self, found, ids):
+        """Of the phrase ids [lo, hi), the first that occurs: its first occurrence's text."""
+        lo, hi = ids
+        hits = [f for f in found if lo <= f[0] < hi]
+        if not hits:
+            return None
+        best = min(hits, key=lambda f: (f[0], f[1]))
+        return self.span(best[1], best[2])
+
+    def all_of(self, found, groups):
+        """The text of the first clause where an occurrence of every group of ids occurs."""
+        if not groups or any(hi <= lo for lo, hi in groups):
+            return None
+        for clo, chi in self.clauses():
+            spans = []
+            for lo, hi in groups:
+                hit = next((f for f in found if lo <= f[0] < hi and f[1] >= clo and f[2] <= chi), None)
+                if hit is None:
+                    break
+                spans.append((self.tokens[hit[1]][1], self.tokens[hit[2] - 1][2]))
+            else:
+                start = min(s[0] for s in spans)
+                end = min(max(s[1] for s in spans), start + 200)
+                return self.text[start:end]
+        return None
 
     def find_all_of(self, groups):
         """The clause span where one phrase of every group occurs, or None."""
@@ -317,10 +388,16 @@ class WitWorld(wit_world.WitWorld):
             rationale="",
         )
         notes = []
-        for rule in settings.get("rules", []):
-            found = text.find_any(rule.get("any", []))
+        # Every rule's phrases in one matcher: one pass over the ticket finds them all.
+        matcher = Matcher()
+        rules = [(rule, matcher.add(rule.get("any", [])),
+                  [matcher.add(g) for g in rule.get("all_of", [])])
+                 for rule in settings.get("rules", [])]
+        occurrences = matcher.scan(text)
+        for rule, any_ids, groups in rules:
+            found = text.first_of(occurrences, any_ids)
             if found is None:
-                found = text.find_all_of(rule.get("all_of", []))
+                found = text.all_of(occurrences, groups)
             if found is not None:
                 apply(decision, rule["id"], rule, evidence(types.EvidenceSource.RULE, rule["id"], found))
                 notes.append(f'rule {rule["id"]} matched "{found}"')

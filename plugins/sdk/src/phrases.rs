@@ -15,6 +15,7 @@
 //!   group occurs in the same clause: the text between `.`, `!`, `?`, `;` and line breaks.
 
 use deskhost_nlp::text::{fold, token_ranges};
+use std::collections::BTreeMap;
 use std::ops::Range;
 
 /// Words a `..` may skip.
@@ -115,6 +116,124 @@ impl Phrase {
     }
 }
 
+impl Phrase {
+    fn first(&self) -> Option<&Element> {
+        self.elements.first()
+    }
+}
+
+/// The first two characters of `s` (or all of it), as an index key.
+fn head2(s: &str) -> &str {
+    s.char_indices().nth(2).map_or(s, |(i, _)| &s[..i])
+}
+
+/// The last two characters of `s` (or all of it).
+fn tail2(s: &str) -> &str {
+    let n = s.chars().count();
+    if n <= 2 {
+        return s;
+    }
+    s.char_indices().nth(n - 2).map_or(s, |(i, _)| &s[i..])
+}
+
+/// Many phrases compiled for one pass over a text: every occurrence of every phrase is found
+/// by looking each word up in an index (exact words; the first or last two characters of
+/// prefix and suffix patterns), so the cost grows with the text, not with phrases x text.
+#[derive(Clone, Debug, Default)]
+pub struct Matcher {
+    phrases: Vec<Phrase>,
+    exact: BTreeMap<String, Vec<usize>>,
+    prefix: BTreeMap<String, Vec<usize>>,
+    suffix: BTreeMap<String, Vec<usize>>,
+    /// Patterns too short to index, and `*x*`: checked at every word.
+    scan: Vec<usize>,
+}
+
+impl Matcher {
+    /// An empty matcher.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `phrases`; returns their ids (a range, in the order given).
+    pub fn add<S: AsRef<str>>(&mut self, phrases: &[S]) -> Range<usize> {
+        let start = self.phrases.len();
+        for p in phrases {
+            let id = self.phrases.len();
+            let phrase = Phrase::new(p.as_ref());
+            match phrase.first() {
+                Some(Element::Word {
+                    text,
+                    prefix,
+                    suffix,
+                }) => match (prefix, suffix) {
+                    (false, false) => self.exact.entry(text.clone()).or_default().push(id),
+                    (true, false) if text.chars().count() >= 2 => {
+                        self.prefix.entry(head2(text).into()).or_default().push(id)
+                    }
+                    (false, true) if text.chars().count() >= 2 => {
+                        self.suffix.entry(tail2(text).into()).or_default().push(id)
+                    }
+                    _ => self.scan.push(id),
+                },
+                Some(Element::Gap) | None => {}
+            }
+            self.phrases.push(phrase);
+        }
+        start..self.phrases.len()
+    }
+
+    /// Every occurrence of every phrase in `text`, ordered by where it starts.
+    pub fn scan(&self, text: &TokenizedText<'_>) -> Occurrences {
+        let tokens = &text.tokens;
+        let mut found = Vec::new();
+        let none: &[usize] = &[];
+        for at in 0..tokens.len() {
+            let token = tokens[at].0.as_str();
+            let candidates = self
+                .exact
+                .get(token)
+                .map_or(none, Vec::as_slice)
+                .iter()
+                .chain(self.prefix.get(head2(token)).map_or(none, Vec::as_slice))
+                .chain(self.suffix.get(tail2(token)).map_or(none, Vec::as_slice))
+                .chain(&self.scan);
+            for &id in candidates {
+                if let Some(n) = self.phrases[id].match_at(&tokens[at..]) {
+                    found.push((id, at..at + n));
+                }
+            }
+        }
+        Occurrences { found }
+    }
+}
+
+/// What [`Matcher::scan`] found: (phrase id, token range) in text order.
+#[derive(Clone, Debug, Default)]
+pub struct Occurrences {
+    found: Vec<(usize, Range<usize>)>,
+}
+
+/// One phrase list compiled on its own (a convenience over [`Matcher`]).
+#[derive(Clone, Debug, Default)]
+pub struct PhraseSet {
+    matcher: Matcher,
+}
+
+impl PhraseSet {
+    /// Compiles `phrases` (order is kept: the first listed wins in [`TokenizedText::find_first`]).
+    pub fn new<S: AsRef<str>>(phrases: &[S]) -> Self {
+        let mut matcher = Matcher::new();
+        matcher.add(phrases);
+        Self { matcher }
+    }
+
+    /// Whether the set has no phrase.
+    pub fn is_empty(&self) -> bool {
+        self.matcher.phrases.is_empty()
+    }
+}
+
 /// A text prepared for phrase lookups: folded words with their spans.
 pub struct TokenizedText<'a> {
     text: &'a str,
@@ -146,9 +265,55 @@ impl<'a> TokenizedText<'a> {
 
     /// The first of `phrases` found, with the text it matched.
     pub fn find_any<'p>(&self, phrases: &'p [String]) -> Option<(&'p str, &'a str)> {
-        phrases
+        let set = PhraseSet::new(phrases);
+        let (i, text) = self.find_first(&set)?;
+        Some((phrases.get(i)?.as_str(), text))
+    }
+
+    /// The first phrase of `set` (in its order) that occurs, with the text it matched.
+    pub fn find_first(&self, set: &PhraseSet) -> Option<(usize, &'a str)> {
+        let all = set.matcher.scan(self);
+        self.first_of(&all, 0..set.matcher.phrases.len())
+            .map(|(id, text)| (id, text))
+    }
+
+    /// Of the phrases `ids` (in their order), the first that occurs in `found`, with the
+    /// verbatim text of its first occurrence.
+    pub fn first_of(&self, found: &Occurrences, ids: Range<usize>) -> Option<(usize, &'a str)> {
+        let (id, span) = found
+            .found
             .iter()
-            .find_map(|p| self.find(p).map(|m| (p.as_str(), m)))
+            .filter(|(id, _)| ids.contains(id))
+            .min_by_key(|(id, span)| (*id, span.start))?;
+        Some((id - ids.start, &self.text[self.span_text(span.clone())]))
+    }
+
+    /// The first clause in which a phrase of every group (`ids` ranges of one scan) occurs,
+    /// as the verbatim text from its first to its last matched phrase (at most 200 bytes).
+    pub fn all_of(&self, found: &Occurrences, groups: &[Range<usize>]) -> Option<&'a str> {
+        if groups.is_empty() || groups.iter().any(|g| g.is_empty()) {
+            return None;
+        }
+        self.clauses().into_iter().find_map(|clause| {
+            let mut spans = Vec::new();
+            for group in groups {
+                let (_, hit) = found.found.iter().find(|(id, span)| {
+                    group.contains(id) && clause.contains(&span.start) && span.end <= clause.end
+                })?;
+                spans.push(self.span_text(hit.clone()));
+            }
+            let start = spans.iter().map(|r| r.start).min()?;
+            let mut end = spans.iter().map(|r| r.end).max()?;
+            end = end.min(start + 200);
+            while !self.text.is_char_boundary(end) {
+                end -= 1;
+            }
+            Some(&self.text[start..end])
+        })
+    }
+
+    fn span_text(&self, tokens: Range<usize>) -> Range<usize> {
+        self.tokens[tokens.start].1.start..self.tokens[tokens.end - 1].1.end
     }
 
     /// The token index ranges of the clauses: split where `.`, `!`, `?`, `;` or a line
@@ -169,30 +334,12 @@ impl<'a> TokenizedText<'a> {
         out
     }
 
-    /// The first clause in which a phrase of every group occurs, as the verbatim clause
-    /// (from its first to its last matched phrase, at most 200 bytes).
+    /// The first clause in which a phrase of every group occurs, as the verbatim text from
+    /// its first to its last matched phrase (at most 200 bytes).
     pub fn find_all_of(&self, groups: &[Vec<String>]) -> Option<&'a str> {
-        if groups.is_empty() || groups.iter().any(Vec::is_empty) {
-            return None;
-        }
-        let parsed: Vec<Vec<Phrase>> = groups
-            .iter()
-            .map(|g| g.iter().map(|p| Phrase::new(p)).collect())
-            .collect();
-        self.clauses().into_iter().find_map(|clause| {
-            let mut spans = Vec::new();
-            for group in &parsed {
-                let hit = group.iter().find_map(|p| self.find_in(p, clause.clone()))?;
-                spans.push(hit);
-            }
-            let start = spans.iter().map(|r| r.start).min()?;
-            let mut end = spans.iter().map(|r| r.end).max()?;
-            end = end.min(start + 200);
-            while !self.text.is_char_boundary(end) {
-                end -= 1;
-            }
-            Some(&self.text[start..end])
-        })
+        let mut matcher = Matcher::new();
+        let ids: Vec<Range<usize>> = groups.iter().map(|g| matcher.add(g)).collect();
+        self.all_of(&matcher.scan(self), &ids)
     }
 }
 
@@ -248,10 +395,7 @@ mod tests {
             vec!["account".to_string(), "log* in".to_string()],
         ];
         let t = TokenizedText::new("Thanks. Somebody logged in to my account last night!");
-        assert_eq!(
-            t.find_all_of(&groups),
-            Some("Somebody logged in to my account")
-        );
+        assert_eq!(t.find_all_of(&groups), Some("Somebody logged in"));
         let t = TokenizedText::new("Someone from finance asked. My account page is slow.");
         assert_eq!(t.find_all_of(&groups), None, "different clauses");
         assert_eq!(TokenizedText::new("x").find_all_of(&[]), None);

@@ -10,7 +10,7 @@
 //!   tags and ask for escalation, each citing what matched.
 
 use deskhost_sdk::nlp::{Model, Prediction, Scratch, lang, sentiment};
-use deskhost_sdk::phrases::TokenizedText;
+use deskhost_sdk::phrases::{Matcher, TokenizedText};
 use deskhost_sdk::{
     EscalationRequest, Evidence, EvidenceSource, LabeledValue, NamedValue, PluginError, Priority,
     PriorityCall, Sentiment, SentimentCall, Ticket, TriageDecision, evidence, plugin_error,
@@ -18,6 +18,7 @@ use deskhost_sdk::{
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 /// Operator settings (the manifest's `config` file).
 #[derive(Deserialize, Default)]
@@ -199,11 +200,23 @@ fn decide(ticket: &Ticket, settings: &Settings, model: Option<&Model<'_>>) -> Tr
     };
     let mut notes = Vec::new();
     let tokens = TokenizedText::new(&text);
-    for rule in &settings.rules {
+    // Every rule's phrases in one matcher: one pass over the ticket finds them all.
+    let mut matcher = Matcher::new();
+    let compiled: Vec<(Range<usize>, Vec<Range<usize>>)> = settings
+        .rules
+        .iter()
+        .map(|r| {
+            let any = matcher.add(&r.any);
+            let groups = r.all_of.iter().map(|g| matcher.add(g)).collect();
+            (any, groups)
+        })
+        .collect();
+    let found = matcher.scan(&tokens);
+    for (rule, (any, groups)) in settings.rules.iter().zip(&compiled) {
         let Some(matched) = tokens
-            .find_any(&rule.any)
+            .first_of(&found, any.clone())
             .map(|(_, m)| m)
-            .or_else(|| tokens.find_all_of(&rule.all_of))
+            .or_else(|| tokens.all_of(&found, groups))
         else {
             continue;
         };
@@ -503,10 +516,7 @@ mod high_risk {
                         priority_name(d.priority.value)
                     );
                 }
-                let got = d
-                    .escalate
-                    .map(|e| e.code.trim_end_matches("-logins").to_string())
-                    .unwrap_or_else(|| "none".into());
+                let got = d.escalate.map(|e| e.code).unwrap_or_else(|| "none".into());
                 (t.id, text("expect"), got)
             })
             .collect()

@@ -15,11 +15,23 @@
 //! | `off-taxonomy`| returns a category the workspace does not know            |
 //! | `forge`       | (reply) cites a real article with a quote it does not say |
 //! | `unseen`      | (reply) cites an article the KB never returned            |
+//! | `huge-error`  | returns a plugin-error with a 100 KB code, 1 MB message   |
+//! | `panic-escape`| panics with terminal escape sequences in the message      |
+//! | `stderr-flood`| writes 1 MB to stderr, then panics                        |
+//! | `alloc-steps` | grows memory 64 KiB at a time until it cannot             |
+//! | `nan`         | a NaN confidence                                          |
+//! | `out-of-range`| a confidence of 1.5                                       |
+//! | `bad-language`| the language "English" (not a tag)                        |
+//! | `tickets-other`| asks for another customer's recent tickets (denied)      |
+//! | `ticket-other`| reads the ticket id in settings `other` (another customer)|
+//! | `ticket-echo` | returns the ticket fields it sees as the rationale        |
+//! | `wasi`        | tries files, env, args, network, clock, randomness; says what it got |
+//! | `by-ticket`   | panics, loops or decides depending on the ticket body     |
 
 use deskhost_sdk::{
     Citation, EscalationSummary, LabeledValue, PluginError, Priority, PriorityCall, ReplyDraft,
-    ReplyProposal, Sentiment, SentimentCall, Severity, Ticket, TriageDecision, crm, kb, log,
-    plugin_error,
+    ReplyProposal, Sentiment, SentimentCall, Severity, Ticket, TriageDecision, crm, helpdesk, kb,
+    log, plugin_error,
 };
 use serde::Deserialize;
 
@@ -29,6 +41,7 @@ struct Settings {
     mode: String,
     category: Option<String>,
     queue: Option<String>,
+    other: Option<String>,
 }
 
 fn settings() -> Result<Settings, PluginError> {
@@ -124,12 +137,120 @@ impl deskhost_sdk::triage_world::Guest for Probe {
                 category: labeled("made-up-category", 0.99),
                 ..decision(&s, "off".into())
             }),
+            "huge-error" => Err(plugin_error(&"c".repeat(100 * 1024), "m".repeat(1 << 20))),
+            "panic-escape" => panic!("\x1b]0;owned\x07\x1b[2Jprobe {}", ticket.id),
+            "stderr-flood" => {
+                for _ in 0..1024 {
+                    eprintln!("{}", "e".repeat(1023));
+                }
+                panic!("after the flood")
+            }
+            "alloc-steps" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![7u8; 64 * 1024]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "nan" => Ok(TriageDecision {
+                category: labeled("billing", f32::NAN),
+                ..decision(&s, "nan".into())
+            }),
+            "out-of-range" => Ok(TriageDecision {
+                queue: labeled("billing", 1.5),
+                ..decision(&s, "1.5".into())
+            }),
+            "bad-language" => Ok(TriageDecision {
+                language: labeled("English", 0.9),
+                ..decision(&s, "English".into())
+            }),
+            "tickets-other" => {
+                let _ = helpdesk::recent_tickets("C-SOMEONE-ELSE", 5);
+                Ok(decision(&s, "unreachable".into()))
+            }
+            "ticket-other" => {
+                let other = s.other.clone().unwrap_or_default();
+                let seen = helpdesk::get_ticket(&other);
+                Ok(decision(&s, format!("{seen:?}")))
+            }
+            "ticket-echo" => Ok(decision(
+                &s,
+                format!(
+                    "requester={:?} tags={:?} messages={:?} channel={:?} customer={:?} body_len={}",
+                    ticket.requester,
+                    ticket.tags,
+                    ticket.messages.map(|m| m.len()),
+                    ticket.channel,
+                    ticket.customer_id,
+                    ticket.body.len()
+                ),
+            )),
+            "wasi" => Ok(decision(&s, wasi_report())),
+            "by-ticket" => {
+                if ticket.body.contains("PANIC") {
+                    panic!("by-ticket panic on {}", ticket.id)
+                } else if ticket.body.contains("LOOP") {
+                    let mut x: u64 = 0;
+                    loop {
+                        x = std::hint::black_box(x.wrapping_add(1));
+                    }
+                } else if ticket.body.contains("ERROR") {
+                    Err(plugin_error("by-ticket", format!("error on {}", ticket.id)))
+                } else {
+                    Ok(decision(&s, format!("ok {}", ticket.id)))
+                }
+            }
             other => Err(plugin_error(
                 "bad-mode",
                 format!("unknown probe mode {other:?}"),
             )),
         }
     }
+}
+
+/// What the sandbox gives a plugin that reaches for the machine: each line `what=result`.
+fn wasi_report() -> String {
+    let mut out = Vec::new();
+    out.push(format!(
+        "read=/etc/passwd:{}",
+        std::fs::read("/etc/passwd")
+            .map_or_else(|e| format!("err({e})"), |b| format!("{} bytes", b.len()))
+    ));
+    out.push(format!(
+        "write=/tmp/x:{}",
+        std::fs::write("/tmp/deskhost-probe", b"x")
+            .map_or_else(|e| format!("err({e})"), |()| "ok".into())
+    ));
+    out.push(format!(
+        "readdir=.:{}",
+        std::fs::read_dir(".").map_or_else(
+            |e| format!("err({e})"),
+            |d| format!("{} entries", d.count())
+        )
+    ));
+    out.push(format!("env={}", std::env::vars().count()));
+    out.push(format!("args={}", std::env::args().count()));
+    out.push(format!(
+        "tcp={}",
+        std::net::TcpStream::connect("127.0.0.1:22")
+            .map_or_else(|e| format!("err({e})"), |_| "connected".into())
+    ));
+    out.push(format!(
+        "udp={}",
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .map_or_else(|e| format!("err({e})"), |_| "bound".into())
+    ));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    out.push(format!("clock_ms={now}"));
+    let mut seed = std::collections::hash_map::RandomState::new();
+    let _ = &mut seed;
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = seed.build_hasher();
+    h.write_u8(1);
+    out.push(format!("random={:016x}", h.finish()));
+    out.join(" ")
 }
 
 impl deskhost_sdk::reply_world::Guest for Probe {
