@@ -274,7 +274,6 @@ impl<'a> TokenizedText<'a> {
     pub fn find_first(&self, set: &PhraseSet) -> Option<(usize, &'a str)> {
         let all = set.matcher.scan(self);
         self.first_of(&all, 0..set.matcher.phrases.len())
-            .map(|(id, text)| (id, text))
     }
 
     /// Of the phrases `ids` (in their order), the first that occurs in `found`, with the
