@@ -8,6 +8,7 @@
 mod e2e {
     pub mod audit;
     pub mod binding;
+    pub mod crash;
     pub mod demo;
     pub mod eval;
     pub mod faults;

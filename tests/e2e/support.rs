@@ -205,6 +205,17 @@ impl Ws {
         Server { child, url, log }
     }
 
+    /// Starts `deskhost -w WS args...` in the background (output discarded).
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        let mut full = vec!["-w", self.path_str()];
+        full.extend_from_slice(args);
+        self.command(&full)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start deskhost: {e}"))
+    }
+
     /// Runs `deskhost -w WS args...`.
     pub fn cmd(&self, args: &[&str]) -> Out {
         let mut full = vec!["-w", self.path_str()];
