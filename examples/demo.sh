@@ -24,6 +24,10 @@ ls -l "$plugins"/deskhost_{triage,reply,escalation}.wasm | awk '{print "  " $5 "
 ws="${1:-$CARGO_TARGET_DIR/demo-workspace}"
 step "workspace $ws"
 "$deskhost" init "$ws" --from examples/workspace --plugins "$plugins" --force
+# Audit checkpoints are signed with a key kept outside the workspace (made once, reused).
+key="$CARGO_TARGET_DIR/demo-audit.key"
+[ -f "$key" ] || "$deskhost" audit keygen "$key" >/dev/null
+printf '\n[audit]\nsigning_key = "%s"\ncheckpoint_every_records = 100\n' "$key" >> "$ws/deskhost.toml"
 "$deskhost" -w "$ws" kb import "$ws/kb/articles.jsonl"
 "$deskhost" -w "$ws" crm import "$ws/crm/customers.jsonl"
 
@@ -51,6 +55,7 @@ PY
 step "review queue"
 "$deskhost" -w "$ws" review list | head -n 12
 step "audit"
-"$deskhost" -w "$ws" audit verify
+"$deskhost" -w "$ws" audit checkpoint --out "$ws.checkpoints.jsonl" >/dev/null
+"$deskhost" -w "$ws" audit verify --checkpoint "$ws.checkpoints.jsonl"
 step "plugins"
 "$deskhost" -w "$ws" plugin list

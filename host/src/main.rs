@@ -264,6 +264,14 @@ enum AuditCommand {
         #[arg(long, default_value_t = 1)]
         from: i64,
     },
+    /// Check an export on its own (e.g. on another machine): the chain and its checkpoints.
+    VerifyExport {
+        /// The file `audit export` wrote.
+        file: PathBuf,
+        /// The public key checkpoints must verify with.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
     /// Create an ed25519 signing key for checkpoints (never overwrites); prints its public
     /// key. Keep it outside the workspace and name it in [audit] signing_key.
     Keygen {
@@ -1452,9 +1460,33 @@ async fn audit_command(dir: &Path, cmd: AuditCommand, json: bool) -> Result<Exit
         }
         return Ok(ExitCode::SUCCESS);
     }
+    if let AuditCommand::VerifyExport { file, public_key } = &cmd {
+        let key = public_key
+            .as_deref()
+            .map(audit::checkpoint::parse_public_key)
+            .transpose()?;
+        let report = audit::verify_export(file, key.as_ref()).map_err(anyhow::Error::msg)?;
+        if json {
+            print_json(&json!(report))?;
+        }
+        if let Some(problem) = &report.problem {
+            note!("export BROKEN: {problem}");
+            return Ok(ExitCode::FAILURE);
+        }
+        if !json {
+            out!(
+                "export intact: {} records chain, {} signed checkpoints match",
+                report.records,
+                report.checkpoints
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let ws = Workspace::open(dir).await?;
     match cmd {
-        AuditCommand::Keygen { .. } => bail!("internal: keygen is handled above"),
+        AuditCommand::Keygen { .. } | AuditCommand::VerifyExport { .. } => {
+            bail!("internal: handled above")
+        }
         AuditCommand::Verify {
             checkpoint,
             public_key,
@@ -1522,7 +1554,7 @@ async fn audit_command(dir: &Path, cmd: AuditCommand, json: bool) -> Result<Exit
                         "checkpoints: {n} not verified: no public key (set [audit] in deskhost.toml or pass --public-key)"
                     ),
                     (Some(k), _) => out!(
-                        "checkpoints: {} of {} stored and {} given match the chain (last at record {}), key {k}",
+                        "checkpoints: {} match the chain ({} stored, {} given; the last covers record {}), key {k}",
                         c.matched,
                         c.stored,
                         c.external,

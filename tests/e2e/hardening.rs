@@ -543,6 +543,46 @@ async fn signed_checkpoints_detect_a_rebuilt_chain() {
     assert!(lines.iter().any(|l| l["type"] == "checkpoint"));
     let records = lines.iter().filter(|l| l["type"] == "record").count();
     assert_eq!(Some(records as u64), lines[0]["to"].as_u64());
+    let public_key = ok
+        .stdout
+        .split("key ")
+        .nth(1)
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let checked = ws.ok(&[
+        "audit",
+        "verify-export",
+        export.to_str().unwrap_or(""),
+        "--public-key",
+        &public_key,
+    ]);
+    assert!(
+        checked
+            .stdout
+            .contains(&format!("export intact: {records} records chain")),
+        "{checked:?}"
+    );
+    let text = std::fs::read_to_string(&export).unwrap_or_default();
+    let altered = keys.path().join("altered.jsonl");
+    std::fs::write(
+        &altered,
+        text.replacen("\"kind\":\"run-inputs\"", "\"kind\":\"run-inputz\"", 1),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let out = ws.cmd(&[
+        "audit",
+        "verify-export",
+        altered.to_str().unwrap_or(""),
+        "--public-key",
+        &public_key,
+    ]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("does not match its hash"),
+        "{}",
+        out.stderr
+    );
 
     // Someone with the database file rebuilds the chain from record 5 and deletes the
     // stored checkpoints: the chain verifies on its own ...

@@ -491,6 +491,122 @@ pub enum ExportError {
     Encode(#[from] serde_json::Error),
 }
 
+/// What [`verify_export`] found in an exported file.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct ExportReport {
+    /// Records read.
+    pub records: u64,
+    /// Checkpoints whose signature and hash matched.
+    pub checkpoints: u64,
+    /// The first problem, readable.
+    pub problem: Option<String>,
+}
+
+/// Verifies an export (from `deskhost audit export`) on its own, e.g. on another machine:
+/// the records chain from the first one (or genesis), each checkpoint is signed by `key` and
+/// names the hash its record has. Only as strong as the key it trusts.
+pub fn verify_export(
+    path: &std::path::Path,
+    key: Option<&ed25519_dalek::VerifyingKey>,
+) -> Result<ExportReport, String> {
+    let parsed =
+        crate::jsonl::read::<serde_json::Value>(path, |_| Ok(())).map_err(|e| e.to_string())?;
+    let mut report = ExportReport::default();
+    if let Some(bad) = parsed.rejected.first() {
+        report.problem = Some(bad.clone());
+        return Ok(report);
+    }
+    let mut prev: Option<String> = None;
+    let mut expected_seq: Option<i64> = None;
+    let mut hashes: std::collections::BTreeMap<i64, String> = std::collections::BTreeMap::new();
+    let mut pending = Vec::new();
+    let name = path.display();
+    for (line, v) in parsed.records {
+        let fail = |what: String| Some(format!("{name}:{line}: {what}"));
+        match v.get("type").and_then(|t| t.as_str()) {
+            Some("record") => {
+                let text = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+                let seq = v
+                    .get("seq")
+                    .and_then(serde_json::Value::as_i64)
+                    .unwrap_or(0);
+                let prev_hash = text("prev_hash");
+                if expected_seq.is_some_and(|e| e != seq) {
+                    report.problem = fail(format!(
+                        "record {seq} follows record {}: records are missing",
+                        expected_seq.unwrap_or(0) - 1
+                    ));
+                    return Ok(report);
+                }
+                if let Some(p) = &prev
+                    && *p != prev_hash
+                {
+                    report.problem = fail(format!(
+                        "record {seq} does not link to the record before it"
+                    ));
+                    return Ok(report);
+                }
+                if seq == 1 && prev_hash != GENESIS {
+                    report.problem = fail("record 1 does not start from the genesis hash".into());
+                    return Ok(report);
+                }
+                let hash = record_hash(
+                    &prev_hash,
+                    seq,
+                    &text("recorded_at"),
+                    v.get("run_id").and_then(|x| x.as_str()),
+                    &text("kind"),
+                    &text("payload"),
+                );
+                if hash != text("hash") {
+                    report.problem =
+                        fail(format!("record {seq}: its content does not match its hash"));
+                    return Ok(report);
+                }
+                report.records += 1;
+                hashes.insert(seq, hash.clone());
+                prev = Some(hash);
+                expected_seq = Some(seq + 1);
+            }
+            Some("checkpoint") => match serde_json::from_value::<checkpoint::Checkpoint>(v) {
+                Ok(cp) => pending.push((line, cp)),
+                Err(e) => {
+                    report.problem = fail(format!("not a checkpoint: {e}"));
+                    return Ok(report);
+                }
+            },
+            _ => {}
+        }
+    }
+    for (line, cp) in pending {
+        let Some(key) = key else {
+            return Err(
+                "checkpoints can only be checked against a trusted key: pass --public-key".into(),
+            );
+        };
+        let fail = |what: String| Some(format!("{name}:{line}: {what}"));
+        if !cp.verify_with(key) {
+            report.problem = fail(format!(
+                "the checkpoint of record {} is not signed by the trusted key",
+                cp.seq
+            ));
+            return Ok(report);
+        }
+        match hashes.get(&cp.seq) {
+            Some(h) if *h == cp.hash => report.checkpoints += 1,
+            Some(_) => {
+                report.problem = fail(format!(
+                    "record {} has another hash than its signed checkpoint: the chain was rebuilt",
+                    cp.seq
+                ));
+                return Ok(report);
+            }
+            None => {}
+        }
+    }
+    Ok(report)
+}
+
 /// Checkpoints in a JSON Lines file (a checkpoint log, `audit checkpoint` output or an
 /// export: other lines are skipped).
 pub fn read_checkpoints(path: &std::path::Path) -> Result<Vec<checkpoint::Checkpoint>, String> {
