@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The deskhost demo: build the host and the default plugins, create a workspace from
 # examples/workspace (embedded SQLite, no other service), import the knowledge base and the
-# CRM, train the triage model on the workspace's labeled history, decide the 30 demo
+# CRM, train the triage model on the workspace's labeled history and risk examples, decide the 30 demo
 # tickets, then show the review queue, the audit check and the installed plugins.
 #
 # Usage: examples/demo.sh [WORKSPACE_DIR]     (default: $CARGO_TARGET_DIR/demo-workspace)
@@ -31,8 +31,8 @@ printf '\n[audit]\nsigning_key = "%s"\ncheckpoint_every_records = 100\n' "$key" 
 "$deskhost" -w "$ws" kb import "$ws/kb/articles.jsonl"
 "$deskhost" -w "$ws" crm import "$ws/crm/customers.jsonl"
 
-step "train the triage model on the labeled history (category, queue, priority)"
-"$deskhost" -w "$ws" train "$ws/history.jsonl" --fields category,queue,priority --name lumio-demo
+step "train the triage model on the labeled history (category, queue, priority) and risk examples"
+"$deskhost" -w "$ws" train "$ws/history.jsonl" "$ws/risk.jsonl" --fields category,queue,priority,risk --name lumio-demo
 
 step "decide the demo tickets (one JSON object per ticket in $ws/results.jsonl)"
 "$deskhost" -w "$ws" run "$ws/tickets.jsonl" > "$ws/results.jsonl"

@@ -145,8 +145,10 @@ enum CrmCommand {
 
 #[derive(Args)]
 struct TrainArgs {
-    /// Labeled tickets (JSON Lines with subject, body, labels).
-    file: PathBuf,
+    /// Labeled tickets (JSON Lines with subject, body, labels); several files are read in
+    /// order, and each field is learned from the lines that label it.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
     /// Label fields to learn, comma-separated (e.g. category,queue,priority).
     #[arg(long, value_delimiter = ',', required = true)]
     fields: Vec<String>,
@@ -665,7 +667,7 @@ async fn train(dir: &Path, args: TrainArgs, json: bool) -> Result<ExitCode> {
         (None, None) => bail!("pass --out or a workspace"),
     };
     let options = deskhost::train::TrainOptions {
-        input: args.file.clone(),
+        inputs: args.files.clone(),
         dev: args.dev,
         fields: args.fields,
         out,
@@ -682,7 +684,7 @@ async fn train(dir: &Path, args: TrainArgs, json: bool) -> Result<ExitCode> {
     if let Some(ws) = &ws {
         ws.audit(&[audit::AuditEntry::global(
             "model-trained",
-            json!({ "file": args.file.display().to_string(), "model": summary.out.display().to_string(), "sha256": summary.sha256 }),
+            json!({ "files": args.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(), "model": summary.out.display().to_string(), "sha256": summary.sha256 }),
         )])
         .await?;
     }

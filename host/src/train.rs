@@ -97,8 +97,9 @@ pub fn read_examples(path: &Path, fields: &[String]) -> Result<(Vec<Example>, us
 /// Options of `deskhost train`.
 #[derive(Clone, Debug)]
 pub struct TrainOptions {
-    /// Labeled training file.
-    pub input: PathBuf,
+    /// Labeled training files (read in order; a head learns from the lines that have its
+    /// field).
+    pub inputs: Vec<PathBuf>,
     /// Held-out file for early stopping and calibration (else 10% of the input).
     pub dev: Option<PathBuf>,
     /// Fields to learn.
@@ -144,7 +145,14 @@ pub struct TrainSummary {
 /// Trains and writes the model (atomically: a failed run leaves the old model in place).
 pub fn run(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
     let started = Instant::now();
-    let (examples, skipped) = read_examples(&opts.input, &opts.fields)?;
+    let mut examples = Vec::new();
+    let mut skipped = 0;
+    for input in &opts.inputs {
+        let (more, skip) = read_examples(input, &opts.fields)?;
+        examples.extend(more);
+        skipped += skip;
+    }
+    let first_input = opts.inputs.first().cloned().unwrap_or_default();
     let heldout = match &opts.dev {
         Some(dev) => read_examples(dev, &opts.fields)?.0,
         None => Vec::new(),
@@ -163,14 +171,14 @@ pub fn run(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
         ..TrainConfig::default()
     };
     let (bytes, report) = train(&config, &examples, &heldout).map_err(|e| TrainError::Train {
-        path: opts.input.clone(),
+        path: first_input.clone(),
         message: e.to_string(),
     })?;
     // Belt and braces: the file we write must load.
     Model::parse(&bytes)
         .and_then(|m| m.verify_digest())
         .map_err(|e| TrainError::Train {
-            path: opts.input.clone(),
+            path: first_input.clone(),
             message: e.to_string(),
         })?;
     if let Some(parent) = opts.out.parent() {

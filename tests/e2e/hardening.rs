@@ -661,27 +661,28 @@ fn high_risk_tickets_always_reach_a_person() {
         text.replace("review_escalations = true", "review_escalations = false"),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let round = super::support::repo().join("tests/conformance/high-risk/round2.jsonl");
-    let tickets: Vec<Value> = std::fs::read_to_string(round)
+    // Round 2 of the development examples: every high-risk one.
+    let round: Vec<Value> = std::fs::read_to_string(ws.path().join("risk.jsonl"))
         .unwrap_or_default()
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|t| t["expect"] != "none")
+        .filter(|t| {
+            t["id"].as_str().unwrap_or("").starts_with("h2-") && t["labels"]["risk"] != "none"
+        })
+        .collect();
+    let tickets: Vec<Value> = round
+        .iter()
         .map(|t| json!({"id": t["id"], "subject": t["subject"], "body": t["body"], "customer_id": "C-1007"}))
         .collect();
-    let expect: std::collections::BTreeMap<String, String> = std::fs::read_to_string(
-        super::support::repo().join("tests/conformance/high-risk/round2.jsonl"),
-    )
-    .unwrap_or_default()
-    .lines()
-    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-    .map(|t| {
-        (
-            t["id"].as_str().unwrap_or("").to_string(),
-            t["expect"].as_str().unwrap_or("").to_string(),
-        )
-    })
-    .collect();
+    let expect: std::collections::BTreeMap<String, String> = round
+        .iter()
+        .map(|t| {
+            (
+                t["id"].as_str().unwrap_or("").to_string(),
+                t["labels"]["risk"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
     let (out, results) = ws.run(&tickets);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(results.len(), 60);
@@ -711,3 +712,67 @@ fn high_risk_tickets_always_reach_a_person() {
         assert!(!queue.is_empty(), "{id}");
     }
 }
+
+/// The held-out round through the trained demo workspace (rules and the model's risk head):
+/// what it catches is counted, and it must not fall below what was measured when it was
+/// first run (tests/conformance/high-risk/README.md).
+#[test]
+fn held_out_high_risk_tickets_caught_by_rules_and_model() {
+    let ws = Ws::trained();
+    let path = super::support::repo().join("tests/conformance/high-risk/heldout.jsonl");
+    let out = ws.cmd(&["run", path.to_str().unwrap_or("")]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let want: std::collections::BTreeMap<String, String> = std::fs::read_to_string(&path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|t| {
+            (
+                t["id"].as_str().unwrap_or("").to_string(),
+                t["labels"]["risk"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let (mut caught, mut reached, mut false_alarms, mut misses) = (0, 0, 0, Vec::new());
+    for r in out.lines() {
+        let id = r["ticket_id"].as_str().unwrap_or("").to_string();
+        let got = r["triage"]["proposal"]["escalate"]["code"]
+            .as_str()
+            .unwrap_or("none")
+            .to_string();
+        let expected = want.get(&id).cloned().unwrap_or_default();
+        let mandatory =
+            deskhost::pipeline::gate::MANDATORY_REVIEW_ESCALATIONS.contains(&got.as_str());
+        if mandatory {
+            assert_eq!(r["gate"]["applied"], json!([]), "{id}: nothing applies");
+            assert_eq!(r["gate"]["outcome"], "review", "{id}");
+        }
+        match expected.as_str() {
+            "none" => false_alarms += usize::from(got != "none"),
+            _ => {
+                caught += usize::from(got == expected);
+                reached += usize::from(mandatory);
+                if got != expected {
+                    misses.push(format!("{id}: want {expected}, got {got}"));
+                }
+            }
+        }
+    }
+    eprintln!(
+        "held out, rules + model: {caught}/60 with the right code, {reached}/60 reach a person, {false_alarms}/12 false alarms; missed: {misses:#?}"
+    );
+    assert!(
+        caught >= HELD_OUT_CAUGHT,
+        "recall fell below {HELD_OUT_CAUGHT}: {misses:#?}"
+    );
+    assert!(
+        reached >= HELD_OUT_REACHED,
+        "fewer reach a person than {HELD_OUT_REACHED}"
+    );
+    assert!(false_alarms <= 1, "{false_alarms} false alarms");
+}
+
+/// What the held-out round gave on its first run through rules + model (see
+/// tests/conformance/high-risk/README.md): right code, and any code a person must handle.
+const HELD_OUT_CAUGHT: usize = 35;
+const HELD_OUT_REACHED: usize = 38;

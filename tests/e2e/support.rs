@@ -96,14 +96,16 @@ impl Ws {
         ws
     }
 
-    /// A workspace with the triage model trained on its history.
+    /// A workspace with the triage model trained on its history and risk examples, as the
+    /// demo does.
     pub fn trained() -> Self {
         let ws = Self::new();
         ws.ok(&[
             "train",
             &ws.file("history.jsonl"),
+            &ws.file("risk.jsonl"),
             "--fields",
-            "category,queue,priority",
+            "category,queue,priority,risk",
             "--name",
             "lumio-demo",
         ]);

@@ -37,6 +37,18 @@ struct Settings {
     tier_rules: Vec<TierRule>,
     /// How many n-grams to cite per model decision.
     evidence_per_field: Option<usize>,
+    /// A model head that recognises high-risk tickets the rules' phrases miss.
+    risk_model: Option<RiskModel>,
+}
+
+/// `risk_model`: when the head predicts an escalation code (anything but `none`) with at
+/// least `min_confidence`, and no text rule escalated, the effects of the first rule that
+/// escalates with that code apply, citing the model.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RiskModel {
+    head: String,
+    min_confidence: f32,
 }
 
 #[derive(Deserialize, Default)]
@@ -121,6 +133,12 @@ fn decide(ticket: &Ticket, settings: &Settings, model: Option<&Model<'_>>) -> Tr
             predicted.insert(prediction.field.clone(), (prediction, why));
         }
     }
+    // The risk head's call, read before the heads are handed out as decision fields.
+    let risk = settings.risk_model.as_ref().and_then(|r| {
+        let (p, why) = predicted.get(&r.head)?;
+        (p.label != "none" && p.confidence >= r.min_confidence)
+            .then(|| (p.label.clone(), p.confidence, why.clone()))
+    });
     let mut take = |field: &str| predicted.remove(head_for(settings, field));
 
     let category = match take("category") {
@@ -223,6 +241,30 @@ fn decide(ticket: &Ticket, settings: &Settings, model: Option<&Model<'_>>) -> Tr
         let why = evidence(EvidenceSource::Rule, &rule.id, matched);
         apply(&mut decision, &rule.id, &rule.then, why);
         notes.push(format!("rule {} matched \"{matched}\"", rule.id));
+    }
+    if decision.escalate.is_none()
+        && let Some((code, confidence, why)) = risk
+    {
+        let rule = settings
+            .rules
+            .iter()
+            .find(|r| r.then.escalate.as_deref() == Some(code.as_str()));
+        let evidence = why
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| evidence(EvidenceSource::Model, &model_ref, code.clone()));
+        match rule {
+            Some(rule) => apply(&mut decision, &rule.id, &rule.then, evidence),
+            None => {
+                let then = Effects {
+                    escalate: Some(code.clone()),
+                    priority_at_least: Some("high".into()),
+                    ..Effects::default()
+                };
+                apply(&mut decision, &code, &then, evidence);
+            }
+        }
+        notes.push(format!("the risk model says {code} ({confidence:.2})"));
     }
     if !settings.tier_rules.is_empty()
         && let Some(tier) = customer_tier(ticket)
@@ -467,8 +509,9 @@ mod tests {
 
 #[cfg(test)]
 mod high_risk {
-    //! The shipped operator rules against the paraphrase rounds in tests/conformance/high-risk
-    //! (see its README for how they were written and used).
+    //! The shipped operator rules alone (no model) against the high-risk examples: the
+    //! development rounds in examples/workspace/risk.jsonl and the held-out round in
+    //! tests/conformance/high-risk (see its README for how they were written and used).
     use super::*;
     use std::path::PathBuf;
 
@@ -476,8 +519,8 @@ mod high_risk {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
     }
 
-    /// (id, expected, got) for every ticket of a round.
-    fn round(n: u32) -> Vec<(String, String, String)> {
+    /// (id, expected, got) for every ticket of `file` (JSON Lines with `labels.risk`).
+    fn decide_all(file: &str) -> Vec<(String, String, String)> {
         let settings: Settings = serde_json::from_str(
             &std::fs::read_to_string(
                 repo().join("examples/workspace/plugins/triage-default/0.1.0/settings.json"),
@@ -485,7 +528,7 @@ mod high_risk {
             .unwrap_or_else(|e| panic!("{e}")),
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        let path = repo().join(format!("tests/conformance/high-risk/round{n}.jsonl"));
+        let path = repo().join(file);
         std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
             .lines()
@@ -517,7 +560,8 @@ mod high_risk {
                     );
                 }
                 let got = d.escalate.map(|e| e.code).unwrap_or_else(|| "none".into());
-                (t.id, text("expect"), got)
+                let want = v["labels"]["risk"].as_str().unwrap_or("").to_string();
+                (t.id, want, got)
             })
             .collect()
     }
@@ -531,20 +575,17 @@ mod high_risk {
     }
 
     #[test]
-    fn the_development_rounds_are_all_caught() {
-        for n in 1..=3 {
-            let results = round(n);
-            assert_eq!(results.len(), 72, "round {n}");
-            assert_eq!(misses(&results), Vec::<String>::new(), "round {n}");
-        }
+    fn the_development_rounds_are_all_caught_by_the_rules() {
+        let results = decide_all("examples/workspace/risk.jsonl");
+        assert_eq!(results.len(), 216);
+        assert_eq!(misses(&results), Vec::<String>::new());
     }
 
-    /// Round 4 was written after the rules, avoiding their words, and never used to change
-    /// them: its recall is the honest number (README of tests/conformance/high-risk). This
-    /// keeps a rule change from losing what it catches.
+    /// The held-out round was written after the rules, avoiding their words, and never used
+    /// to change them. This keeps a rule change from losing what the rules catch of it.
     #[test]
     fn the_held_out_round_does_not_regress() {
-        let results = round(4);
+        let results = decide_all("tests/conformance/high-risk/heldout.jsonl");
         let caught = results
             .iter()
             .filter(|(_, want, got)| want != "none" && want == got)
@@ -553,8 +594,8 @@ mod high_risk {
             .iter()
             .filter(|(_, want, got)| want == "none" && got != "none")
             .count();
-        println!("round 4: {caught}/60 high-risk tickets caught, {false_alarms}/12 false alarms");
-        assert!(caught >= 11, "round 4 recall fell: {:#?}", misses(&results));
+        println!("held out, rules alone: {caught}/60 caught, {false_alarms}/12 false alarms");
+        assert!(caught >= 11, "recall fell: {:#?}", misses(&results));
         assert_eq!(false_alarms, 0, "{:#?}", misses(&results));
     }
 }
