@@ -351,13 +351,11 @@ fn a_changed_or_corrupt_component_is_refused() {
 #[test]
 fn an_infinite_loop_without_fuel_stops_at_its_deadline() {
     let ws = Ws::new();
-    let config = ws.path().join("deskhost.toml");
-    let text = std::fs::read_to_string(&config).unwrap_or_default();
-    std::fs::write(
-        &config,
-        text.replace("fuel_metering = true", "fuel_metering = false"),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    ws.edit(
+        "deskhost.toml",
+        "fuel_metering = true",
+        "fuel_metering = false",
+    );
     for r in triage_fault_in(&ws, "loop", json!({}), "wall_ms = 100", "plugin-fault") {
         let (kind, message) = fault(&r);
         assert_eq!(kind, "deadline", "{r}");

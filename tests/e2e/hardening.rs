@@ -2,7 +2,7 @@
 //! ceilings, hostile ids and text, the model blob, operator typos, long and empty tickets,
 //! decisions changed behind the audit log's back, a rebuilt chain, high-risk tickets.
 
-use super::support::{PROBE_GRANTS, Ws, reasons, two_tickets, write_probe};
+use super::support::{PROBE_GRANTS, Ws, edit_file, reasons, two_tickets, write_probe};
 use serde_json::{Value, json};
 use std::path::Path;
 
@@ -59,16 +59,11 @@ fn manifest_paths_outside_the_plugin_directory_are_refused_at_install_and_load()
     }
     // A component from a sibling directory.
     let dir = evil_plugin(src.path(), "up-component", "");
-    let manifest = dir.join("plugin.toml");
-    let text = std::fs::read_to_string(&manifest).unwrap_or_default();
-    std::fs::write(
-        &manifest,
-        text.replace(
-            "component = \"deskhost_probe.wasm\"",
-            "component = \"../abs-config/deskhost_probe.wasm\"",
-        ),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    edit_file(
+        &dir.join("plugin.toml"),
+        "component = \"deskhost_probe.wasm\"",
+        "component = \"../abs-config/deskhost_probe.wasm\"",
+    );
     let out = ws.cmd(&["plugin", "install", dir.to_str().unwrap_or("")]);
     assert!(
         out.stderr
@@ -135,16 +130,12 @@ fn settings_and_data_are_capped_and_the_install_report_shows_them() {
         "data = \"blob.bin\"\ndata_optional = true\nconfig = \"settings.json\"",
     );
     std::fs::write(dir.join("blob.bin"), vec![7u8; 3 << 20]).unwrap_or_else(|e| panic!("{e}"));
-    let config = ws.path().join("deskhost.toml");
-    let text = std::fs::read_to_string(&config).unwrap_or_default();
-    std::fs::write(
-        &config,
-        text.replace(
-            "max_memory_mib = 512",
-            "max_memory_mib = 512\nmax_data_mib = 2",
-        ),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    ws.edit(
+        "deskhost.toml",
+        "max_memory_mib = 512",
+        "max_memory_mib = 512
+max_data_mib = 2",
+    );
     let out = ws.cmd(&["plugin", "install", dir.to_str().unwrap_or("")]);
     assert_ne!(out.code, 0);
     assert!(
@@ -252,10 +243,7 @@ fn a_tampered_empty_or_missing_model_is_refused() {
 #[tokio::test]
 async fn operator_typos_are_named_and_partial_crm_lines_merge() {
     let ws = Ws::new();
-    let config = ws.path().join("deskhost.toml");
-    let good = std::fs::read_to_string(&config).unwrap_or_default();
-    std::fs::write(&config, good.replace("category = 0.70", "categroy = 0.99"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    ws.edit("deskhost.toml", "category = 0.70", "categroy = 0.99");
     let out = ws.cmd(&["plugin", "list"]);
     assert_ne!(out.code, 0);
     assert!(
@@ -263,7 +251,7 @@ async fn operator_typos_are_named_and_partial_crm_lines_merge() {
         "{}",
         out.stderr
     );
-    std::fs::write(&config, &good).unwrap_or_else(|e| panic!("{e}"));
+    ws.edit("deskhost.toml", "categroy = 0.99", "category = 0.70");
 
     let crm = ws.path().join("crm-update.jsonl");
     std::fs::write(
@@ -598,13 +586,7 @@ async fn signed_checkpoints_detect_a_rebuilt_chain() {
         "a rebuilt chain verifies without a checkpoint: {alone:?}"
     );
     // ... but not against a checkpoint shipped before.
-    let public = ok
-        .stdout
-        .split("key ")
-        .nth(1)
-        .unwrap_or("")
-        .trim()
-        .to_string();
+    let public = public_key.clone();
     let out = ws.cmd(&[
         "audit",
         "verify",
@@ -654,13 +636,11 @@ async fn signed_checkpoints_detect_a_rebuilt_chain() {
 fn high_risk_tickets_always_reach_a_person() {
     let ws = Ws::trained();
     // Even with escalation review switched off, these codes are reviewed.
-    let config = ws.path().join("deskhost.toml");
-    let text = std::fs::read_to_string(&config).unwrap_or_default();
-    std::fs::write(
-        &config,
-        text.replace("review_escalations = true", "review_escalations = false"),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    ws.edit(
+        "deskhost.toml",
+        "review_escalations = true",
+        "review_escalations = false",
+    );
     // Round 2 of the development examples: every high-risk one.
     let round: Vec<Value> = std::fs::read_to_string(ws.path().join("risk.jsonl"))
         .unwrap_or_default()

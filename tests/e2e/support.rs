@@ -261,6 +261,12 @@ impl Ws {
         write_probe(&dir, id, "0.1.0", kind, &settings, tail)
     }
 
+    /// Replaces `from` with `to` in the workspace file `rel` (e.g. `deskhost.toml`); panics
+    /// when `from` is not there, so a test never silently tests the unedited file.
+    pub fn edit(&self, rel: &str, from: &str, to: &str) {
+        edit_file(&self.path().join(rel), from, to);
+    }
+
     /// Points `slot` at `value` (or removes it) in deskhost.toml.
     pub fn set_slot(&self, slot: &str, value: Option<&str>) {
         let path = self.path().join("deskhost.toml");
@@ -390,4 +396,11 @@ pub fn reasons(result: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Replaces `from` with `to` in `path`; panics when `from` is not in it.
+pub fn edit_file(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(text.contains(from), "{} has no {from:?}", path.display());
+    std::fs::write(path, text.replace(from, to)).unwrap_or_else(|e| panic!("{e}"));
 }

@@ -87,8 +87,8 @@ pub async fn load_head<'e, E: sqlx::SqliteExecutor<'e>>(
         .await?;
     Ok(match row {
         Some(r) => AuditHead {
-            seq: r.get(0),
-            hash: r.get(1),
+            seq: r.try_get(0)?,
+            hash: r.try_get(1)?,
         },
         None => AuditHead {
             seq: 0,
@@ -214,13 +214,13 @@ pub async fn verify(pool: &SqlitePool) -> Result<VerifyReport, sqlx::Error> {
         })
     };
     while let Some(r) = rows.try_next().await? {
-        let seq: i64 = r.get(0);
-        let prev_hash: String = r.get(1);
-        let hash: String = r.get(2);
-        let recorded_at: String = r.get(3);
-        let run_id: Option<String> = r.get(4);
-        let kind: String = r.get(5);
-        let payload: String = r.get(6);
+        let seq: i64 = r.try_get(0)?;
+        let prev_hash: String = r.try_get(1)?;
+        let hash: String = r.try_get(2)?;
+        let recorded_at: String = r.try_get(3)?;
+        let run_id: Option<String> = r.try_get(4)?;
+        let kind: String = r.try_get(5)?;
+        let payload: String = r.try_get(6)?;
         records += 1;
         let broken = if seq != expected_seq {
             brk(
