@@ -50,7 +50,11 @@ fn native_and_wasm_predictions_agree() {
         let native = model.predict(&mut scratch);
         let wasm = &results[t["id"].as_str().unwrap_or("")]["triage"]["proposal"];
         for p in &native {
-            let field = &wasm[p.field.as_str()];
+            // Heads beyond the decision's own fields (e.g. `risk`) are under `fields`.
+            let field = match &wasm[p.field.as_str()] {
+                serde_json::Value::Null => &wasm["fields"][p.field.as_str()],
+                own => own,
+            };
             // Operator rules may override a field; compare where the model decided.
             if field["evidence"]
                 .as_array()

@@ -57,8 +57,14 @@ const POSITIVE = ['thanks', 'thank you', 'great', 'love', 'awesome', 'appreciate
 const PRIORITIES = ['low', 'medium', 'high', 'urgent'];
 
 // Letters (cased, or CJK) and digits. The engine has no Unicode property escapes (\p{L}).
-const isWordChar = (c) => c.toLowerCase() !== c.toUpperCase() || (c >= '0' && c <= '9')
-  || (c >= '\u3040' && c <= '\u9fff');
+// ASCII is answered from the code (this runs per character, in an interpreter).
+const isWordChar = (c) => {
+  const code = c.charCodeAt(0);
+  if (code < 128) {
+    return (code >= 97 && code <= 122) || (code >= 65 && code <= 90) || (code >= 48 && code <= 57);
+  }
+  return c.toLowerCase() !== c.toUpperCase() || (c >= '\u3040' && c <= '\u9fff');
+};
 
 // Lowercase without the diacritics of the Latin alphabets deskhost ships with.
 const FOLD = {
@@ -66,7 +72,14 @@ const FOLD = {
   'ë': 'e', 'í': 'i', 'ì': 'i', 'î': 'i', 'ï': 'i', 'ó': 'o', 'ò': 'o', 'ô': 'o', 'ö': 'o',
   'õ': 'o', 'ú': 'u', 'ù': 'u', 'û': 'u', 'ü': 'u', 'ç': 'c', 'ñ': 'n', 'ß': 'ss',
 };
-const fold = (word) => Array.from(word.toLowerCase()).map((c) => FOLD[c] ?? c).join('');
+const fold = (word) => {
+  const lower = word.toLowerCase();
+  let ascii = true;
+  for (let i = 0; i < lower.length && ascii; i++) ascii = lower.charCodeAt(i) < 128;
+  // Plain ASCII has nothing to fold.
+  if (ascii) return lower;
+  return Array.from(lower).map((c) => FOLD[c] ?? c).join('');
+};
 const MAX_GAP = 3;
 
 // [token, start, end] of every run of word characters (UTF-16 offsets), the token folded.
@@ -133,6 +146,29 @@ function matchAt(elements, ei, tokens, at, hi) {
   return -1;
 }
 
+// Whether a phrase's first word can occur among `words` (a Set of the text's folded words),
+// read without parsing the phrase: most of a large rule set is ruled out this way.
+function mayOccur(p, words) {
+  let i = 0;
+  let suffix = false;
+  while (i < p.length && !isWordChar(p[i])) {
+    if (p[i] === '*') suffix = true;
+    i++;
+  }
+  let j = i;
+  while (j < p.length && isWordChar(p[j])) j++;
+  const prefix = p[j] === '*';
+  const w = fold(p.slice(i, j));
+  if (!prefix && !suffix) return words.has(w);
+  const list = words.list;
+  for (let k = 0; k < list.length; k++) {
+    const t = list[k];
+    if ((prefix && suffix && t.includes(w)) || (prefix && !suffix && t.startsWith(w))
+      || (suffix && !prefix && t.endsWith(w))) return true;
+  }
+  return false;
+}
+
 // Many phrases compiled for one pass over a text (see Matcher in plugins/sdk/src/phrases.rs):
 // each word is looked up in an index of exact first words and of the first/last two
 // characters of prefix/suffix patterns.
@@ -145,8 +181,10 @@ class Matcher {
     this.scanAll = [];
   }
 
-  // Adds phrases; returns [start, end) of their ids.
-  add(phrases) {
+  // Adds phrases; returns [start, end) of their ids. With `words` (a Set of the text's folded
+  // words), a phrase whose first word is a plain word not in the text is skipped unparsed:
+  // per call, most of a large rule set never needs parsing.
+  add(phrases, words) {
     const start = this.phrases.length;
     const push = (map, key, id) => {
       if (!map.has(key)) map.set(key, []);
@@ -154,6 +192,10 @@ class Matcher {
     };
     for (const p of phrases) {
       const id = this.phrases.length;
+      if (words && !mayOccur(p, words)) {
+        this.phrases.push([]);
+        continue;
+      }
       const elements = parsePhrase(p);
       this.phrases.push(elements);
       const first = elements[0];
@@ -408,10 +450,12 @@ export function triage(ticket) {
   const notes = [];
   // Every rule's phrases in one matcher: one pass over the ticket finds them all.
   const matcher = new Matcher();
+  const present = new Set(text.tokens.map(([w]) => w));
+  present.list = Array.from(present);
   const rules = (settings.rules ?? []).map((rule) => ({
     rule,
-    any: matcher.add(rule.any ?? []),
-    groups: (rule.all_of ?? []).map((g) => matcher.add(g)),
+    any: matcher.add(rule.any ?? [], present),
+    groups: (rule.all_of ?? []).map((g) => matcher.add(g, present)),
   }));
   const occurrences = matcher.scan(text);
   for (const { rule, any, groups } of rules) {

@@ -142,10 +142,18 @@ class Matcher:
         self.phrases = []
         self.exact, self.prefix, self.suffix, self.scan_all = {}, {}, {}, []
 
-    def add(self, phrases):
+    def add(self, phrases, words=None):
+        """Adds phrases; returns their id range. With `words` (the text's folded words), a
+        phrase whose first word is a plain word not in the text is skipped unparsed."""
         start = len(self.phrases)
         for p in phrases:
             pid = len(self.phrases)
+            if words is not None:
+                m = WORD.search(p)
+                plain = m is not None and "*" not in p[:m.start()] and p[m.end():m.end() + 1] != "*"
+                if plain and fold(m.group()) not in words:
+                    self.phrases.append(())
+                    continue
             elements = parse_phrase(p)
             self.phrases.append(elements)
             if not elements or elements[0][0] == "gap":
@@ -390,8 +398,9 @@ class WitWorld(wit_world.WitWorld):
         notes = []
         # Every rule's phrases in one matcher: one pass over the ticket finds them all.
         matcher = Matcher()
-        rules = [(rule, matcher.add(rule.get("any", [])),
-                  [matcher.add(g) for g in rule.get("all_of", [])])
+        present = {t[0] for t in text.tokens}
+        rules = [(rule, matcher.add(rule.get("any", []), present),
+                  [matcher.add(g, present) for g in rule.get("all_of", [])])
                  for rule in settings.get("rules", [])]
         occurrences = matcher.scan(text)
         for rule, any_ids, groups in rules:
