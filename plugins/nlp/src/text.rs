@@ -36,6 +36,13 @@ pub fn token_ranges(text: &str) -> impl Iterator<Item = Range<usize>> + '_ {
 /// off (`Ação` → `acao`, `Straße` → `strasse`), so matching does not depend on accents.
 pub fn fold(word: &str) -> String {
     let mut out = String::with_capacity(word.len());
+    fold_into(word, &mut out);
+    out
+}
+
+/// [`fold`] into `out` (cleared first): for loops that fold many words with one buffer.
+pub fn fold_into(word: &str, out: &mut String) {
+    out.clear();
     for c in word.chars().flat_map(char::to_lowercase) {
         match c {
             'á' | 'à' | 'â' | 'ä' | 'ã' | 'å' => out.push('a'),
@@ -49,7 +56,6 @@ pub fn fold(word: &str) -> String {
             other => out.push(other),
         }
     }
-    out
 }
 
 /// Lowercased tokens of `text`.

@@ -127,6 +127,26 @@ pub fn settings<T: serde::de::DeserializeOwned + Default>() -> Result<T, PluginE
     })
 }
 
+/// Like [`settings`], but `T` may borrow strings from the settings bytes, which live as long
+/// as the instance (bound into its memory, or fetched once): no copy of a large rule set on
+/// every call.
+pub fn settings_borrowed<T: serde::Deserialize<'static> + Default>() -> Result<T, PluginError> {
+    let bytes: &'static [u8] = match bound::settings() {
+        std::borrow::Cow::Borrowed(b) => b,
+        // Not reached with the SDK's own sources; kept correct for any other.
+        std::borrow::Cow::Owned(v) => Vec::leak(v),
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        plugin_error(
+            "bad-settings",
+            format!("plugin settings are not valid: {e}"),
+        )
+    })
+}
+
 /// Lowercase name of a [`Priority`].
 pub fn priority_name(p: Priority) -> &'static str {
     match p {

@@ -14,7 +14,7 @@
 //! - `all_of` groups (see [`TokenizedText::find_all_of`]) fire when one phrase of every
 //!   group occurs in the same clause: the text between `.`, `!`, `?`, `;` and line breaks.
 
-use deskhost_nlp::text::{fold, token_ranges};
+use deskhost_nlp::text::{fold, fold_into, token_ranges};
 use std::collections::BTreeMap;
 use std::ops::Range;
 
@@ -122,6 +122,27 @@ impl Phrase {
     }
 }
 
+/// The byte range of the first word of `s`; ASCII is read byte by byte (this runs for every
+/// phrase of a rule set on every call).
+fn first_word(s: &str) -> Option<Range<usize>> {
+    let bytes = s.as_bytes();
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii() || b.is_ascii_alphanumeric())?;
+    if !bytes[start].is_ascii() {
+        return token_ranges(s).next();
+    }
+    let len = bytes[start..]
+        .iter()
+        .position(|b| !b.is_ascii_alphanumeric())
+        .unwrap_or(bytes.len() - start);
+    if bytes.get(start + len).is_some_and(|b| !b.is_ascii()) {
+        // The word goes on with a non-ASCII letter: let the full tokenizer decide.
+        return token_ranges(s).next();
+    }
+    Some(start..start + len)
+}
+
 /// The first two characters of `s` (or all of it), as an index key.
 fn head2(s: &str) -> &str {
     s.char_indices().nth(2).map_or(s, |(i, _)| &s[..i])
@@ -157,9 +178,29 @@ impl Matcher {
 
     /// Adds `phrases`; returns their ids (a range, in the order given).
     pub fn add<S: AsRef<str>>(&mut self, phrases: &[S]) -> Range<usize> {
+        self.add_for(phrases, None)
+    }
+
+    /// Like [`Matcher::add`], but phrases whose first word cannot occur in `text` are not
+    /// compiled (they keep their id and never match): with a large rule set most phrases are
+    /// ruled out by a cheap look at their first word.
+    pub fn add_for<S: AsRef<str>>(
+        &mut self,
+        phrases: &[S],
+        text: Option<&TokenizedText<'_>>,
+    ) -> Range<usize> {
         let start = self.phrases.len();
+        let mut buf = String::new();
         for p in phrases {
             let id = self.phrases.len();
+            if let Some(text) = text
+                && !text.may_start(p.as_ref(), &mut buf)
+            {
+                self.phrases.push(Phrase {
+                    elements: Vec::new(),
+                });
+                continue;
+            }
             let phrase = Phrase::new(p.as_ref());
             match phrase.first() {
                 Some(Element::Word {
@@ -238,15 +279,58 @@ impl PhraseSet {
 pub struct TokenizedText<'a> {
     text: &'a str,
     tokens: Vec<(String, Range<usize>)>,
+    /// The distinct folded words, sorted (for [`Matcher::add_for`]).
+    sorted: Vec<String>,
 }
 
 impl<'a> TokenizedText<'a> {
     /// Tokenises `text`.
     pub fn new(text: &'a str) -> Self {
-        let tokens = token_ranges(text)
+        let tokens: Vec<(String, Range<usize>)> = token_ranges(text)
             .map(|r| (fold(&text[r.clone()]), r))
             .collect();
-        Self { text, tokens }
+        let mut sorted: Vec<String> = tokens.iter().map(|(t, _)| t.clone()).collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        Self {
+            text,
+            tokens,
+            sorted,
+        }
+    }
+
+    /// Whether `phrase`'s first word can be one of this text's words (read without
+    /// compiling the phrase).
+    fn may_start(&self, phrase: &str, word: &mut String) -> bool {
+        let Some(first) = first_word(phrase) else {
+            return false;
+        };
+        let suffix = phrase[..first.start].contains('*');
+        let prefix = phrase[first.end..].starts_with('*');
+        let raw = &phrase[first];
+        // Most rule words are plain lowercase ASCII already: nothing to fold.
+        let word: &str = if raw
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
+            raw
+        } else {
+            fold_into(raw, word);
+            word
+        };
+        match (prefix, suffix) {
+            (false, false) => self
+                .sorted
+                .binary_search_by(|t| t.as_str().cmp(word))
+                .is_ok(),
+            (true, false) => {
+                // The sorted words starting with `word` begin where `word` would be inserted.
+                let at = self.sorted.partition_point(|t| t.as_str() < word);
+                self.sorted.get(at).is_some_and(|t| t.starts_with(word))
+            }
+            (false, true) => self.sorted.iter().any(|t| t.ends_with(word)),
+            (true, true) => self.sorted.iter().any(|t| t.contains(word)),
+        }
     }
 
     fn find_in(&self, phrase: &Phrase, within: Range<usize>) -> Option<Range<usize>> {

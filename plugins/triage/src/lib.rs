@@ -17,13 +17,15 @@ use deskhost_sdk::{
     priority_from_name, priority_name, priority_rank, ticket_text,
 };
 use serde::Deserialize;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-/// Operator settings (the manifest's `config` file).
+/// Operator settings (the manifest's `config` file). Phrases borrow from the settings bytes
+/// (bound into memory once) instead of being copied on every call.
 #[derive(Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
-struct Settings {
+struct Settings<'a> {
     /// Decision field → model head, when they differ (e.g. `category` ← `intent`).
     heads: BTreeMap<String, String>,
     /// Queue per category, used when the model has no queue head.
@@ -32,7 +34,8 @@ struct Settings {
     fallback_category: Option<String>,
     fallback_queue: Option<String>,
     /// Rules on the ticket text, applied in order.
-    rules: Vec<TextRule>,
+    #[serde(borrow)]
+    rules: Vec<TextRule<'a>>,
     /// Rules on the customer's CRM tier.
     tier_rules: Vec<TierRule>,
     /// How many n-grams to cite per model decision.
@@ -51,8 +54,8 @@ struct RiskModel {
     min_confidence: f32,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
+/// What a rule does when it fires.
+#[derive(Clone, Default)]
 struct Effects {
     escalate: Option<String>,
     detail: Option<String>,
@@ -62,19 +65,63 @@ struct Effects {
     tags: Vec<String>,
 }
 
+/// A phrase as written in the settings: borrowed from them when it has no escapes.
+struct Text<'a>(Cow<'a, str>);
+
+impl AsRef<str> for Text<'_> {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Cow<'de, str>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a phrase")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(Cow::Borrowed(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v.to_string()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v))
+            }
+        }
+        d.deserialize_str(Visitor).map(Text)
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TextRule {
+struct TextRule<'a> {
     id: String,
     /// Phrases (whole words, any case and accents, `word*` for a prefix); the rule fires on
     /// the first one found.
-    #[serde(default)]
-    any: Vec<String>,
+    #[serde(default, borrow)]
+    any: Vec<Text<'a>>,
     /// Or: one phrase of every group in the same clause.
+    #[serde(default, borrow)]
+    all_of: Vec<Vec<Text<'a>>>,
     #[serde(default)]
-    all_of: Vec<Vec<String>>,
-    #[serde(flatten)]
-    then: Effects,
+    escalate: Option<String>,
+    #[serde(default)]
+    detail: Option<String>,
+    #[serde(default)]
+    priority_at_least: Option<String>,
+    #[serde(default)]
+    category: Option<String>,
+    #[serde(default)]
+    queue: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -82,15 +129,39 @@ struct TextRule {
 struct TierRule {
     id: String,
     tiers: Vec<String>,
-    #[serde(flatten)]
-    then: Effects,
+    #[serde(default)]
+    escalate: Option<String>,
+    #[serde(default)]
+    detail: Option<String>,
+    #[serde(default)]
+    priority_at_least: Option<String>,
+    #[serde(default)]
+    category: Option<String>,
+    #[serde(default)]
+    queue: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+/// The effects fields of a rule.
+macro_rules! effects_of {
+    ($rule:expr) => {
+        Effects {
+            escalate: $rule.escalate.clone(),
+            detail: $rule.detail.clone(),
+            priority_at_least: $rule.priority_at_least.clone(),
+            category: $rule.category.clone(),
+            queue: $rule.queue.clone(),
+            tags: $rule.tags.clone(),
+        }
+    };
 }
 
 struct Policy;
 
 impl deskhost_sdk::triage_world::Guest for Policy {
     fn triage(ticket: Ticket) -> Result<TriageDecision, PluginError> {
-        let settings: Settings = deskhost_sdk::settings()?;
+        let settings: Settings<'static> = deskhost_sdk::settings_borrowed()?;
         let data = deskhost_sdk::bound::data();
         let model = if data.is_empty() {
             None
@@ -106,11 +177,11 @@ impl deskhost_sdk::triage_world::Guest for Policy {
 
 deskhost_sdk::export_triage!(Policy);
 
-fn head_for<'a>(settings: &'a Settings, field: &'a str) -> &'a str {
+fn head_for<'a>(settings: &'a Settings<'_>, field: &'a str) -> &'a str {
     settings.heads.get(field).map_or(field, String::as_str)
 }
 
-fn decide(ticket: &Ticket, settings: &Settings, model: Option<&Model<'_>>) -> TriageDecision {
+fn decide(ticket: &Ticket, settings: &Settings<'_>, model: Option<&Model<'_>>) -> TriageDecision {
     let text = ticket_text(ticket);
     let per_field = settings.evidence_per_field.unwrap_or(3);
     let model_ref = model
@@ -224,8 +295,12 @@ fn decide(ticket: &Ticket, settings: &Settings, model: Option<&Model<'_>>) -> Tr
         .rules
         .iter()
         .map(|r| {
-            let any = matcher.add(&r.any);
-            let groups = r.all_of.iter().map(|g| matcher.add(g)).collect();
+            let any = matcher.add_for(&r.any, Some(&tokens));
+            let groups = r
+                .all_of
+                .iter()
+                .map(|g| matcher.add_for(g, Some(&tokens)))
+                .collect();
             (any, groups)
         })
         .collect();
@@ -239,7 +314,7 @@ fn decide(ticket: &Ticket, settings: &Settings, model: Option<&Model<'_>>) -> Tr
             continue;
         };
         let why = evidence(EvidenceSource::Rule, &rule.id, matched);
-        apply(&mut decision, &rule.id, &rule.then, why);
+        apply(&mut decision, &rule.id, &effects_of!(rule), why);
         notes.push(format!("rule {} matched \"{matched}\"", rule.id));
     }
     if decision.escalate.is_none()
@@ -248,13 +323,13 @@ fn decide(ticket: &Ticket, settings: &Settings, model: Option<&Model<'_>>) -> Tr
         let rule = settings
             .rules
             .iter()
-            .find(|r| r.then.escalate.as_deref() == Some(code.as_str()));
+            .find(|r| r.escalate.as_deref() == Some(code.as_str()));
         let evidence = why
             .into_iter()
             .next()
             .unwrap_or_else(|| evidence(EvidenceSource::Model, &model_ref, code.clone()));
         match rule {
-            Some(rule) => apply(&mut decision, &rule.id, &rule.then, evidence),
+            Some(rule) => apply(&mut decision, &rule.id, &effects_of!(rule), evidence),
             None => {
                 let then = Effects {
                     escalate: Some(code.clone()),
@@ -272,7 +347,7 @@ fn decide(ticket: &Ticket, settings: &Settings, model: Option<&Model<'_>>) -> Tr
         let matching = |r: &&TierRule| r.tiers.iter().any(|t| t.eq_ignore_ascii_case(&tier));
         for rule in settings.tier_rules.iter().filter(matching) {
             let why = evidence(EvidenceSource::Crm, "customer.tier", tier.clone());
-            apply(&mut decision, &rule.id, &rule.then, why);
+            apply(&mut decision, &rule.id, &effects_of!(rule), why);
             notes.push(format!("rule {} matched tier {tier}", rule.id));
         }
     }
@@ -452,16 +527,18 @@ mod tests {
         }
     }
 
-    fn settings() -> Settings {
-        serde_json::from_value(serde_json::json!({
+    fn settings() -> Settings<'static> {
+        let json: &'static str = Box::leak(serde_json::json!({
             "category_queues": { "billing": "billing" },
             "fallback_category": "billing",
             "rules": [{
                 "id": "legal-threat", "any": ["lawyer", "legal action"], "escalate": "legal-threat",
                 "priority_at_least": "urgent", "queue": "legal", "tags": ["legal"]
             }]
-        }))
-        .unwrap_or_else(|e| panic!("{e}"))
+        })
+        .to_string()
+        .into_boxed_str());
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]
@@ -502,7 +579,7 @@ mod tests {
 
     #[test]
     fn unknown_settings_keys_are_rejected() {
-        let bad = serde_json::from_value::<Settings>(serde_json::json!({ "rulez": [] }));
+        let bad = serde_json::from_str::<Settings<'_>>(r#"{ "rulez": [] }"#);
         assert!(bad.is_err());
     }
 }
@@ -521,13 +598,11 @@ mod high_risk {
 
     /// (id, expected, got) for every ticket of `file` (JSON Lines with `labels.risk`).
     fn decide_all(file: &str) -> Vec<(String, String, String)> {
-        let settings: Settings = serde_json::from_str(
-            &std::fs::read_to_string(
-                repo().join("examples/workspace/plugins/triage-default/0.1.0/settings.json"),
-            )
-            .unwrap_or_else(|e| panic!("{e}")),
+        let text = std::fs::read_to_string(
+            repo().join("examples/workspace/plugins/triage-default/0.1.0/settings.json"),
         )
         .unwrap_or_else(|e| panic!("{e}"));
+        let settings: Settings<'_> = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
         let path = repo().join(file);
         std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
