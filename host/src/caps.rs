@@ -791,7 +791,7 @@ impl kb::Host for HostState {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(a.id.clone(), a.clone());
-                CapResult::Ok(a.to_wit())
+                CapResult::Ok(crate::runtime::convert::article_to_wit(a))
             }
         };
         self.call.finish(call, result)

@@ -17,9 +17,10 @@ pub mod records;
 pub mod registry;
 pub mod replay;
 pub mod runtime;
-pub mod sanitize;
 pub mod scaffold;
 pub mod store;
 pub mod train;
 pub mod util;
 pub mod workspace;
+
+pub use deskhost_protocol::sanitize;

@@ -4,7 +4,7 @@
 
 use crate::audit::AuditEntry;
 use crate::eval::metrics::percentile;
-use crate::manifest::{MANIFEST_FILE, Manifest, PolicyKind};
+use crate::manifest::{MANIFEST_FILE, Manifest, ManifestFiles, PolicyKind};
 use crate::pipeline::Pipeline;
 use crate::registry::{self, CapabilityDiff, SlotAction};
 use crate::runtime::{LoadedPlugin, Runtime};

@@ -5,7 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use deskhost::audit;
 use deskhost::jsonl;
 use deskhost::lifecycle;
-use deskhost::manifest::{Manifest, PolicyKind};
+use deskhost::manifest::{Manifest, ManifestFiles, PolicyKind};
 use deskhost::records::{self, ArticleRecord, TicketInput};
 use deskhost::store::Upsert;
 use deskhost::workspace::{self, Workspace, find_manifests, import_record};

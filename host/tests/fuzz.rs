@@ -8,7 +8,7 @@
 
 use deskhost::config::WorkspaceConfig;
 use deskhost::jsonl;
-use deskhost::manifest::{FileKey, Manifest};
+use deskhost::manifest::{FileKey, Manifest, ManifestFiles};
 use deskhost::records::{ArticleRecord, TicketInput, check_collection, check_id};
 use deskhost::store::Store;
 use deskhost_nlp::model::{HeadSpec, ModelWriter, RowSpec};

@@ -7,70 +7,8 @@
 
 use crate::bindings::types;
 use crate::config::{EffectKind, GateConfig};
-use serde::{Deserialize, Serialize};
-
-/// An effect on the ticket.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Effect {
-    /// Set the category.
-    Category {
-        /// New value.
-        value: String,
-    },
-    /// Route to a queue.
-    Queue {
-        /// New value.
-        value: String,
-    },
-    /// Set the priority.
-    Priority {
-        /// New value.
-        value: String,
-    },
-    /// Set the language.
-    Language {
-        /// New value.
-        value: String,
-    },
-    /// Add tags.
-    Tags {
-        /// Tags to add.
-        values: Vec<String>,
-    },
-    /// Add an internal note.
-    InternalNote {
-        /// Note text.
-        body: String,
-    },
-}
-
-/// Why a ticket needs a human.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ReviewReason {
-    /// `plugin-fault`, `invalid-proposal`, `risk-category`, `risk-customer-tier`,
-    /// `risk-negative-sentiment`, `escalation`, `low-confidence`, `reply-approval`.
-    pub code: String,
-    /// Readable detail.
-    pub detail: String,
-}
-
-impl ReviewReason {
-    fn new(code: &str, detail: impl Into<String>) -> Self {
-        Self {
-            code: code.into(),
-            detail: detail.into(),
-        }
-    }
-
-    /// The ticket has neither subject nor body: no plugin ran.
-    pub fn empty_ticket() -> Self {
-        Self::new(
-            "empty-ticket",
-            "the ticket has neither subject nor body (attachments only, or text lost on the way); a person must open it in the help desk",
-        )
-    }
-}
+use crate::runtime::fault::FaultKind;
+pub use deskhost_protocol::gate::{Effect, GateDecision, ReviewCode, ReviewReason};
 
 /// Escalations a person always handles, whatever `[gate.risk] review_escalations` says
 /// (like the hand-offs mature help desks do not let anyone switch off): a rule or model
@@ -86,17 +24,6 @@ pub const MANDATORY_REVIEW_ESCALATIONS: &[&str] = &[
     "outage",
 ];
 
-/// What the gate decided.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct GateDecision {
-    /// Effects to apply now.
-    pub apply: Vec<Effect>,
-    /// Effects proposed but held for review.
-    pub held: Vec<Effect>,
-    /// Why a human must look (empty: nothing to review).
-    pub reasons: Vec<ReviewReason>,
-}
-
 /// The facts the gate decides on.
 pub struct GateInput<'a> {
     /// The validated triage decision (None if it faulted or failed checks).
@@ -106,7 +33,7 @@ pub struct GateInput<'a> {
     /// The validated escalation packet.
     pub escalation: Option<&'a types::EscalationSummary>,
     /// Faults and invalid proposals, as (stage, kind, message).
-    pub faults: Vec<(String, String, String)>,
+    pub faults: Vec<(String, FaultKind, String)>,
     /// The customer's CRM tier (the host reads it; plugins may not see it).
     pub customer_tier: Option<String>,
 }
@@ -134,10 +61,10 @@ pub fn priority_name(p: types::Priority) -> &'static str {
 pub fn decide(config: &GateConfig, input: &GateInput<'_>) -> GateDecision {
     let mut out = GateDecision::default();
     for (stage, kind, message) in &input.faults {
-        let code = if kind == "invalid-output" {
-            "invalid-proposal"
+        let code = if *kind == FaultKind::InvalidOutput {
+            ReviewCode::InvalidProposal
         } else {
-            "plugin-fault"
+            ReviewCode::PluginFault
         };
         out.reasons.push(ReviewReason::new(
             code,
@@ -153,7 +80,7 @@ pub fn decide(config: &GateConfig, input: &GateInput<'_>) -> GateDecision {
             .any(|c| c == &t.category.value)
         {
             out.reasons.push(ReviewReason::new(
-                "risk-category",
+                ReviewCode::RiskCategory,
                 format!("category {} is always reviewed", t.category.value),
             ));
         }
@@ -164,7 +91,7 @@ pub fn decide(config: &GateConfig, input: &GateInput<'_>) -> GateDecision {
                 .any(|x| x.eq_ignore_ascii_case(tier))
         {
             out.reasons.push(ReviewReason::new(
-                "risk-customer-tier",
+                ReviewCode::RiskCustomerTier,
                 format!("customer tier {tier} is always reviewed"),
             ));
         }
@@ -174,7 +101,7 @@ pub fn decide(config: &GateConfig, input: &GateInput<'_>) -> GateDecision {
             && priority_rank(priority) >= priority_rank(min)
         {
             out.reasons.push(ReviewReason::new(
-                "risk-negative-sentiment",
+                ReviewCode::RiskNegativeSentiment,
                 format!("negative sentiment at {priority} priority"),
             ));
         }
@@ -182,7 +109,7 @@ pub fn decide(config: &GateConfig, input: &GateInput<'_>) -> GateDecision {
             && (risk.review_escalations || MANDATORY_REVIEW_ESCALATIONS.contains(&e.code.as_str()))
         {
             out.reasons.push(ReviewReason::new(
-                "escalation",
+                ReviewCode::Escalation,
                 format!("{}: {}", e.code, e.detail),
             ));
         }
@@ -235,7 +162,7 @@ pub fn decide(config: &GateConfig, input: &GateInput<'_>) -> GateDecision {
     }
     if let Some(types::ReplyProposal::Draft(d)) = input.reply {
         out.reasons.push(ReviewReason::new(
-            "reply-approval",
+            ReviewCode::ReplyApproval,
             format!(
                 "customer-facing reply draft ({}, confidence {:.2}) awaits approval",
                 d.language, d.confidence
@@ -243,7 +170,10 @@ pub fn decide(config: &GateConfig, input: &GateInput<'_>) -> GateDecision {
         ));
     }
 
-    let blocked = out.reasons.iter().any(|r| r.code != "reply-approval");
+    let blocked = out
+        .reasons
+        .iter()
+        .any(|r| r.code != ReviewCode::ReplyApproval);
     for (effect, field) in proposed {
         let kind = effect_kind(&effect);
         let allowed = config.auto_apply.contains(&kind);
@@ -254,7 +184,7 @@ pub fn decide(config: &GateConfig, input: &GateInput<'_>) -> GateDecision {
                 Some(&threshold) => {
                     if allowed && !blocked {
                         out.reasons.push(ReviewReason::new(
-                            "low-confidence",
+                            ReviewCode::LowConfidence,
                             format!("{name} {} at {confidence:.2} is below the {threshold:.2} threshold", effect_value(&effect)),
                         ));
                     }
@@ -404,7 +334,7 @@ mod tests {
             value: "billing".into()
         }));
         assert_eq!(d.reasons.len(), 1);
-        assert_eq!(d.reasons[0].code, "low-confidence");
+        assert_eq!(d.reasons[0].code, ReviewCode::LowConfidence);
         // language is not in auto_apply: held without a reason of its own
         assert!(d.held.contains(&Effect::Language { value: "en".into() }));
     }
@@ -414,14 +344,14 @@ mod tests {
         let t = triage("security", 0.99);
         let d = decide(&config(), &input(&t));
         assert!(d.apply.is_empty());
-        assert_eq!(d.reasons[0].code, "risk-category");
+        assert_eq!(d.reasons[0].code, ReviewCode::RiskCategory);
         let t = triage("billing", 0.99);
         let mut i = input(&t);
         i.faults
-            .push(("reply".into(), "deadline".into(), "50 ms".into()));
+            .push(("reply".into(), FaultKind::Deadline, "50 ms".into()));
         let d = decide(&config(), &i);
         assert!(d.apply.is_empty());
-        assert_eq!(d.reasons[0].code, "plugin-fault");
+        assert_eq!(d.reasons[0].code, ReviewCode::PluginFault);
     }
 
     #[test]
@@ -445,7 +375,7 @@ mod tests {
                 evidence: vec![],
             });
             let d = decide(&c, &input(&t));
-            assert_eq!(d.reasons[0].code, "escalation", "{code}");
+            assert_eq!(d.reasons[0].code, ReviewCode::Escalation, "{code}");
             assert!(d.apply.is_empty(), "{code}: nothing applies");
         }
     }
@@ -463,11 +393,8 @@ mod tests {
         i.reply = Some(&draft);
         let d = decide(&config(), &i);
         assert_eq!(
-            d.reasons
-                .iter()
-                .map(|r| r.code.as_str())
-                .collect::<Vec<_>>(),
-            vec!["reply-approval"]
+            d.reasons.iter().map(|r| r.code).collect::<Vec<_>>(),
+            vec![ReviewCode::ReplyApproval]
         );
         assert!(d.apply.contains(&Effect::Category {
             value: "billing".into()

@@ -481,16 +481,11 @@ impl Pipeline {
                 .and_then(|(c, _)| c.tier),
             None => None,
         };
-        let faults: Vec<(String, String, String)> = stages
+        let faults: Vec<(String, FaultKind, String)> = stages
             .iter()
             .filter_map(|s| {
-                s.fault().map(|f| {
-                    (
-                        s.stage.as_str().to_string(),
-                        f.kind.as_str().to_string(),
-                        f.message,
-                    )
-                })
+                s.fault()
+                    .map(|f| (s.stage.as_str().to_string(), f.kind, f.message))
             })
             .collect();
         let gate_input = GateInput {

@@ -6,7 +6,8 @@ use super::bind::{BindError, bind};
 use crate::bindings::{config, crm, escalation, helpdesk, kb, log, reply, triage, types};
 use crate::caps::{HostState, PluginIdentity};
 use crate::manifest::{
-    CapabilityName, FileKey, Grants, Manifest, ManifestError, PolicyKind, WIT_VERSION,
+    CapabilityName, FileKey, Grants, Manifest, ManifestError, ManifestFiles, PolicyKind,
+    WIT_VERSION,
 };
 use crate::util::{sha256_hex, sha256_parts};
 use std::hash::{Hash, Hasher};

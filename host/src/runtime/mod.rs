@@ -12,6 +12,7 @@
 //!   captured so a guest's panic message reaches the fault).
 
 pub mod bind;
+pub mod convert;
 pub mod fault;
 mod load;
 
