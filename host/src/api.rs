@@ -17,6 +17,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use deskhost_protocol::run::RunLine;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -132,24 +133,23 @@ async fn tickets(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let pipeline = &state.pipeline;
-    let results: Vec<Value> = futures::stream::iter(ingested)
+    let results: Vec<RunLine> = futures::stream::iter(ingested)
         .map(|i| async move {
             if !i.pending {
-                return json!({ "ticket_id": i.id, "ticket_version": i.version, "status": "already-decided" });
+                return RunLine::AlreadyDecided {
+                    ticket_id: i.id,
+                    ticket_version: i.version,
+                };
             }
-            match pipeline.decide(&i.id, i.version).await {
-                Ok(o) if o.already_decided => json!({ "ticket_id": i.id, "ticket_version": i.version, "status": "already-decided" }),
-                Ok(o) => o.json,
-                Err(e) => json!({ "ticket_id": i.id, "ticket_version": i.version, "status": "error", "error": e.to_string() }),
-            }
+            pipeline.decide_line(&i.id, i.version).await
         })
         .buffered(state.concurrency)
         .collect()
         .await;
     Ok(Json(if single {
-        results.into_iter().next().unwrap_or(Value::Null)
+        results.into_iter().next().map_or(Value::Null, |r| json!(r))
     } else {
-        Value::Array(results)
+        json!(results)
     }))
 }
 

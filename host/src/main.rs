@@ -9,6 +9,7 @@ use deskhost::manifest::{Manifest, ManifestFiles, PolicyKind};
 use deskhost::records::{self, ArticleRecord, TicketInput};
 use deskhost::store::Upsert;
 use deskhost::workspace::{self, Workspace, find_manifests, import_record};
+use deskhost_protocol::run::{RunLine, RunRecord, StageOutcome};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
@@ -724,6 +725,41 @@ async fn train(dir: &Path, args: TrainArgs, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+impl RunSummary {
+    /// Counts a decided run.
+    fn count(&mut self, r: &RunRecord) {
+        self.decided += 1;
+        *self
+            .outcomes
+            .entry(r.gate.outcome.as_str().to_string())
+            .or_default() += 1;
+        let stages = [
+            r.triage
+                .as_ref()
+                .map(|s| ("triage", s.outcome, s.stats.host_calls)),
+            r.reply
+                .as_ref()
+                .map(|s| ("reply", s.outcome, s.stats.host_calls)),
+            r.escalation
+                .as_ref()
+                .map(|s| ("escalation", s.outcome, s.stats.host_calls)),
+        ];
+        for (stage, outcome, calls) in stages.into_iter().flatten() {
+            if let StageOutcome::Fault(kind) = outcome {
+                *self.faults.entry(format!("{stage}:{kind}")).or_default() += 1;
+            }
+            self.host_calls += u64::from(calls);
+        }
+        self.escalated += usize::from(r.escalation.as_ref().is_some_and(|s| s.proposal.is_some()));
+        self.abstained += usize::from(r.reply.as_ref().is_some_and(|s| {
+            matches!(
+                s.proposal,
+                Some(deskhost_protocol::proposal::ReplyProposal::Abstain(_))
+            )
+        }));
+    }
+}
+
 #[derive(Default)]
 struct RunSummary {
     decided: usize,
@@ -758,11 +794,11 @@ async fn run(dir: &Path, args: RunArgs) -> Result<ExitCode> {
             if ingested.pending {
                 work.push((ingested.id, ingested.version));
             } else {
-                writeln!(
-                    out,
-                    "{}",
-                    json!({ "ticket_id": ingested.id, "ticket_version": ingested.version, "status": "already-decided" })
-                )?;
+                let line = RunLine::AlreadyDecided {
+                    ticket_id: ingested.id,
+                    ticket_version: ingested.version,
+                };
+                writeln!(out, "{}", serde_json::to_string(&line)?)?;
             }
         }
     } else if !args.pending {
@@ -785,40 +821,21 @@ async fn run(dir: &Path, args: RunArgs) -> Result<ExitCode> {
     let mut summary = RunSummary::default();
     let pipeline = &pipeline;
     let mut results = futures::stream::iter(work.iter().cloned())
-        .map(|(id, version)| async move { (id.clone(), pipeline.decide(&id, version).await) })
+        .map(|(id, version)| async move { pipeline.decide_line(&id, version).await })
         .buffered(concurrency.max(1));
-    while let Some((id, result)) = results.next().await {
+    while let Some(line) = results.next().await {
         progress.inc(1);
-        match result {
-            Ok(outcome) if outcome.already_decided => {
-                summary.already += 1;
-                writeln!(
-                    out,
-                    "{}",
-                    json!({ "ticket_id": id, "status": "already-decided" })
-                )?;
-            }
-            Ok(outcome) => {
-                summary.decided += 1;
-                *summary.outcomes.entry(outcome.outcome.clone()).or_default() += 1;
-                for (stage, kind) in &outcome.faults {
-                    *summary.faults.entry(format!("{stage}:{kind}")).or_default() += 1;
-                }
-                summary.escalated += usize::from(outcome.escalated);
-                summary.abstained += usize::from(outcome.abstained);
-                summary.host_calls += u64::from(outcome.host_calls);
-                writeln!(out, "{}", outcome.json)?;
-            }
-            Err(e) => {
+        match &line {
+            RunLine::AlreadyDecided { .. } => summary.already += 1,
+            RunLine::Decided(record) => summary.count(record),
+            RunLine::Error {
+                ticket_id, error, ..
+            } => {
                 summary.failed += 1;
-                note!("ticket {id}: {e}");
-                writeln!(
-                    out,
-                    "{}",
-                    json!({ "ticket_id": id, "status": "error", "error": e.to_string() })
-                )?;
+                note!("ticket {ticket_id}: {error}");
             }
         }
+        writeln!(out, "{}", serde_json::to_string(&line)?)?;
     }
     progress.finish_and_clear();
     watcher.abort();

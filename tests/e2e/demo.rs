@@ -250,3 +250,32 @@ fn bad_input_lines_are_named_and_the_rest_is_decided() {
         .collect();
     assert_eq!(decided, vec!["T-7001", "T-7004"]);
 }
+
+/// The run line is the protocol's `RunLine`: its whole shape is pinned (ids, times, digests
+/// and measurements redacted), for the CLI and, through the same type, the HTTP API.
+#[test]
+fn a_run_line_has_a_stable_shape() {
+    let ws = Ws::trained();
+    let tickets = ws.demo_tickets();
+    let (out, results) = ws.run(&[tickets[0].clone(), tickets[7].clone()]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let (_, again) = ws.run(&[tickets[0].clone()]);
+    for (name, line) in [
+        ("run_line_decided", &results[0]),
+        ("run_line_escalated", &results[1]),
+        ("run_line_already_decided", &again[0]),
+    ] {
+        insta::assert_json_snapshot!(name, line, {
+            ".run_id" => "[run id]",
+            ".elapsed_us" => "[us]",
+            ".inputs.clock_ms" => "[ms]",
+            ".inputs.ticket_content_hash" => "[sha256]",
+            ".inputs.config_hash" => "[sha256]",
+            ".inputs.kb_index_version" => "[version]",
+            ".inputs.plugins[].digest" => "[sha256]",
+            ".inputs.plugins[].config_digest" => "[sha256]",
+            ".gate.review.item_id" => "[review id]",
+            ".*.stats" => "[stats]",
+        });
+    }
+}

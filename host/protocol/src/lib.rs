@@ -8,5 +8,7 @@ pub mod digest;
 pub mod fault;
 pub mod gate;
 pub mod manifest;
+pub mod proposal;
 pub mod records;
+pub mod run;
 pub mod sanitize;

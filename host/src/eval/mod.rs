@@ -346,7 +346,9 @@ pub fn predicted(d: &types::TriageDecision, field: &str) -> Option<(String, f64)
             f64::from(d.priority.confidence),
         )),
         "sentiment" => Some((
-            crate::pipeline::views::sentiment_name(d.sentiment.value).to_string(),
+            crate::runtime::convert::sentiment(d.sentiment.value)
+                .as_str()
+                .to_string(),
             f64::from(d.sentiment.confidence),
         )),
         other => d

@@ -6,7 +6,6 @@
 pub mod checks;
 pub mod commit;
 pub mod gate;
-pub mod views;
 
 use crate::audit::AuditEntry;
 use crate::bindings::types;
@@ -14,11 +13,17 @@ use crate::caps::{Answers, HostCall, RunScope, Services};
 use crate::config::WorkspaceConfig;
 use crate::manifest::PolicyKind;
 use crate::records::{TicketRecord, redact_ticket};
+use crate::runtime::convert;
 use crate::runtime::fault::{Fault, FaultKind};
 use crate::runtime::{Invocation, LoadedPlugin, PolicyInput, PolicyOutput, Runtime};
 use crate::util::{new_id, now_rfc3339};
 use arc_swap::ArcSwap;
 use commit::{Committed, Committer, NewReview, RunBundle, ShadowRow, StageRow};
+use deskhost_protocol::proposal::{EscalationPacket, ReplyProposal, TriageProposal};
+use deskhost_protocol::run::{
+    GateOutcome, GateReport, PluginRef, ReviewPayload, ReviewRef, RunInputs, RunLine, RunRecord,
+    ShadowRef, StageFault, StageOutcome, StageReport,
+};
 use gate::{GateDecision, GateInput};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -144,33 +149,54 @@ impl StageRun {
         }
     }
 
-    fn proposal_json(&self) -> Option<Value> {
+    /// What the stage proposed, as recorded (also when the checks refused it).
+    fn proposal(&self) -> Option<Proposal> {
         self.invocation.result.as_ref().ok().map(|o| match o {
-            PolicyOutput::Triage(d) => views::triage(d),
-            PolicyOutput::Reply(r) => views::reply(r),
-            PolicyOutput::Escalation(e) => views::escalation(e),
+            PolicyOutput::Triage(d) => Proposal::Triage(convert::triage_proposal(d)),
+            PolicyOutput::Reply(r) => Proposal::Reply(convert::reply_proposal(r)),
+            PolicyOutput::Escalation(e) => Proposal::Escalation(convert::escalation_packet(e)),
         })
     }
 
-    fn report(&self) -> Value {
-        let fault = self.fault();
-        json!({
-            "plugin": self.plugin.identity.key(),
-            "outcome": match &fault { None => "ok".to_string(), Some(f) => f.kind.as_str().to_string() },
-            "proposal": self.proposal_json(),
-            "fault": fault,
-            "stats": self.invocation.stats,
+    fn proposal_json(&self) -> Option<Value> {
+        self.proposal().map(|p| match p {
+            Proposal::Triage(t) => json!(t),
+            Proposal::Reply(r) => json!(r),
+            Proposal::Escalation(e) => json!(e),
         })
     }
+
+    fn outcome(&self) -> StageOutcome {
+        self.fault()
+            .map_or(StageOutcome::Ok, |f| StageOutcome::Fault(f.kind))
+    }
+
+    /// The stage as a run record reports it, with its proposal picked by `pick`.
+    fn report<P>(&self, pick: impl FnOnce(Proposal) -> Option<P>) -> StageReport<P> {
+        StageReport {
+            plugin: self.plugin.identity.key(),
+            outcome: self.outcome(),
+            proposal: self.proposal().and_then(pick),
+            fault: self.fault(),
+            stats: self.invocation.stats.clone(),
+        }
+    }
+}
+
+/// A stage's proposal, whichever kind.
+enum Proposal {
+    Triage(TriageProposal),
+    Reply(ReplyProposal),
+    Escalation(EscalationPacket),
 }
 
 /// What `decide` returns.
 #[derive(Debug, Clone)]
 pub struct TicketOutcome {
-    /// The run's JSON (one line of `deskhost run` output).
-    pub json: Value,
-    /// Gate outcome: `applied`, `review` or `applied+review`.
-    pub outcome: String,
+    /// The run (one line of `deskhost run` output).
+    pub record: RunRecord,
+    /// Gate outcome.
+    pub outcome: GateOutcome,
     /// Faulted stages as (stage, kind).
     pub faults: Vec<(String, FaultKind)>,
     /// Whether an escalation packet was produced.
@@ -420,6 +446,24 @@ impl Pipeline {
         out
     }
 
+    /// Decides one ticket version as a line of output: decided, already decided by another
+    /// run, or an error (the version stays pending). What `deskhost run` prints and
+    /// `POST /v1/tickets` answers, for both.
+    pub async fn decide_line(&self, ticket_id: &str, version: u32) -> RunLine {
+        match self.decide(ticket_id, version).await {
+            Ok(o) if o.already_decided => RunLine::AlreadyDecided {
+                ticket_id: ticket_id.to_string(),
+                ticket_version: version,
+            },
+            Ok(o) => RunLine::Decided(Box::new(o.record)),
+            Err(e) => RunLine::Error {
+                ticket_id: ticket_id.to_string(),
+                ticket_version: version,
+                error: e.to_string(),
+            },
+        }
+    }
+
     /// Decides one ticket version and commits the decision.
     pub async fn decide(
         &self,
@@ -499,10 +543,10 @@ impl Pipeline {
         if blank {
             gated.reasons.insert(0, gate::ReviewReason::empty_ticket());
         }
-        let outcome_name = match (gated.apply.is_empty(), gated.reasons.is_empty()) {
-            (_, true) => "applied",
-            (true, false) => "review",
-            (false, false) => "applied+review",
+        let outcome = match (gated.apply.is_empty(), gated.reasons.is_empty()) {
+            (_, true) => GateOutcome::Applied,
+            (true, false) => GateOutcome::Review,
+            (false, false) => GateOutcome::AppliedAndReview,
         };
         let review_id = (!gated.reasons.is_empty()).then(|| new_id("rev"));
 
@@ -511,65 +555,70 @@ impl Pipeline {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let inputs = json!({
-            "ticket_id": ticket.input.id,
-            "ticket_version": ticket.version,
-            "ticket_content_hash": ticket.content_hash,
-            "clock_ms": scope.clock_ms,
-            "shadow": plugins.shadow.iter().map(|(slot, p)| json!({ "slot": slot.as_str(), "plugin": p.identity.key() })).collect::<Vec<_>>(),
-            "plugins": plugins.iter().map(|(slot, p)| json!({
-                "slot": slot.as_str(),
-                "plugin": p.identity.key(),
-                "digest": p.identity.digest,
-                "config_digest": p.identity.config_digest,
-            })).collect::<Vec<_>>(),
-            "kb_index_version": self.services.kb.version(),
-            "config_hash": self.config_hash,
-            "crm_versions": crm_versions,
-        });
-        let cuts = crate::records::plugin_cuts(&ticket.input);
-        let mut inputs = inputs;
-        if !cuts.is_empty() {
-            // What the plugins saw is shorter than the ticket: say what was left out.
-            inputs["cuts"] = json!(cuts);
-        }
-        let stage_report = |kind: PolicyKind| {
-            stages
+        let inputs = RunInputs {
+            ticket_id: ticket.input.id.clone(),
+            ticket_version: ticket.version,
+            ticket_content_hash: ticket.content_hash.clone(),
+            clock_ms: scope.clock_ms,
+            shadow: plugins
+                .shadow
                 .iter()
-                .find(|s| s.stage == kind)
-                .map(StageRun::report)
+                .map(|(slot, p)| ShadowRef {
+                    slot: slot.as_str().into(),
+                    plugin: p.identity.key(),
+                })
+                .collect(),
+            plugins: plugins
+                .iter()
+                .map(|(slot, p)| PluginRef {
+                    slot: slot.as_str().into(),
+                    plugin: p.identity.key(),
+                    digest: p.identity.digest.clone(),
+                    config_digest: p.identity.config_digest.clone(),
+                })
+                .collect(),
+            kb_index_version: self.services.kb.version().to_string(),
+            config_hash: self.config_hash.clone(),
+            crm_versions: crm_versions.into_iter().collect(),
+            // What the plugins saw is shorter than the ticket: say what was left out.
+            cuts: crate::records::plugin_cuts(&ticket.input),
         };
-        let gate_json = json!({
-            "outcome": outcome_name,
-            "applied": gated.apply,
-            "held": gated.held,
-            "review": review_id.as_ref().map(|id| json!({ "item_id": id, "reasons": gated.reasons })),
-        });
-        let result = json!({
-            "ticket_id": ticket.input.id,
-            "ticket_version": ticket.version,
-            "run_id": run_id,
-            "status": "decided",
-            "triage": stage_report(PolicyKind::Triage),
-            "reply": stage_report(PolicyKind::Reply),
-            "escalation": stage_report(PolicyKind::Escalation),
-            "gate": gate_json,
-            "inputs": inputs,
-            "elapsed_us": started.elapsed().as_micros() as u64,
-        });
-
-        let bundle = self.bundle(
-            &run_id,
-            &ticket,
-            started_at,
-            outcome_name,
+        let stage = |kind: PolicyKind| stages.iter().find(|s| s.stage == kind);
+        let record = RunRecord {
+            ticket_id: ticket.input.id.clone(),
+            ticket_version: ticket.version,
+            run_id: run_id.clone(),
+            triage: stage(PolicyKind::Triage).map(|s| {
+                s.report(|p| match p {
+                    Proposal::Triage(t) => Some(t),
+                    _ => None,
+                })
+            }),
+            reply: stage(PolicyKind::Reply).map(|s| {
+                s.report(|p| match p {
+                    Proposal::Reply(r) => Some(r),
+                    _ => None,
+                })
+            }),
+            escalation: stage(PolicyKind::Escalation).map(|s| {
+                s.report(|p| match p {
+                    Proposal::Escalation(e) => Some(e),
+                    _ => None,
+                })
+            }),
+            gate: GateReport {
+                outcome,
+                applied: gated.apply.clone(),
+                held: gated.held.clone(),
+                review: review_id.as_ref().map(|id| ReviewRef {
+                    item_id: id.clone(),
+                    reasons: gated.reasons.clone(),
+                }),
+            },
             inputs,
-            result.clone(),
-            &stages,
-            &shadows,
-            &gated,
-            review_id,
-        );
+            elapsed_us: started.elapsed().as_micros() as u64,
+        };
+        let bundle = self.bundle(&record, &ticket, started_at, &stages, &shadows, &gated);
         let host_calls = stages.iter().map(|s| s.invocation.calls.len() as u32).sum();
         let faults = stages
             .iter()
@@ -584,8 +633,8 @@ impl Pipeline {
                     message,
                 })?;
         Ok(TicketOutcome {
-            json: result,
-            outcome: outcome_name.to_string(),
+            record,
+            outcome,
             faults,
             escalated: escalation.is_some(),
             abstained: matches!(reply, Some(types::ReplyProposal::Abstain(_))),
@@ -594,20 +643,17 @@ impl Pipeline {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn bundle(
         &self,
-        run_id: &str,
+        record: &RunRecord,
         ticket: &TicketRecord,
         started_at: String,
-        outcome: &str,
-        inputs: Value,
-        result: Value,
         stages: &[StageRun],
         shadows: &[StageRun],
         gated: &GateDecision,
-        review_id: Option<String>,
     ) -> RunBundle {
+        let run_id = record.run_id.as_str();
+        let inputs = json!(record.inputs);
         let mut audit = vec![AuditEntry::run(run_id, "run-inputs", inputs.clone())];
         let mut rows = Vec::new();
         for s in stages {
@@ -617,7 +663,7 @@ impl Pipeline {
                 stage: s.stage.as_str().into(),
                 plugin: identity.key(),
                 digest: identity.digest.clone(),
-                outcome: fault.as_ref().map_or("ok", |f| f.kind.as_str()).into(),
+                outcome: s.outcome().as_str().into(),
                 proposal: s.proposal_json(),
                 fault: fault.map(|f| json!(f)),
                 stats: json!(s.invocation.stats),
@@ -634,26 +680,35 @@ impl Pipeline {
                 slot: s.stage.as_str().into(),
                 plugin: identity.key(),
                 digest: identity.digest.clone(),
-                outcome: fault.as_ref().map_or("ok", |f| f.kind.as_str()).into(),
+                outcome: s.outcome().as_str().into(),
                 proposal: s.proposal_json(),
                 fault: fault.map(|f| json!(f)),
                 stats: json!(s.invocation.stats),
             });
         }
+        let review_id = record.gate.review.as_ref().map(|r| r.item_id.clone());
         audit.push(AuditEntry::run(
             run_id,
             "decision",
-            json!({ "outcome": outcome, "applied": gated.apply, "held": gated.held, "reasons": gated.reasons, "review_item": review_id }),
+            json!({ "outcome": record.gate.outcome, "applied": gated.apply, "held": gated.held, "reasons": gated.reasons, "review_item": review_id }),
         ));
         let review = review_id.map(|id| NewReview {
             id,
             reasons: json!(gated.reasons),
-            payload: json!({
-                "triage": result["triage"]["proposal"],
-                "reply": result["reply"]["proposal"],
-                "escalation": result["escalation"]["proposal"],
-                "held_effects": gated.held,
-                "faults": stages.iter().filter_map(|s| s.fault().map(|f| json!({ "stage": s.stage.as_str(), "fault": f }))).collect::<Vec<_>>(),
+            payload: json!(ReviewPayload {
+                triage: record.triage.as_ref().and_then(|s| s.proposal.clone()),
+                reply: record.reply.as_ref().and_then(|s| s.proposal.clone()),
+                escalation: record.escalation.as_ref().and_then(|s| s.proposal.clone()),
+                held_effects: gated.held.clone(),
+                faults: stages
+                    .iter()
+                    .filter_map(|s| {
+                        s.fault().map(|fault| StageFault {
+                            stage: s.stage.as_str().into(),
+                            fault,
+                        })
+                    })
+                    .collect(),
             }),
         });
         RunBundle {
@@ -661,9 +716,9 @@ impl Pipeline {
             ticket_id: ticket.input.id.clone(),
             ticket_version: ticket.version,
             started_at,
-            outcome: outcome.to_string(),
+            outcome: record.gate.outcome.as_str().to_string(),
             inputs,
-            result,
+            result: json!(RunLine::Decided(Box::new(record.clone()))),
             stages: rows,
             effects: gated.apply.clone(),
             status: if review.is_some() {

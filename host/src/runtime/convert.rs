@@ -3,6 +3,11 @@
 
 use crate::bindings::types;
 use deskhost_protocol::manifest::Grants;
+use deskhost_protocol::proposal::{
+    Citation, EscalationPacket, EscalationRequest, Evidence, EvidenceSource, Fact, Labeled,
+    Priority, ReplyAbstention, ReplyDraft, ReplyProposal, Sentiment, Severity, TriageProposal,
+    round_confidence,
+};
 use deskhost_protocol::records::{
     ArticleRecord, CustomerRecord, PLUGIN_BODY_BYTES, PLUGIN_MESSAGE_BYTES, PLUGIN_MESSAGES,
     PLUGIN_SUBJECT_BYTES, TicketRecord, head_and_tail,
@@ -70,6 +75,145 @@ pub fn article_to_wit(a: &ArticleRecord) -> types::KbArticle {
         language: a.language.clone(),
         collection: a.collection.clone(),
         version: a.version,
+    }
+}
+
+fn source(s: types::EvidenceSource) -> EvidenceSource {
+    match s {
+        types::EvidenceSource::Ticket => EvidenceSource::Ticket,
+        types::EvidenceSource::Conversation => EvidenceSource::Conversation,
+        types::EvidenceSource::Crm => EvidenceSource::Crm,
+        types::EvidenceSource::KbArticle => EvidenceSource::KbArticle,
+        types::EvidenceSource::Model => EvidenceSource::Model,
+        types::EvidenceSource::Rule => EvidenceSource::Rule,
+        types::EvidenceSource::History => EvidenceSource::History,
+    }
+}
+
+fn evidence(list: &[types::Evidence]) -> Vec<Evidence> {
+    list.iter()
+        .map(|e| Evidence {
+            source: source(e.source),
+            reference: e.reference.clone(),
+            quote: e.quote.clone(),
+        })
+        .collect()
+}
+
+fn labeled(v: &types::LabeledValue) -> Labeled<String> {
+    Labeled {
+        value: v.value.clone(),
+        confidence: round_confidence(v.confidence),
+        evidence: evidence(&v.evidence),
+    }
+}
+
+/// A WIT priority as the protocol's.
+pub fn priority(p: types::Priority) -> Priority {
+    match p {
+        types::Priority::Low => Priority::Low,
+        types::Priority::Medium => Priority::Medium,
+        types::Priority::High => Priority::High,
+        types::Priority::Urgent => Priority::Urgent,
+    }
+}
+
+/// A WIT sentiment as the protocol's.
+pub fn sentiment(s: types::Sentiment) -> Sentiment {
+    match s {
+        types::Sentiment::Negative => Sentiment::Negative,
+        types::Sentiment::Neutral => Sentiment::Neutral,
+        types::Sentiment::Positive => Sentiment::Positive,
+    }
+}
+
+/// A triage decision as recorded.
+pub fn triage_proposal(d: &types::TriageDecision) -> TriageProposal {
+    TriageProposal {
+        category: labeled(&d.category),
+        queue: labeled(&d.queue),
+        priority: Labeled {
+            value: priority(d.priority.value),
+            confidence: round_confidence(d.priority.confidence),
+            evidence: evidence(&d.priority.evidence),
+        },
+        language: labeled(&d.language),
+        sentiment: Labeled {
+            value: sentiment(d.sentiment.value),
+            confidence: round_confidence(d.sentiment.confidence),
+            evidence: evidence(&d.sentiment.evidence),
+        },
+        fields: d
+            .extra_fields
+            .iter()
+            .map(|x| (x.field.clone(), labeled(&x.decision)))
+            .collect(),
+        tags: d.tags.clone(),
+        escalate: d.escalate.as_ref().map(|e| EscalationRequest {
+            code: e.code.clone(),
+            detail: e.detail.clone(),
+            evidence: evidence(&e.evidence),
+        }),
+        rationale: d.rationale.clone(),
+    }
+}
+
+fn citations(list: &[types::Citation]) -> Vec<Citation> {
+    list.iter()
+        .map(|c| Citation {
+            article_id: c.article_id.clone(),
+            quote: c.quote.clone(),
+        })
+        .collect()
+}
+
+/// A reply proposal as recorded.
+pub fn reply_proposal(r: &types::ReplyProposal) -> ReplyProposal {
+    match r {
+        types::ReplyProposal::Draft(d) => ReplyProposal::Draft(ReplyDraft {
+            body: d.body.clone(),
+            language: d.language.clone(),
+            citations: citations(&d.citations),
+            confidence: round_confidence(d.confidence),
+        }),
+        types::ReplyProposal::Abstain(a) => ReplyProposal::Abstain(ReplyAbstention {
+            reason: a.reason.clone(),
+            detail: a.detail.clone(),
+        }),
+    }
+}
+
+fn facts(list: &[types::Fact]) -> Vec<Fact> {
+    list.iter()
+        .map(|f| Fact {
+            statement: f.statement.clone(),
+            source: source(f.evidence.source),
+            reference: f.evidence.reference.clone(),
+            quote: f.evidence.quote.clone(),
+        })
+        .collect()
+}
+
+/// An escalation packet as recorded.
+pub fn escalation_packet(e: &types::EscalationSummary) -> EscalationPacket {
+    EscalationPacket {
+        headline: e.headline.clone(),
+        reason: e.reason.clone(),
+        severity: match e.severity {
+            types::Severity::Low => Severity::Low,
+            types::Severity::Medium => Severity::Medium,
+            types::Severity::High => Severity::High,
+            types::Severity::Critical => Severity::Critical,
+        },
+        recommended_queue: e.recommended_queue.clone(),
+        next_step: e.next_step.clone(),
+        customer_context: facts(&e.customer_context),
+        steps_tried: e.steps_tried.clone(),
+        verified_facts: facts(&e.verified_facts),
+        open_questions: e.open_questions.clone(),
+        summary: e.summary.clone(),
+        citations: citations(&e.citations),
+        confidence: round_confidence(e.confidence),
     }
 }
 

@@ -423,20 +423,7 @@ impl PolicyOutput {
     }
 }
 
-/// Measurements of one invocation.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InvocationStats {
-    /// Total wall time, microseconds.
-    pub wall_us: u64,
-    /// Instantiation time, microseconds.
-    pub instantiate_us: u64,
-    /// Fuel consumed (when metered).
-    pub fuel_used: Option<u64>,
-    /// Host calls made.
-    pub host_calls: u32,
-    /// Largest linear memory reached, bytes.
-    pub memory_peak_bytes: u64,
-}
+pub use deskhost_protocol::run::InvocationStats;
 
 /// The result of one invocation: output or fault, plus everything the audit needs.
 #[derive(Debug)]
