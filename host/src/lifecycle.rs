@@ -9,6 +9,7 @@ use crate::pipeline::Pipeline;
 use crate::registry::{self, CapabilityDiff, SlotAction};
 use crate::runtime::{LoadedPlugin, Runtime};
 use crate::workspace::{Workspace, WorkspaceError};
+use deskhost_protocol::proposal::{EscalationPacket, ReplyProposal, TriageProposal};
 use serde::Serialize;
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -232,6 +233,67 @@ async fn report(
     })
 }
 
+/// One installed plugin version, as `deskhost plugin list` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct PluginListing {
+    /// Plugin id.
+    pub id: String,
+    /// Version.
+    pub version: String,
+    /// Slot kind.
+    pub kind: PolicyKind,
+    /// The slot's active version.
+    pub active: bool,
+    /// The slot's shadow.
+    pub shadow: bool,
+    /// Component sha256 from the manifest.
+    pub digest: String,
+    /// Whether the component file still has that digest.
+    pub digest_ok: bool,
+    /// Grants.
+    pub grants: crate::manifest::Grants,
+    /// Limits.
+    pub limits: crate::manifest::Limits,
+    /// The manifest.
+    pub manifest: PathBuf,
+}
+
+/// Every installed plugin version with its grants and limits, and the manifests that do not
+/// read (as readable problems).
+pub async fn list(ws: &Workspace) -> Result<(Vec<PluginListing>, Vec<String>)> {
+    let state = ws.slot_state().await?;
+    let mut rows = Vec::new();
+    let mut problems = Vec::new();
+    for path in crate::workspace::find_manifests(&ws.dir.join("plugins"))? {
+        let m = match Manifest::load(&path) {
+            Ok(m) => m,
+            Err(e) => {
+                problems.push(e.to_string());
+                continue;
+            }
+        };
+        let digest_ok = match m.resolve(&path, crate::manifest::FileKey::Component) {
+            Ok(Some(component)) => std::fs::read(&component)
+                .map(|b| crate::util::sha256_hex(&b) == m.sha256)
+                .unwrap_or(false),
+            _ => false,
+        };
+        rows.push(PluginListing {
+            active: state.active(m.kind) == Some(m.key().as_str()),
+            shadow: state.shadow.get(&m.kind) == Some(&m.key()),
+            id: m.id,
+            version: m.version,
+            kind: m.kind,
+            digest: m.sha256,
+            digest_ok,
+            grants: m.grants,
+            limits: m.limits,
+            manifest: path,
+        });
+    }
+    Ok((rows, problems))
+}
+
 /// A slot change that happened.
 #[derive(Clone, Debug, Serialize)]
 pub struct SlotChange {
@@ -350,51 +412,59 @@ pub async fn unshadow(ws: &Workspace, slot: PolicyKind) -> Result<SlotChange> {
     change(ws, slot, SlotAction::Unshadow, None, Some(current)).await
 }
 
-/// The decision fields of a proposal (its JSON view) that a diff compares.
-pub fn decision_fields(slot: PolicyKind, view: &Value) -> BTreeMap<String, String> {
-    let text = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "none".into(),
-        other => other.to_string(),
-    };
+/// The decision fields of a recorded proposal (its stored JSON) that a diff compares; a
+/// proposal that does not decode is an error (a corrupt row), not an empty diff.
+pub fn decision_fields(
+    slot: PolicyKind,
+    stored: &str,
+) -> std::result::Result<BTreeMap<String, String>, serde_json::Error> {
     let mut out = BTreeMap::new();
     match slot {
         PolicyKind::Triage => {
-            for f in ["category", "queue", "priority", "language", "sentiment"] {
-                out.insert(f.to_string(), text(&view[f]["value"]));
+            let t: TriageProposal = serde_json::from_str(stored)?;
+            for (f, v) in [
+                ("category", t.category.value),
+                ("queue", t.queue.value),
+                ("priority", t.priority.value.as_str().to_string()),
+                ("language", t.language.value),
+                ("sentiment", t.sentiment.value.as_str().to_string()),
+            ] {
+                out.insert(f.to_string(), v);
             }
-            out.insert("escalate".into(), text(&view["escalate"]["code"]));
-            if let Some(fields) = view["fields"].as_object() {
-                for (k, v) in fields {
-                    out.insert(k.clone(), text(&v["value"]));
-                }
+            out.insert(
+                "escalate".into(),
+                t.escalate.map_or_else(|| "none".into(), |e| e.code),
+            );
+            for (k, v) in t.fields {
+                out.insert(k, v.value);
             }
         }
         PolicyKind::Reply => {
-            let kind = if view.get("draft").is_some() {
-                "draft"
-            } else {
-                "abstain"
+            let (kind, mut cited) = match serde_json::from_str::<ReplyProposal>(stored)? {
+                ReplyProposal::Draft(d) => (
+                    "draft",
+                    d.citations.into_iter().map(|c| c.article_id).collect(),
+                ),
+                ReplyProposal::Abstain(_) => ("abstain", Vec::new()),
             };
-            out.insert("reply".into(), kind.into());
-            let mut cited: Vec<String> = view["draft"]["citations"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|c| c["article_id"].as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default();
             cited.sort();
             cited.dedup();
+            out.insert("reply".into(), kind.into());
             out.insert("articles".into(), cited.join(","));
         }
         PolicyKind::Escalation => {
-            out.insert("severity".into(), text(&view["severity"]));
-            out.insert("recommended_queue".into(), text(&view["recommended_queue"]));
+            let e: EscalationPacket = serde_json::from_str(stored)?;
+            out.insert(
+                "severity".into(),
+                serde_json::to_value(e.severity)?
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            );
+            out.insert("recommended_queue".into(), e.recommended_queue);
         }
     }
-    out
+    Ok(out)
 }
 
 /// Agreement of one field.
@@ -512,11 +582,15 @@ pub async fn diff(ws: &Workspace, slot: PolicyKind, candidate: Option<&str>) -> 
         }
         theirs.push((wall_ms(r.get::<&str, _>(4)), cand_outcome != "ok"));
         mine.push((wall_ms(r.get::<&str, _>(8)), inc_outcome != "ok"));
-        let parse = |s: Option<String>| s.and_then(|s| serde_json::from_str::<Value>(&s).ok());
-        let (Some(a), Some(b)) = (parse(inc), parse(cand)) else {
+        let (Some(a), Some(b)) = (inc, cand) else {
             continue;
         };
-        let (fa, fb) = (decision_fields(slot, &a), decision_fields(slot, &b));
+        let corrupt = |e: serde_json::Error| crate::store::StoreError::Corrupt {
+            what: format!("the {slot} proposals of run {run_id}"),
+            detail: e.to_string(),
+        };
+        let fa = decision_fields(slot, &a).map_err(corrupt)?;
+        let fb = decision_fields(slot, &b).map_err(corrupt)?;
         for (field, value) in &fa {
             let other = fb.get(field).cloned().unwrap_or_else(|| "none".into());
             let entry = fields.entry(field.clone()).or_default();

@@ -8,8 +8,8 @@ use deskhost::lifecycle;
 use deskhost::manifest::{Manifest, ManifestFiles, PolicyKind};
 use deskhost::records::{self, ArticleRecord, TicketInput};
 use deskhost::store::Upsert;
-use deskhost::workspace::{self, Workspace, find_manifests, import_record};
-use deskhost_protocol::run::{RunLine, RunRecord, StageOutcome};
+use deskhost::workspace::{self, Workspace, import_record};
+use deskhost_protocol::run::{ReviewStatus, RunLine, RunRecord, StageOutcome};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
@@ -233,10 +233,23 @@ struct EvalArgs {
 enum ReviewCommand {
     /// List review items.
     List {
-        /// `open` (default), `approved`, `rejected` or `all`.
-        #[arg(long, default_value = "open")]
-        status: String,
+        /// Which items.
+        #[arg(long, value_enum, default_value = "open")]
+        status: StatusFilter,
     },
+}
+
+/// Review items by status.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum StatusFilter {
+    /// Waiting for a person.
+    Open,
+    /// Approved.
+    Approved,
+    /// Rejected.
+    Rejected,
+    /// Every item.
+    All,
 }
 
 #[derive(Subcommand)]
@@ -432,7 +445,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => run(&ws_dir, args).await,
         Command::Eval(args) => eval(&ws_dir, args, cli.json).await,
         Command::Review(ReviewCommand::List { status }) => {
-            review_list(&ws_dir, &status, cli.json).await
+            review_list(&ws_dir, status, cli.json).await
         }
         Command::Audit(cmd) => audit_command(&ws_dir, cmd, cli.json).await,
         Command::Plugin(PluginCommand::List) => plugin_list(&ws_dir, cli.json).await,
@@ -1426,39 +1439,35 @@ fn print_change(c: &lifecycle::SlotChange, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn review_list(dir: &Path, status: &str, json: bool) -> Result<ExitCode> {
+async fn review_list(dir: &Path, status: StatusFilter, json: bool) -> Result<ExitCode> {
     let ws = Workspace::open(dir).await?;
-    let filter = (status != "all").then_some(status);
+    let filter = match status {
+        StatusFilter::All => None,
+        StatusFilter::Open => Some(ReviewStatus::Open),
+        StatusFilter::Approved => Some(ReviewStatus::Approved),
+        StatusFilter::Rejected => Some(ReviewStatus::Rejected),
+    };
     let items = ws.store.review_items(filter).await?;
     if json {
         print_json(&json!(items))?;
         return Ok(ExitCode::SUCCESS);
     }
-    out!("{} review item(s) ({status})", items.len());
+    out!(
+        "{} review item(s) ({})",
+        items.len(),
+        filter.map_or("all", ReviewStatus::as_str)
+    );
     for item in &items {
-        let codes: Vec<&str> = item
-            .reasons
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|r| r.get("code").and_then(|c| c.as_str()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let codes: Vec<&str> = item.reasons.iter().map(|r| r.code.as_str()).collect();
         out!(
             "{}  {:<8} v{}  {}",
             item.id,
-            item.ticket_id,
+            deskhost::sanitize::field(&item.ticket_id),
             item.ticket_version,
             codes.join(", ")
         );
-        if let Some(reasons) = item.reasons.as_array() {
-            for r in reasons {
-                out!(
-                    "    - {}",
-                    r.get("detail").and_then(|d| d.as_str()).unwrap_or("")
-                );
-            }
+        for r in &item.reasons {
+            out!("    - {}", deskhost::sanitize::field(&r.detail));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -1625,85 +1634,44 @@ async fn audit_command(dir: &Path, cmd: AuditCommand, json: bool) -> Result<Exit
 
 async fn plugin_list(dir: &Path, json: bool) -> Result<ExitCode> {
     let ws = Workspace::open(dir).await?;
-    let state = ws.slot_state().await?;
-    let mut rows = Vec::new();
-    for path in find_manifests(&ws.dir.join("plugins"))? {
-        let m = match Manifest::load(&path) {
-            Ok(m) => m,
-            Err(e) => {
-                note!("{e}");
-                continue;
-            }
-        };
-        let component = path.parent().unwrap_or(Path::new(".")).join(&m.component);
-        let intact = std::fs::read(&component)
-            .map(|b| deskhost::util::sha256_hex(&b) == m.sha256)
-            .unwrap_or(false);
-        rows.push(json!({
-            "id": m.id,
-            "version": m.version,
-            "kind": m.kind,
-            "active": state.active(m.kind) == Some(m.key().as_str()),
-            "shadow": state.shadow.get(&m.kind) == Some(&m.key()),
-            "digest": m.sha256,
-            "digest_ok": intact,
-            "grants": m.grants,
-            "limits": m.limits,
-            "manifest": path.display().to_string(),
-        }));
+    let (rows, problems) = lifecycle::list(&ws).await?;
+    for p in &problems {
+        note!("{p}");
     }
     if json {
         print_json(&json!(rows))?;
         return Ok(ExitCode::SUCCESS);
     }
     for r in &rows {
-        let g = &r["grants"];
+        let g = &r.grants;
         let mut grants = Vec::new();
-        if let Some(f) = g["crm"]["fields"].as_array() {
-            grants.push(format!(
-                "crm[{}]",
-                f.iter()
-                    .filter_map(|x| x.as_str())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ));
+        if let Some(crm) = &g.crm {
+            grants.push(format!("crm[{}]", crm.fields.join(",")));
         }
-        if let Some(c) = g["kb"]["collections"].as_array() {
-            grants.push(format!(
-                "kb[{}]",
-                c.iter()
-                    .filter_map(|x| x.as_str())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ));
+        if let Some(kb) = &g.kb {
+            grants.push(format!("kb[{}]", kb.collections.join(",")));
         }
-        if g["helpdesk"].is_object() {
+        if g.helpdesk.is_some() {
             grants.push("helpdesk".into());
         }
-        if let Some(f) = g["ticket"]["fields"].as_array() {
-            grants.push(format!(
-                "ticket[{}]",
-                f.iter()
-                    .filter_map(|x| x.as_str())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ));
+        if !g.ticket.fields.is_empty() {
+            grants.push(format!("ticket[{}]", g.ticket.fields.join(",")));
         }
-        let l = &r["limits"];
+        let l = &r.limits;
         out!(
             "{}{}@{} ({})  sha256 {}{}\n    grants: {}\n    limits: fuel {}, wall {} ms, memory {} MiB, host calls {}, output {} KiB",
-            if r["active"].as_bool() == Some(true) {
+            if r.active {
                 "* "
-            } else if r["shadow"].as_bool() == Some(true) {
+            } else if r.shadow {
                 "~ "
             } else {
                 "  "
             },
-            r["id"].as_str().unwrap_or(""),
-            r["version"].as_str().unwrap_or(""),
-            r["kind"].as_str().unwrap_or(""),
-            &r["digest"].as_str().unwrap_or("")[..12.min(r["digest"].as_str().unwrap_or("").len())],
-            if r["digest_ok"].as_bool() == Some(true) {
+            r.id,
+            r.version,
+            r.kind,
+            &r.digest[..12.min(r.digest.len())],
+            if r.digest_ok {
                 ""
             } else {
                 "  (COMPONENT DOES NOT MATCH ITS DIGEST)"
@@ -1713,11 +1681,11 @@ async fn plugin_list(dir: &Path, json: bool) -> Result<ExitCode> {
             } else {
                 grants.join(" ")
             },
-            l["fuel"],
-            l["wall_ms"],
-            l["memory_mib"],
-            l["host_calls"],
-            l["output_kib"],
+            l.fuel,
+            l.wall_ms,
+            l.memory_mib,
+            l.host_calls,
+            l.output_kib,
         );
     }
     if !rows.is_empty() {

@@ -9,6 +9,7 @@ use crate::audit::committed::{INGESTED, IngestRecord, StateRow};
 use crate::audit::{self, AuditEntry};
 use crate::records::{ArticleRecord, CustomerRecord, TicketInput, TicketRecord};
 use crate::util::{now_rfc3339, sha256_hex};
+use deskhost_protocol::run::{ReviewItem, ReviewStatus};
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
@@ -92,27 +93,6 @@ pub enum Upsert {
     Updated,
     /// Same content.
     Unchanged,
-}
-
-/// A row of `deskhost review list`.
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct ReviewRow {
-    /// Review item id.
-    pub id: String,
-    /// Run that created it.
-    pub run_id: String,
-    /// Ticket.
-    pub ticket_id: String,
-    /// Ticket version.
-    pub ticket_version: u32,
-    /// `open`, `approved`, `rejected`.
-    pub status: String,
-    /// Why it needs a human.
-    pub reasons: serde_json::Value,
-    /// Proposals to review (reply draft, escalation packet, triage).
-    pub payload: serde_json::Value,
-    /// Creation time.
-    pub created_at: String,
 }
 
 /// A short view of a ticket, for `helpdesk.recent-tickets`.
@@ -651,33 +631,41 @@ impl Store {
         Ok(())
     }
 
-    /// Review items, newest first, optionally only those with `status`.
-    pub async fn review_items(&self, status: Option<&str>) -> Result<Vec<ReviewRow>> {
+    /// Review items, oldest first, optionally only those with `status`. A row that does
+    /// not decode is an error naming the item, never a default.
+    pub async fn review_items(&self, status: Option<ReviewStatus>) -> Result<Vec<ReviewItem>> {
         let rows = sqlx::query(
             "SELECT id, run_id, ticket_id, ticket_version, status, reasons_json, payload_json, created_at
              FROM review_items WHERE (?1 IS NULL OR status = ?1) ORDER BY created_at, id",
         )
-        .bind(status)
+        .bind(status.map(ReviewStatus::as_str))
         .fetch_all(&self.pool)
         .await
         .map_err(q("read review items"))?;
         rows.iter()
             .map(|r| {
-                let id: String = r.get(0);
-                let parse = |s: &str| {
-                    serde_json::from_str(s).map_err(|e| StoreError::Corrupt {
-                        what: format!("review item {id}"),
-                        detail: e.to_string(),
-                    })
+                let id: String = r.try_get(0).map_err(q("read a review item"))?;
+                let corrupt = |detail: String| StoreError::Corrupt {
+                    what: format!("review item {id}"),
+                    detail,
                 };
-                Ok(ReviewRow {
-                    run_id: r.get(1),
-                    ticket_id: r.get(2),
-                    ticket_version: r.get::<i64, _>(3) as u32,
-                    status: r.get(4),
-                    reasons: parse(r.get(5))?,
-                    payload: parse(r.get(6))?,
-                    created_at: r.get(7),
+                let json = |i: usize| -> Result<String> {
+                    r.try_get(i).map_err(|e| corrupt(e.to_string()))
+                };
+                let status_text = json(4)?;
+                Ok(ReviewItem {
+                    run_id: json(1)?,
+                    ticket_id: json(2)?,
+                    ticket_version: r
+                        .try_get::<i64, _>(3)
+                        .map_err(|e| corrupt(e.to_string()))?
+                        .try_into()
+                        .map_err(|_| corrupt("ticket_version out of range".into()))?,
+                    status: serde_json::from_value(serde_json::Value::String(status_text.clone()))
+                        .map_err(|_| corrupt(format!("unknown status {status_text:?}")))?,
+                    reasons: serde_json::from_str(&json(5)?).map_err(|e| corrupt(e.to_string()))?,
+                    payload: serde_json::from_str(&json(6)?).map_err(|e| corrupt(e.to_string()))?,
+                    created_at: json(7)?,
                     id,
                 })
             })

@@ -41,7 +41,9 @@ pub struct Evidence {
 pub struct Labeled<T> {
     /// The value.
     pub value: T,
-    /// Probability in 0..1, rounded to four decimals.
+    /// Probability in 0..1, rounded to four decimals (`null` when a plugin sent NaN or an
+    /// infinity, which JSON cannot hold).
+    #[serde(with = "confidence")]
     pub confidence: f64,
     /// What it rests on.
     pub evidence: Vec<Evidence>,
@@ -148,7 +150,8 @@ pub struct ReplyDraft {
     pub language: String,
     /// The articles it rests on.
     pub citations: Vec<Citation>,
-    /// Confidence, rounded to four decimals.
+    /// Confidence, rounded to four decimals (`null` for NaN or an infinity).
+    #[serde(with = "confidence")]
     pub confidence: f64,
 }
 
@@ -223,11 +226,51 @@ pub struct EscalationPacket {
     pub summary: String,
     /// Articles cited.
     pub citations: Vec<Citation>,
-    /// Confidence, rounded to four decimals.
+    /// Confidence, rounded to four decimals (`null` for NaN or an infinity).
+    #[serde(with = "confidence")]
     pub confidence: f64,
 }
 
 /// Rounds a confidence to four decimals (what records keep).
 pub fn round_confidence(x: f32) -> f64 {
     (f64::from(x) * 10_000.0).round() / 10_000.0
+}
+
+/// A confidence as JSON: a number, or `null` for a value JSON cannot hold (a plugin's NaN or
+/// infinity, kept so a reviewer sees the proposal), read back as NaN.
+mod confidence {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if x.is_finite() {
+            s.serialize_f64(*x)
+        } else {
+            s.serialize_none()
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nan_confidence_is_recorded_as_null_and_read_back() {
+        let l = Labeled {
+            value: "billing".to_string(),
+            confidence: f64::NAN,
+            evidence: vec![],
+        };
+        let json = serde_json::to_string(&l).unwrap_or_default();
+        assert_eq!(
+            json,
+            r#"{"value":"billing","confidence":null,"evidence":[]}"#
+        );
+        let back: Labeled<String> = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
+        assert!(back.confidence.is_nan());
+    }
 }

@@ -240,3 +240,47 @@ pub struct StageFault {
     /// The fault.
     pub fault: Fault,
 }
+
+/// Where a review item stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReviewStatus {
+    /// Waiting for a person.
+    Open,
+    /// A person approved it.
+    Approved,
+    /// A person rejected it.
+    Rejected,
+}
+
+impl ReviewStatus {
+    /// The lowercase name, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReviewStatus::Open => "open",
+            ReviewStatus::Approved => "approved",
+            ReviewStatus::Rejected => "rejected",
+        }
+    }
+}
+
+/// A review item as stored and listed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReviewItem {
+    /// Item id.
+    pub id: String,
+    /// The run that created it.
+    pub run_id: String,
+    /// Ticket.
+    pub ticket_id: String,
+    /// Ticket version.
+    pub ticket_version: u32,
+    /// Where it stands.
+    pub status: ReviewStatus,
+    /// Why it needs a person.
+    pub reasons: Vec<ReviewReason>,
+    /// The proposals, held effects and faults to review.
+    pub payload: ReviewPayload,
+    /// When it was created.
+    pub created_at: String,
+}
