@@ -157,7 +157,7 @@ async fn run(
     State(state): State<AppState>,
     Path(run_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let row = sqlx::query("SELECT result_json FROM runs WHERE run_id = ?")
+    let row = sqlx::query("SELECT result_json FROM runs WHERE run_id = $1")
         .bind(&run_id)
         .fetch_optional(state.ws.store.pool())
         .await

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod bindings;
 pub mod caps;
 pub mod config;
+pub mod db;
 pub mod eval;
 pub mod jsonl;
 pub mod kb;
@@ -21,6 +22,7 @@ pub mod scaffold;
 pub mod store;
 pub mod train;
 pub mod util;
+pub mod worker;
 pub mod workspace;
 
 pub use deskhost_protocol::sanitize;

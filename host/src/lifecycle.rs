@@ -551,7 +551,7 @@ pub async fn diff(ws: &Workspace, slot: PolicyKind, candidate: Option<&str>) -> 
     let rows = sqlx::query(
         "SELECT s.run_id, s.ticket_id, s.outcome, s.proposal_json, s.stats_json, r.plugin, r.outcome, r.proposal_json, r.stats_json
          FROM shadow_runs s JOIN run_stages r ON r.run_id = s.run_id AND r.stage = s.slot
-         WHERE s.slot = ? AND s.plugin = ? ORDER BY s.created_at, s.run_id",
+         WHERE s.slot = $1 AND s.plugin = $2 ORDER BY s.created_at, s.run_id",
     )
     .bind(slot.as_str())
     .bind(&candidate)

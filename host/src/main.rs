@@ -6,8 +6,9 @@ use deskhost::audit;
 use deskhost::jsonl;
 use deskhost::lifecycle;
 use deskhost::manifest::{Manifest, ManifestFiles, PolicyKind};
+use deskhost::pipeline::unclaimed_line;
 use deskhost::records::{self, ArticleRecord, TicketInput};
-use deskhost::store::Upsert;
+use deskhost::store::{Claim, Upsert};
 use deskhost::workspace::{self, Workspace, import_record};
 use deskhost_protocol::run::{ReviewStatus, RunLine, RunRecord, StageOutcome};
 use futures::StreamExt;
@@ -35,6 +36,8 @@ macro_rules! note {
         eprintln!("{}", deskhost::sanitize::terminal(&format!($($arg)*)))
     };
 }
+
+mod cli;
 
 #[derive(Parser)]
 #[command(
@@ -73,6 +76,13 @@ enum Command {
     Train(TrainArgs),
     /// Decide tickets: one JSON object per ticket on stdout.
     Run(RunArgs),
+    /// Store tickets and queue their new versions for workers; decides nothing.
+    Ingest(cli::work::IngestArgs),
+    /// Decide queued ticket versions until stopped; many workers may share one store.
+    Worker(cli::work::WorkerArgs),
+    /// The store: schema migration and status.
+    #[command(subcommand)]
+    Db(cli::work::DbCommand),
     /// Replay labeled history through the plugins (nothing applied) and report quality and speed.
     Eval(EvalArgs),
     /// Serve the HTTP API; follows promotions and rollbacks without a restart.
@@ -443,6 +453,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Train(args) => train(&ws_dir, args, cli.json).await,
         Command::Run(args) => run(&ws_dir, args).await,
+        Command::Ingest(args) => cli::work::ingest(&ws_dir, args, cli.json).await,
+        Command::Worker(args) => cli::work::worker(&ws_dir, args, shutdown_signal()).await,
+        Command::Db(cmd) => cli::work::db_command(&ws_dir, cmd, cli.json).await,
         Command::Eval(args) => eval(&ws_dir, args, cli.json).await,
         Command::Review(ReviewCommand::List { status }) => {
             review_list(&ws_dir, status, cli.json).await
@@ -817,13 +830,33 @@ async fn run(dir: &Path, args: RunArgs) -> Result<ExitCode> {
     } else if !args.pending {
         bail!("give a tickets file (JSON Lines), or --pending to decide what earlier runs left");
     }
-    if args.pending {
-        for p in ws.store.pending().await? {
-            if !work.contains(&p) {
-                work.push(p);
+    // Claim before deciding: a worker or another `run` on the same store skips what this
+    // process holds, and this one skips what they hold.
+    let mut claimed = Vec::with_capacity(work.len());
+    let claims = ws
+        .store
+        .claim(pipeline.worker(), &work, pipeline.lease())
+        .await?;
+    for ((id, version), claim) in work.into_iter().zip(claims) {
+        if claim == Claim::Claimed {
+            claimed.push((id, version));
+        } else {
+            let line = unclaimed_line(&id, version, Some(&claim));
+            if let RunLine::Error { error, .. } = &line {
+                note!("{error}");
             }
+            writeln!(out, "{}", serde_json::to_string(&line)?)?;
         }
     }
+    if args.pending {
+        claimed.extend(
+            ws.store
+                .claim_next(pipeline.worker(), u32::MAX, pipeline.lease())
+                .await?,
+        );
+    }
+    let work = claimed;
+    let keeper = pipeline.keep_leases();
     let concurrency = args
         .concurrency
         .or((ws.config.pipeline.concurrency > 0).then_some(ws.config.pipeline.concurrency))
@@ -834,7 +867,7 @@ async fn run(dir: &Path, args: RunArgs) -> Result<ExitCode> {
     let mut summary = RunSummary::default();
     let pipeline = &pipeline;
     let mut results = futures::stream::iter(work.iter().cloned())
-        .map(|(id, version)| async move { pipeline.decide_line(&id, version).await })
+        .map(|(id, version)| async move { pipeline.decide_claimed_line(&id, version).await })
         .buffered(concurrency.max(1));
     while let Some(line) = results.next().await {
         progress.inc(1);
@@ -852,6 +885,7 @@ async fn run(dir: &Path, args: RunArgs) -> Result<ExitCode> {
     }
     progress.finish_and_clear();
     watcher.abort();
+    keeper.abort();
     let secs = started.elapsed().as_secs_f64();
     note!(
         "decided {} tickets in {:.2}s ({:.1} tickets/s){}{}",

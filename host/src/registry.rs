@@ -138,7 +138,7 @@ pub async fn record(
     plugin: Option<&str>,
 ) -> Result<i64, StoreError> {
     let row = sqlx::query(
-        "INSERT INTO slot_events (slot, action, plugin, at) VALUES (?, ?, ?, ?) RETURNING seq",
+        "INSERT INTO slot_events (slot, action, plugin, at) VALUES ($1, $2, $3, $4) RETURNING seq",
     )
     .bind(slot.as_str())
     .bind(action.as_str())
@@ -168,7 +168,7 @@ pub struct Installed {
 /// The installed version `key`, if any.
 pub async fn installed(store: &Store, key: &str) -> Result<Option<Installed>, StoreError> {
     let row = sqlx::query(
-        "SELECT key, kind, digest, manifest_path, installed_at FROM plugin_versions WHERE key = ?",
+        "SELECT key, kind, digest, manifest_path, installed_at FROM plugin_versions WHERE key = $1",
     )
     .bind(key)
     .fetch_optional(store.pool())
@@ -190,7 +190,7 @@ pub async fn register(
     manifest_path: &Path,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO plugin_versions (key, id, version, kind, digest, manifest_path, installed_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+        "INSERT INTO plugin_versions (key, id, version, kind, digest, manifest_path, installed_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT(key) DO NOTHING",
     )
     .bind(manifest.key())

@@ -109,7 +109,7 @@ pub async fn replay(
     export: Option<&Path>,
 ) -> Result<ReplayReport, WorkspaceError> {
     let run =
-        sqlx::query("SELECT ticket_id, ticket_version, inputs_json FROM runs WHERE run_id = ?")
+        sqlx::query("SELECT ticket_id, ticket_version, inputs_json FROM runs WHERE run_id = $1")
             .bind(run_id)
             .fetch_optional(ws.store.pool())
             .await
@@ -138,7 +138,7 @@ pub async fn replay(
         kb: ws.kb().await?,
     });
     let rows = sqlx::query(
-        "SELECT stage, plugin, digest, outcome, transcript_json, input_json, output_json FROM run_stages WHERE run_id = ?
+        "SELECT stage, plugin, digest, outcome, transcript_json, input_json, output_json FROM run_stages WHERE run_id = $1
          ORDER BY CASE stage WHEN 'triage' THEN 0 WHEN 'reply' THEN 1 ELSE 2 END",
     )
     .bind(run_id)

@@ -7,36 +7,23 @@
 use crate::audit::checkpoint::{Checkpoint, Checkpointer};
 use crate::audit::committed::{INGESTED, IngestRecord, StateRow};
 use crate::audit::{self, AuditEntry};
+use crate::db::{self, Backend, DbError, Location, Migrations, begin_write};
 use crate::records::{ArticleRecord, CustomerRecord, TicketInput, TicketRecord};
 use crate::util::{now_rfc3339, sha256_hex};
 use deskhost_protocol::run::{ReviewItem, ReviewStatus};
 use serde::Serialize;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
+use sqlx::{AnyPool, Row};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database could not be opened or migrated.
-    #[error("cannot open the store at {path}: {source}")]
-    Open {
-        /// Database file.
-        path: PathBuf,
-        /// Why.
-        source: sqlx::Error,
-    },
-    /// Schema migration failed.
-    #[error("cannot migrate the store at {path}: {source}")]
-    Migrate {
-        /// Database file.
-        path: PathBuf,
-        /// Why.
-        source: sqlx::migrate::MigrateError,
-    },
+    /// The database could not be opened, reached or migrated, or its schema is not this
+    /// binary's.
+    #[error(transparent)]
+    Db(#[from] DbError),
     /// A query failed.
     #[error("store: {what} failed: {source}")]
     Query {
@@ -95,6 +82,83 @@ pub enum Upsert {
     Unchanged,
 }
 
+/// Who holds a lease: `host:pid:nonce`, unique per process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerId(String);
+
+impl WorkerId {
+    /// This process's id.
+    pub fn current() -> Self {
+        static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        Self(
+            ID.get_or_init(|| {
+                let nonce = uuid::Uuid::new_v4().simple().to_string();
+                format!("{}:{}:{}", hostname(), std::process::id(), &nonce[..8])
+            })
+            .clone(),
+        )
+    }
+
+    /// A given id (tests, other processes' leases).
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The id names a process of this machine that is gone.
+    fn is_dead_here(&self) -> bool {
+        let mut parts = self.0.rsplitn(3, ':');
+        let (_nonce, pid, host) = (parts.next(), parts.next(), parts.next());
+        match (host, pid.and_then(|p| p.parse::<u32>().ok())) {
+            (Some(host), Some(pid)) if host == hostname() => {
+                pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
+            }
+            _ => false,
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
+/// What a claim on one ticket version got.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// Leased to the caller.
+    Claimed,
+    /// Already decided.
+    Done,
+    /// Another worker holds it.
+    Held {
+        /// Who.
+        owner: String,
+        /// Until when (unix ms).
+        until_ms: i64,
+    },
+    /// No such version in the queue.
+    Unknown,
+}
+
 /// A short view of a ticket, for `helpdesk.recent-tickets`.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct TicketSummaryRow {
@@ -112,47 +176,36 @@ pub struct TicketSummaryRow {
     pub created_at: String,
 }
 
-/// The SQLite store.
+/// The store: SQLite or PostgreSQL (see [`crate::db`]).
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
-    path: PathBuf,
+    pool: AnyPool,
+    location: Location,
     checkpoints: Option<Arc<Checkpointer>>,
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path` and applies migrations.
+    /// Opens (creating if needed) the SQLite database at `path`.
     pub async fn open(path: &Path) -> Result<Self> {
-        let open_err = |source| StoreError::Open {
-            path: path.to_path_buf(),
-            source,
-        };
-        let options = SqliteConnectOptions::from_str("sqlite://")
-            .map_err(open_err)?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await
-            .map_err(|source| StoreError::Open {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .map_err(|source| StoreError::Migrate {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        Self::connect(
+            &Location::File(path.to_path_buf()),
+            8,
+            Migrations::CreateOnly,
+        )
+        .await
+    }
+
+    /// Opens the store at `location`: a new database gets the schema; one behind this binary
+    /// is upgraded only with [`Migrations::Apply`] (`deskhost db migrate`).
+    pub async fn connect(
+        location: &Location,
+        max_connections: u32,
+        migrations: Migrations,
+    ) -> Result<Self> {
+        let pool = db::connect(location, max_connections, migrations).await?;
         Ok(Self {
             pool,
-            path: path.to_path_buf(),
+            location: location.clone(),
             checkpoints: None,
         })
     }
@@ -172,7 +225,7 @@ impl Store {
     /// due. Pass the result to [`Store::published`] once `tx` committed.
     pub async fn checkpoint_if_due(
         &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         head: &audit::AuditHead,
     ) -> std::result::Result<Option<Checkpoint>, sqlx::Error> {
         match &self.checkpoints {
@@ -193,9 +246,7 @@ impl Store {
     pub async fn append_audit(&self, entries: &[AuditEntry]) -> Result<()> {
         // IMMEDIATE: hold the write lock from the head read to the commit, so two processes
         // appending cannot fork the chain.
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
+        let mut tx = begin_write(&self.pool)
             .await
             .map_err(q("begin audit append"))?;
         let mut head = audit::load_head(&mut *tx)
@@ -214,31 +265,32 @@ impl Store {
     }
 
     /// The connection pool (for the committer and the audit verifier).
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Where the store lives (a file, or a URL with its password masked when shown).
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> Backend {
+        self.location.backend()
     }
 
     /// Stores each ticket as a new version if its content changed, and queues new versions.
     pub async fn ingest_tickets(&self, inputs: &[TicketInput]) -> Result<Vec<Ingested>> {
         // IMMEDIATE: this transaction reads, then writes; a deferred one would fail with
         // SQLITE_BUSY (no wait) when another writer commits between its read and its write.
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(q("begin ingest"))?;
+        let mut tx = begin_write(&self.pool).await.map_err(q("begin ingest"))?;
         let now = now_rfc3339();
         let mut out = Vec::with_capacity(inputs.len());
         let mut audited = Vec::new();
         let mut checkpoint = None;
         for input in inputs {
             let hash = input.content_hash();
-            let latest = sqlx::query("SELECT version, content_hash FROM tickets WHERE id = ? ORDER BY version DESC LIMIT 1")
+            let latest = sqlx::query("SELECT version, content_hash FROM tickets WHERE id = $1 ORDER BY version DESC LIMIT 1")
                 .bind(&input.id)
                 .fetch_optional(&mut *tx)
                 .await
@@ -249,7 +301,7 @@ impl Store {
             };
             if latest_version > 0 && latest_hash == hash {
                 let state: Option<String> = sqlx::query_scalar(
-                    "SELECT state FROM work_queue WHERE ticket_id = ? AND version = ?",
+                    "SELECT state FROM work_queue WHERE ticket_id = $1 AND version = $2",
                 )
                 .bind(&input.id)
                 .bind(i64::from(latest_version))
@@ -269,7 +321,7 @@ impl Store {
                 what: format!("ticket {}", input.id),
                 detail: e.to_string(),
             })?;
-            sqlx::query("INSERT INTO tickets (id, version, content_hash, input_json, customer_id, ingested_at) VALUES (?, ?, ?, ?, ?, ?)")
+            sqlx::query("INSERT INTO tickets (id, version, content_hash, input_json, customer_id, ingested_at) VALUES ($1, $2, $3, $4, $5, $6)")
                 .bind(&input.id)
                 .bind(i64::from(version))
                 .bind(&hash)
@@ -312,7 +364,7 @@ impl Store {
                 content_hash: hash.clone(),
                 state,
             });
-            sqlx::query("INSERT INTO work_queue (ticket_id, version, state, enqueued_at) VALUES (?, ?, 'pending', ?)")
+            sqlx::query("INSERT INTO work_queue (ticket_id, version, state, enqueued_at) VALUES ($1, $2, 'pending', $3)")
                 .bind(&input.id)
                 .bind(i64::from(version))
                 .bind(&now)
@@ -347,7 +399,7 @@ impl Store {
     /// One ticket version.
     pub async fn ticket(&self, id: &str, version: u32) -> Result<Option<TicketRecord>> {
         let row = sqlx::query(
-            "SELECT version, content_hash, input_json FROM tickets WHERE id = ? AND version = ?",
+            "SELECT version, content_hash, input_json FROM tickets WHERE id = $1 AND version = $2",
         )
         .bind(id)
         .bind(i64::from(version))
@@ -359,7 +411,7 @@ impl Store {
 
     /// The latest version of a ticket.
     pub async fn latest_ticket(&self, id: &str) -> Result<Option<TicketRecord>> {
-        let row = sqlx::query("SELECT version, content_hash, input_json FROM tickets WHERE id = ? ORDER BY version DESC LIMIT 1")
+        let row = sqlx::query("SELECT version, content_hash, input_json FROM tickets WHERE id = $1 ORDER BY version DESC LIMIT 1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await
@@ -377,8 +429,8 @@ impl Store {
         let rows = sqlx::query(
             "SELECT s.id, s.latest_version, t.input_json, s.status, s.category, s.created_at
              FROM ticket_state s JOIN tickets t ON t.id = s.id AND t.version = s.latest_version
-             WHERE t.customer_id = ? AND s.id <> ?
-             ORDER BY s.created_at DESC, s.id DESC LIMIT ?",
+             WHERE t.customer_id = $1 AND s.id <> $2
+             ORDER BY s.created_at DESC, s.id DESC LIMIT $3",
         )
         .bind(customer_id)
         .bind(exclude)
@@ -418,6 +470,187 @@ impl Store {
             .collect())
     }
 
+    /// Claims `versions` for `owner` until `lease` from now, in one transaction: each one
+    /// that is pending and not held by another worker's live lease. What was not claimed is
+    /// said per version.
+    pub async fn claim(
+        &self,
+        owner: &WorkerId,
+        versions: &[(String, u32)],
+        lease: Duration,
+    ) -> Result<Vec<Claim>> {
+        self.reap_dead_local_leases().await?;
+        let now = unix_ms();
+        let until = now + duration_ms(lease);
+        let mut tx = begin_write(&self.pool).await.map_err(q("begin claim"))?;
+        let mut out = Vec::with_capacity(versions.len());
+        for (id, version) in versions {
+            let done = sqlx::query(
+                "UPDATE work_queue SET lease_owner = $1, lease_until = $2
+                 WHERE ticket_id = $3 AND version = $4 AND state = 'pending'
+                   AND (lease_owner IS NULL OR lease_owner = $1 OR lease_until < $5)",
+            )
+            .bind(owner.as_str())
+            .bind(until)
+            .bind(id)
+            .bind(i64::from(*version))
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("claim a ticket version"))?;
+            if done.rows_affected() == 1 {
+                out.push(Claim::Claimed);
+                continue;
+            }
+            let row = sqlx::query(
+                "SELECT state, lease_owner, lease_until FROM work_queue WHERE ticket_id = $1 AND version = $2",
+            )
+            .bind(id)
+            .bind(i64::from(*version))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(q("read a claim"))?;
+            out.push(match row {
+                None => Claim::Unknown,
+                Some(r) => {
+                    let state: String = r.try_get(0).map_err(q("read a claim"))?;
+                    if state == "done" {
+                        Claim::Done
+                    } else {
+                        Claim::Held {
+                            owner: r
+                                .try_get::<Option<String>, _>(1)
+                                .map_err(q("read a claim"))?
+                                .unwrap_or_default(),
+                            until_ms: r
+                                .try_get::<Option<i64>, _>(2)
+                                .map_err(q("read a claim"))?
+                                .unwrap_or_default(),
+                        }
+                    }
+                }
+            });
+        }
+        tx.commit().await.map_err(q("commit claims"))?;
+        Ok(out)
+    }
+
+    /// Claims up to `limit` pending versions no live lease holds, oldest first, for `owner`
+    /// until `lease` from now. Concurrent callers (other processes, other machines) get
+    /// disjoint sets: PostgreSQL skips rows another claim has locked (`FOR UPDATE SKIP
+    /// LOCKED`); SQLite has one writer at a time.
+    pub async fn claim_next(
+        &self,
+        owner: &WorkerId,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<(String, u32)>> {
+        self.reap_dead_local_leases().await?;
+        let now = unix_ms();
+        let sql = match self.backend() {
+            Backend::Sqlite => {
+                "UPDATE work_queue SET lease_owner = $1, lease_until = $2
+                 WHERE (ticket_id, version) IN (
+                     SELECT ticket_id, version FROM work_queue
+                     WHERE state = 'pending' AND (lease_until IS NULL OR lease_until < $3)
+                     ORDER BY enqueued_at, ticket_id, version LIMIT $4)
+                 RETURNING ticket_id, version"
+            }
+            Backend::Postgres => {
+                "UPDATE work_queue SET lease_owner = $1, lease_until = $2
+                 WHERE (ticket_id, version) IN (
+                     SELECT ticket_id, version FROM work_queue
+                     WHERE state = 'pending' AND (lease_until IS NULL OR lease_until < $3)
+                     ORDER BY enqueued_at, ticket_id, version LIMIT $4
+                     FOR UPDATE SKIP LOCKED)
+                 RETURNING ticket_id, version"
+            }
+        };
+        let rows = sqlx::query(sql)
+            .bind(owner.as_str())
+            .bind(now + duration_ms(lease))
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("claim pending work"))?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<String, _>(0)?,
+                    u32::try_from(r.try_get::<i64, _>(1)?).unwrap_or(u32::MAX),
+                ))
+            })
+            .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
+            .map_err(q("read claimed work"))?;
+        out.sort();
+        Ok(out)
+    }
+
+    /// Extends every lease `owner` holds on pending work (a worker's heartbeat).
+    pub async fn renew_leases(&self, owner: &WorkerId, lease: Duration) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE work_queue SET lease_until = $1 WHERE lease_owner = $2 AND state = 'pending'",
+        )
+        .bind(unix_ms() + duration_ms(lease))
+        .bind(owner.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(q("renew leases"))?;
+        Ok(done.rows_affected())
+    }
+
+    /// Gives back `owner`'s lease on a version it could not decide (another worker may try).
+    pub async fn release(&self, owner: &WorkerId, id: &str, version: u32) -> Result<()> {
+        sqlx::query(
+            "UPDATE work_queue SET lease_owner = NULL, lease_until = NULL
+             WHERE ticket_id = $1 AND version = $2 AND lease_owner = $3 AND state = 'pending'",
+        )
+        .bind(id)
+        .bind(i64::from(version))
+        .bind(owner.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(q("release a lease"))?;
+        Ok(())
+    }
+
+    /// Leases held by processes of this machine that no longer exist end now, rather than
+    /// when they expire (a `run` killed mid-way, then `run --pending`).
+    async fn reap_dead_local_leases(&self) -> Result<()> {
+        let owners: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT lease_owner FROM work_queue
+             WHERE state = 'pending' AND lease_owner IS NOT NULL AND lease_until >= $1",
+        )
+        .bind(unix_ms())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("read leases"))?;
+        for owner in owners {
+            if WorkerId(owner.clone()).is_dead_here() {
+                sqlx::query(
+                    "UPDATE work_queue SET lease_owner = NULL, lease_until = NULL
+                     WHERE lease_owner = $1 AND state = 'pending'",
+                )
+                .bind(&owner)
+                .execute(&self.pool)
+                .await
+                .map_err(q("end a dead worker's leases"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// How many versions wait for a decision (leased or not).
+    pub async fn pending_count(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM work_queue WHERE state = 'pending'")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(q("count pending work"))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     /// Inserts or updates a customer; the version moves when the content changes.
     pub async fn upsert_customer(&self, c: &CustomerRecord) -> Result<(Upsert, u32)> {
         let json = serde_json::to_string(c).map_err(|e| StoreError::Corrupt {
@@ -425,9 +658,9 @@ impl Store {
             detail: e.to_string(),
         })?;
         let hash = sha256_hex(json.as_bytes());
-        self.upsert_versioned("SELECT version, content_hash FROM customers WHERE id = ?", &c.id, &hash, |version| {
+        self.upsert_versioned("SELECT version, content_hash FROM customers WHERE id = $1", &c.id, &hash, |version| {
             sqlx::query(
-                "INSERT INTO customers (id, version, content_hash, record_json, updated_at) VALUES (?, ?, ?, ?, ?)
+                "INSERT INTO customers (id, version, content_hash, record_json, updated_at) VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT(id) DO UPDATE SET version = excluded.version, content_hash = excluded.content_hash,
                  record_json = excluded.record_json, updated_at = excluded.updated_at",
             )
@@ -454,13 +687,11 @@ impl Store {
             .and_then(|v| v.as_str())
             .unwrap_or_default()
             .to_string();
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
+        let mut tx = begin_write(&self.pool)
             .await
             .map_err(q("begin customer import"))?;
         let current =
-            sqlx::query("SELECT version, content_hash, record_json FROM customers WHERE id = ?")
+            sqlx::query("SELECT version, content_hash, record_json FROM customers WHERE id = $1")
                 .bind(&id)
                 .fetch_optional(&mut *tx)
                 .await
@@ -500,7 +731,7 @@ impl Store {
             None => (Upsert::Inserted, 1),
         };
         sqlx::query(
-            "INSERT INTO customers (id, version, content_hash, record_json, updated_at) VALUES (?, ?, ?, ?, ?)
+            "INSERT INTO customers (id, version, content_hash, record_json, updated_at) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT(id) DO UPDATE SET version = excluded.version, content_hash = excluded.content_hash,
              record_json = excluded.record_json, updated_at = excluded.updated_at",
         )
@@ -518,7 +749,7 @@ impl Store {
 
     /// A customer and its version.
     pub async fn customer(&self, id: &str) -> Result<Option<(CustomerRecord, u32)>> {
-        let row = sqlx::query("SELECT record_json, version FROM customers WHERE id = ?")
+        let row = sqlx::query("SELECT record_json, version FROM customers WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await
@@ -546,9 +777,9 @@ impl Store {
     /// Inserts or updates an article; the version moves when the content changes.
     pub async fn upsert_article(&self, a: &ArticleRecord) -> Result<(Upsert, u32)> {
         let hash = a.content_hash();
-        self.upsert_versioned("SELECT version, content_hash FROM kb_articles WHERE id = ?", &a.id, &hash, |version| {
+        self.upsert_versioned("SELECT version, content_hash FROM kb_articles WHERE id = $1", &a.id, &hash, |version| {
             sqlx::query(
-                "INSERT INTO kb_articles (id, version, content_hash, title, body, language, collection, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                "INSERT INTO kb_articles (id, version, content_hash, title, body, language, collection, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                  ON CONFLICT(id) DO UPDATE SET version = excluded.version, content_hash = excluded.content_hash, title = excluded.title,
                  body = excluded.body, language = excluded.language, collection = excluded.collection, updated_at = excluded.updated_at",
             )
@@ -569,7 +800,7 @@ impl Store {
         select_current: &'static str,
         id: &str,
         hash: &str,
-        write: impl FnOnce(u32) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+        write: impl FnOnce(u32) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
     ) -> Result<(Upsert, u32)> {
         let row = sqlx::query(select_current)
             .bind(id)
@@ -613,7 +844,7 @@ impl Store {
 
     /// A value from the `meta` table.
     pub async fn meta(&self, key: &str) -> Result<Option<String>> {
-        sqlx::query_scalar("SELECT value FROM meta WHERE key = ?")
+        sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
             .bind(key)
             .fetch_optional(&self.pool)
             .await
@@ -622,7 +853,7 @@ impl Store {
 
     /// Sets a value in the `meta` table.
     pub async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
-        sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
             .bind(key)
             .bind(value)
             .execute(&self.pool)
@@ -636,7 +867,7 @@ impl Store {
     pub async fn review_items(&self, status: Option<ReviewStatus>) -> Result<Vec<ReviewItem>> {
         let rows = sqlx::query(
             "SELECT id, run_id, ticket_id, ticket_version, status, reasons_json, payload_json, created_at
-             FROM review_items WHERE (?1 IS NULL OR status = ?1) ORDER BY created_at, id",
+             FROM review_items WHERE ($1::TEXT IS NULL OR status = $1) ORDER BY created_at, id",
         )
         .bind(status.map(ReviewStatus::as_str))
         .fetch_all(&self.pool)
@@ -673,7 +904,7 @@ impl Store {
     }
 }
 
-fn decode_ticket(id: &str, r: &sqlx::sqlite::SqliteRow) -> Result<TicketRecord> {
+fn decode_ticket(id: &str, r: &sqlx::any::AnyRow) -> Result<TicketRecord> {
     let input: TicketInput =
         serde_json::from_str(r.get::<&str, _>(2)).map_err(|e| StoreError::Corrupt {
             what: format!("ticket {id}"),

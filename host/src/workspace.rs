@@ -13,6 +13,7 @@ use crate::audit::AuditEntry;
 use crate::audit::checkpoint::{self, Checkpointer};
 use crate::caps::Services;
 use crate::config::{CONFIG_FILE, ConfigError, WorkspaceConfig};
+use crate::db::{Location, Migrations};
 use crate::kb::{KbError, KbIndex};
 use crate::manifest::{MANIFEST_FILE, PolicyKind};
 use crate::pipeline::{ActivePlugins, Pipeline};
@@ -24,6 +25,9 @@ use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// The environment variable that points every command at a PostgreSQL store.
+pub const DATABASE_URL_ENV: &str = "DESKHOST_DATABASE_URL";
 
 /// Workspace errors.
 #[derive(Debug, thiserror::Error)]
@@ -100,8 +104,29 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    /// Opens the workspace in `dir`.
+    /// Opens the workspace in `dir` (its store must have this binary's schema, or none yet).
     pub async fn open(dir: &Path) -> Result<Self> {
+        Self::open_with(dir, Migrations::CreateOnly).await
+    }
+
+    /// Where the workspace's store lives: `DESKHOST_DATABASE_URL`, else `[store] url`, else
+    /// `deskhost.db` in the workspace.
+    pub fn store_location(dir: &Path, config: &WorkspaceConfig) -> Location {
+        match std::env::var(DATABASE_URL_ENV)
+            .ok()
+            .filter(|u| !u.is_empty())
+        {
+            Some(url) => Location::Url(url),
+            None => match &config.store.url {
+                Some(url) => Location::Url(url.clone()),
+                None => Location::File(dir.join("deskhost.db")),
+            },
+        }
+    }
+
+    /// Opens the workspace in `dir`, upgrading its store's schema with
+    /// [`Migrations::Apply`].
+    pub async fn open_with(dir: &Path, migrations: Migrations) -> Result<Self> {
         let dir = &std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
         let config_path = dir.join(CONFIG_FILE);
         let text = std::fs::read(&config_path).map_err(|source| ConfigError::Read {
@@ -109,7 +134,8 @@ impl Workspace {
             source,
         })?;
         let config = WorkspaceConfig::parse(&String::from_utf8_lossy(&text), &config_path)?;
-        let mut store = Store::open(&dir.join("deskhost.db")).await?;
+        let location = Self::store_location(dir, &config);
+        let mut store = Store::connect(&location, config.store.max_connections, migrations).await?;
         if let Some(key) = &config.audit.signing_key {
             let key = checkpoint::read_key(&dir.join(key))?;
             store = store.with_checkpoints(Checkpointer::new(

@@ -61,6 +61,34 @@ pub struct WorkspaceConfig {
     /// Signed checkpoints of the audit chain.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// Where decisions are stored.
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+/// `[store]`: the embedded SQLite file (default) or a PostgreSQL database shared by workers.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE`; unset: `deskhost.db` in the workspace.
+    /// The environment variable `DESKHOST_DATABASE_URL` overrides it (keep the password
+    /// there rather than in this file).
+    pub url: Option<String>,
+    /// Connections per process.
+    pub max_connections: u32,
+    /// How long a worker's claim on a ticket version lasts; a crashed worker's claims are
+    /// taken over after this.
+    pub lease_seconds: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            max_connections: 8,
+            lease_seconds: 60,
+        }
+    }
 }
 
 /// `[audit]`: signed checkpoints anchor the audit chain outside the database.
@@ -373,6 +401,19 @@ impl WorkspaceConfig {
         if self.runtime.max_memory_mib == 0 || self.runtime.pool_instances == 0 {
             return Err(invalid(
                 "[runtime] max_memory_mib and pool_instances must be above 0".into(),
+            ));
+        }
+        if self.store.max_connections == 0 || self.store.lease_seconds == 0 {
+            return Err(invalid(
+                "[store] max_connections and lease_seconds must be above 0".into(),
+            ));
+        }
+        if let Some(url) = &self.store.url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "[store] url must start with postgres:// (leave it unset for the workspace's SQLite file)"
+                    .into(),
             ));
         }
         if self.runtime.max_data_mib > 2048 {

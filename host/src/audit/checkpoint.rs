@@ -12,7 +12,7 @@ use super::AuditHead;
 use crate::util::now_rfc3339;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use sqlx::{Any, AnyPool, Row, Transaction};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -179,7 +179,7 @@ pub fn read_key(path: &Path) -> Result<SigningKey, CheckpointError> {
 }
 
 /// The workspace id checkpoints name (created on first use).
-pub async fn workspace_id(tx: &mut Transaction<'_, Sqlite>) -> Result<String, sqlx::Error> {
+pub async fn workspace_id(tx: &mut Transaction<'_, Any>) -> Result<String, sqlx::Error> {
     let id: Option<String> =
         sqlx::query_scalar("SELECT value FROM meta WHERE key = 'workspace_id'")
             .fetch_optional(&mut **tx)
@@ -188,7 +188,7 @@ pub async fn workspace_id(tx: &mut Transaction<'_, Sqlite>) -> Result<String, sq
         return Ok(id);
     }
     let id = crate::util::new_id("ws");
-    sqlx::query("INSERT INTO meta (key, value) VALUES ('workspace_id', ?)")
+    sqlx::query("INSERT INTO meta (key, value) VALUES ('workspace_id', $1)")
         .bind(&id)
         .execute(&mut **tx)
         .await?;
@@ -197,7 +197,7 @@ pub async fn workspace_id(tx: &mut Transaction<'_, Sqlite>) -> Result<String, sq
 
 /// Signs and stores a checkpoint of `head` inside `tx`.
 pub async fn sign(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Transaction<'_, Any>,
     key: &SigningKey,
     head: &AuditHead,
 ) -> Result<Checkpoint, sqlx::Error> {
@@ -213,7 +213,7 @@ pub async fn sign(
     };
     cp.signature = hex::encode(key.sign(&cp.message()).to_bytes());
     sqlx::query(
-        "INSERT INTO audit_checkpoints (seq, hash, records, signed_at, public_key, signature) VALUES (?, ?, ?, ?, ?, ?)
+        "INSERT INTO audit_checkpoints (seq, hash, records, signed_at, public_key, signature) VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT(seq) DO UPDATE SET hash = excluded.hash, records = excluded.records, signed_at = excluded.signed_at,
          public_key = excluded.public_key, signature = excluded.signature",
     )
@@ -229,7 +229,7 @@ pub async fn sign(
 }
 
 /// The checkpoints stored in the database, oldest first.
-pub async fn stored(pool: &SqlitePool) -> Result<Vec<Checkpoint>, sqlx::Error> {
+pub async fn stored(pool: &AnyPool) -> Result<Vec<Checkpoint>, sqlx::Error> {
     let workspace: Option<String> =
         sqlx::query_scalar("SELECT value FROM meta WHERE key = 'workspace_id'")
             .fetch_optional(pool)
@@ -312,7 +312,7 @@ impl Checkpointer {
     /// one is due. Publish the result with [`Checkpointer::publish`] after the commit.
     pub async fn after_append(
         &self,
-        tx: &mut Transaction<'_, Sqlite>,
+        tx: &mut Transaction<'_, Any>,
         head: &AuditHead,
     ) -> Result<Option<Checkpoint>, sqlx::Error> {
         let last = *self.last.lock().unwrap_or_else(|p| p.into_inner());
@@ -373,7 +373,7 @@ pub enum CheckpointCheck {
 
 /// Compares `cp` with the chain in `pool`, trusting `key`.
 pub async fn check(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     cp: &Checkpoint,
     key: &VerifyingKey,
     workspace: Option<&str>,
@@ -384,7 +384,7 @@ pub async fn check(
     if workspace.is_some_and(|w| w != cp.workspace) {
         return Ok(CheckpointCheck::OtherWorkspace);
     }
-    let hash: Option<String> = sqlx::query_scalar("SELECT hash FROM audit WHERE seq = ?")
+    let hash: Option<String> = sqlx::query_scalar("SELECT hash FROM audit WHERE seq = $1")
         .bind(cp.seq)
         .fetch_optional(pool)
         .await?;

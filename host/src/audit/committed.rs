@@ -14,8 +14,8 @@ use crate::records::TicketInput;
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyPool, Row, Transaction};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Audit record kind of a committed decision.
@@ -299,7 +299,7 @@ impl StateRow {
 
     const COLUMNS: &'static str = "id, latest_version, status, category, queue, priority, language, tags_json, created_at, updated_at";
 
-    fn from_row(r: &SqliteRow) -> Result<Self, sqlx::Error> {
+    fn from_row(r: &AnyRow) -> Result<Self, sqlx::Error> {
         Ok(Self {
             ticket_id: r.try_get(0)?,
             latest_version: r.try_get(1)?,
@@ -316,10 +316,10 @@ impl StateRow {
 
     /// The ticket's current state, if it has one.
     pub async fn current(
-        tx: &mut Transaction<'_, Sqlite>,
+        tx: &mut Transaction<'_, Any>,
         ticket_id: &str,
     ) -> Result<Option<Self>, sqlx::Error> {
-        let sql = format!("SELECT {} FROM ticket_state WHERE id = ?", Self::COLUMNS);
+        let sql = format!("SELECT {} FROM ticket_state WHERE id = $1", Self::COLUMNS);
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(ticket_id)
             .fetch_optional(&mut **tx)
@@ -332,12 +332,12 @@ impl StateRow {
     /// carries. `run_id` is the run that set it (none for ingest).
     pub async fn write(
         &self,
-        tx: &mut Transaction<'_, Sqlite>,
+        tx: &mut Transaction<'_, Any>,
         run_id: Option<&str>,
     ) -> Result<StateRef, sqlx::Error> {
         sqlx::query(
             "INSERT INTO ticket_state (id, latest_version, status, category, queue, priority, language, tags_json, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
              ON CONFLICT(id) DO UPDATE SET latest_version = excluded.latest_version, status = excluded.status,
              category = excluded.category, queue = excluded.queue, priority = excluded.priority,
              language = excluded.language, tags_json = excluded.tags_json, created_at = excluded.created_at,
@@ -355,9 +355,9 @@ impl StateRow {
         .bind(&self.updated_at)
         .execute(&mut **tx)
         .await?;
-        let seq = sqlx::query(
+        let seq: i64 = sqlx::query_scalar(
             "INSERT INTO ticket_state_log (ticket_id, run_id, latest_version, status, category, queue, priority, language, tags_json, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING seq",
         )
         .bind(&self.ticket_id)
         .bind(run_id)
@@ -370,9 +370,8 @@ impl StateRow {
         .bind(&self.tags_json)
         .bind(&self.created_at)
         .bind(&self.updated_at)
-        .execute(&mut **tx)
-        .await?
-        .last_insert_rowid();
+        .fetch_one(&mut **tx)
+        .await?;
         Ok(StateRef {
             seq,
             digest: self.digest(),
@@ -513,13 +512,13 @@ fn decode<T: serde::de::DeserializeOwned>(
 
 /// Recomputes what every decision and ingest wrote and compares it with the audit log's
 /// digests. Call it after the chain itself verified (the digests are only as good as it).
-pub async fn verify(pool: &SqlitePool) -> Result<DecisionReport, sqlx::Error> {
+pub async fn verify(pool: &AnyPool) -> Result<DecisionReport, sqlx::Error> {
     let mut report = DecisionReport::default();
     let mut committed: BTreeMap<String, (i64, CommitDigests)> = BTreeMap::new();
     let mut ingested: BTreeMap<(String, i64), (i64, IngestRecord)> = BTreeMap::new();
     let mut state_refs: BTreeMap<i64, (i64, String)> = BTreeMap::new();
     let mut rows =
-        sqlx::query("SELECT seq, kind, payload FROM audit WHERE kind IN (?, ?) ORDER BY seq")
+        sqlx::query("SELECT seq, kind, payload FROM audit WHERE kind IN ($1, $2) ORDER BY seq")
             .bind(COMMITTED)
             .bind(INGESTED)
             .fetch(pool);
@@ -593,14 +592,15 @@ pub async fn verify(pool: &SqlitePool) -> Result<DecisionReport, sqlx::Error> {
                 run.run_id
             ));
         }
-        let queued: Option<(String, Option<String>)> =
-            sqlx::query("SELECT state, run_id FROM work_queue WHERE ticket_id = ? AND version = ?")
-                .bind(&run.ticket_id)
-                .bind(run.ticket_version)
-                .fetch_optional(pool)
-                .await?
-                .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?)))
-                .transpose()?;
+        let queued: Option<(String, Option<String>)> = sqlx::query(
+            "SELECT state, run_id FROM work_queue WHERE ticket_id = $1 AND version = $2",
+        )
+        .bind(&run.ticket_id)
+        .bind(run.ticket_version)
+        .fetch_optional(pool)
+        .await?
+        .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?)))
+        .transpose()?;
         if queued != Some(("done".into(), Some(run.run_id.clone()))) {
             report.problem(format!(
                 "run {}: the work queue does not record ticket {} v{} as decided by it",
@@ -739,9 +739,9 @@ pub async fn verify(pool: &SqlitePool) -> Result<DecisionReport, sqlx::Error> {
 }
 
 /// The rows a run wrote, read back in commit order.
-async fn read_rows(pool: &SqlitePool, run_id: &str) -> Result<CommittedRows, sqlx::Error> {
+async fn read_rows(pool: &AnyPool, run_id: &str) -> Result<CommittedRows, sqlx::Error> {
     let stages = sqlx::query(
-        "SELECT stage, plugin, digest, outcome, proposal_json, fault_json, stats_json, transcript_json, input_json, output_json FROM run_stages WHERE run_id = ?",
+        "SELECT stage, plugin, digest, outcome, proposal_json, fault_json, stats_json, transcript_json, input_json, output_json FROM run_stages WHERE run_id = $1",
     )
     .bind(run_id)
     .fetch_all(pool)
@@ -763,7 +763,7 @@ async fn read_rows(pool: &SqlitePool, run_id: &str) -> Result<CommittedRows, sql
     })
     .collect::<Result<_, sqlx::Error>>()?;
     let effects = sqlx::query(
-        "SELECT kind, value_json, applied_at FROM effects WHERE run_id = ? ORDER BY id",
+        "SELECT kind, value_json, applied_at FROM effects WHERE run_id = $1 ORDER BY id",
     )
     .bind(run_id)
     .fetch_all(pool)
@@ -777,7 +777,7 @@ async fn read_rows(pool: &SqlitePool, run_id: &str) -> Result<CommittedRows, sql
         })
     })
     .collect::<Result<_, sqlx::Error>>()?;
-    let notes = sqlx::query("SELECT body, created_at FROM notes WHERE run_id = ? ORDER BY id")
+    let notes = sqlx::query("SELECT body, created_at FROM notes WHERE run_id = $1 ORDER BY id")
         .bind(run_id)
         .fetch_all(pool)
         .await?
@@ -790,7 +790,7 @@ async fn read_rows(pool: &SqlitePool, run_id: &str) -> Result<CommittedRows, sql
         })
         .collect::<Result<_, sqlx::Error>>()?;
     let shadows = sqlx::query(
-        "SELECT slot, plugin, digest, outcome, proposal_json, fault_json, stats_json, created_at FROM shadow_runs WHERE run_id = ?",
+        "SELECT slot, plugin, digest, outcome, proposal_json, fault_json, stats_json, created_at FROM shadow_runs WHERE run_id = $1",
     )
     .bind(run_id)
     .fetch_all(pool)
@@ -810,7 +810,7 @@ async fn read_rows(pool: &SqlitePool, run_id: &str) -> Result<CommittedRows, sql
     })
     .collect::<Result<_, sqlx::Error>>()?;
     let reviews: Vec<ReviewRow> = sqlx::query(
-        "SELECT id, ticket_id, ticket_version, status, reasons_json, payload_json, created_at FROM review_items WHERE run_id = ? ORDER BY id",
+        "SELECT id, ticket_id, ticket_version, status, reasons_json, payload_json, created_at FROM review_items WHERE run_id = $1 ORDER BY id",
     )
     .bind(run_id)
     .fetch_all(pool)

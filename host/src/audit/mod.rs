@@ -14,7 +14,7 @@ pub mod committed;
 use crate::util::{now_rfc3339, sha256_parts};
 use futures::TryStreamExt;
 use serde::Serialize;
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use sqlx::{Any, AnyPool, Row, Transaction};
 
 /// The `prev_hash` of the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -79,7 +79,7 @@ pub fn record_hash(
 }
 
 /// Reads the chain's head (through a pool or inside a transaction).
-pub async fn load_head<'e, E: sqlx::SqliteExecutor<'e>>(
+pub async fn load_head<'e, E: sqlx::Executor<'e, Database = Any>>(
     executor: E,
 ) -> Result<AuditHead, sqlx::Error> {
     let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
@@ -99,7 +99,7 @@ pub async fn load_head<'e, E: sqlx::SqliteExecutor<'e>>(
 
 /// Appends `entries` in `tx`, advancing `head`. The caller commits.
 pub async fn append(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Transaction<'_, Any>,
     head: &mut AuditHead,
     entries: &[AuditEntry],
 ) -> Result<(), sqlx::Error> {
@@ -118,7 +118,7 @@ pub async fn append(
             &e.kind,
             &payload,
         );
-        sqlx::query("INSERT INTO audit (seq, prev_hash, hash, recorded_at, run_id, kind, payload) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO audit (seq, prev_hash, hash, recorded_at, run_id, kind, payload) VALUES ($1, $2, $3, $4, $5, $6, $7)")
             .bind(seq)
             .bind(&head.hash)
             .bind(&hash)
@@ -130,7 +130,7 @@ pub async fn append(
             .await?;
         *head = AuditHead { seq, hash };
     }
-    sqlx::query("INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash")
+    sqlx::query("INSERT INTO audit_head (id, seq, hash) VALUES (1, $1, $2) ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash")
         .bind(head.seq)
         .bind(&head.hash)
         .execute(&mut **tx)
@@ -139,9 +139,9 @@ pub async fn append(
 }
 
 /// Appends `entries` in a transaction of their own (imports, plugin events).
-pub async fn append_now(pool: &SqlitePool, entries: &[AuditEntry]) -> Result<(), sqlx::Error> {
+pub async fn append_now(pool: &AnyPool, entries: &[AuditEntry]) -> Result<(), sqlx::Error> {
     // IMMEDIATE: hold the write lock from the head read to the commit (see the committer).
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut tx = crate::db::begin_write(pool).await?;
     let mut head = load_head(&mut *tx).await?;
     append(&mut tx, &mut head, entries).await?;
     tx.commit().await
@@ -149,10 +149,10 @@ pub async fn append_now(pool: &SqlitePool, entries: &[AuditEntry]) -> Result<(),
 
 /// Signs a checkpoint of the chain as it is now (its own transaction).
 pub async fn sign_now(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     key: &ed25519_dalek::SigningKey,
 ) -> Result<checkpoint::Checkpoint, sqlx::Error> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut tx = crate::db::begin_write(pool).await?;
     let head = load_head(&mut *tx).await?;
     let cp = checkpoint::sign(&mut tx, key, &head).await?;
     tx.commit().await?;
@@ -196,7 +196,7 @@ pub enum BreakKind {
 }
 
 /// Walks the whole chain.
-pub async fn verify(pool: &SqlitePool) -> Result<VerifyReport, sqlx::Error> {
+pub async fn verify(pool: &AnyPool) -> Result<VerifyReport, sqlx::Error> {
     let head = load_head(pool).await?;
     let mut rows = sqlx::query(
         "SELECT seq, prev_hash, hash, recorded_at, run_id, kind, payload FROM audit ORDER BY seq",
@@ -339,7 +339,7 @@ impl FullReport {
 /// configured to checkpoint every that many records, so a long chain without any stored
 /// checkpoint means they were removed.
 pub async fn verify_all(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     key: Option<&ed25519_dalek::VerifyingKey>,
     external: &[checkpoint::Checkpoint],
     expect_checkpoints: Option<u64>,
@@ -420,7 +420,7 @@ pub async fn verify_all(
 /// header, one `record` line per record with its payload exactly as hashed, and each
 /// checkpoint after the record it covers. Returns the number of records written.
 pub async fn export(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     from: i64,
     out: &mut impl std::io::Write,
 ) -> Result<u64, ExportError> {
@@ -442,7 +442,7 @@ pub async fn export(
     writeln!(out)?;
     let mut pending = checkpoints.into_iter().filter(|c| c.seq >= from).peekable();
     let mut rows = sqlx::query(
-        "SELECT seq, prev_hash, hash, recorded_at, run_id, kind, payload FROM audit WHERE seq >= ? ORDER BY seq",
+        "SELECT seq, prev_hash, hash, recorded_at, run_id, kind, payload FROM audit WHERE seq >= $1 ORDER BY seq",
     )
     .bind(from)
     .fetch(pool);

@@ -10,7 +10,7 @@ use crate::audit::committed::{self, CommittedRows, EffectRow, NoteRow, RunRow, S
 use crate::audit::{self, AuditEntry, AuditHead};
 use crate::store::Store;
 use crate::util::now_rfc3339;
-use sqlx::{Sqlite, Transaction};
+use sqlx::{Any, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 /// One stage of a run, as stored.
@@ -165,7 +165,7 @@ impl Committer {
 async fn write_batch(store: &Store, batch: &[Request]) -> Result<Vec<Committed>, sqlx::Error> {
     // IMMEDIATE takes the write lock before the head is read, so another process appending
     // to the audit log (an import, a second `run`) cannot slip in between and fork the chain.
-    let mut tx = store.pool().begin_with("BEGIN IMMEDIATE").await?;
+    let mut tx = crate::db::begin_write(store.pool()).await?;
     let mut head = audit::load_head(&mut *tx).await?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for (bundle, _) in batch {
@@ -178,11 +178,11 @@ async fn write_batch(store: &Store, batch: &[Request]) -> Result<Vec<Committed>,
 }
 
 async fn write_one(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Transaction<'_, Any>,
     head: &mut AuditHead,
     b: &RunBundle,
 ) -> Result<Committed, sqlx::Error> {
-    let claimed = sqlx::query("UPDATE work_queue SET state = 'done', run_id = ? WHERE ticket_id = ? AND version = ? AND state = 'pending'")
+    let claimed = sqlx::query("UPDATE work_queue SET state = 'done', run_id = $1, lease_owner = NULL, lease_until = NULL WHERE ticket_id = $2 AND version = $3 AND state = 'pending'")
         .bind(&b.run_id)
         .bind(&b.ticket_id)
         .bind(i64::from(b.ticket_version))
@@ -202,7 +202,7 @@ async fn write_one(
         inputs_json: b.inputs.to_string(),
         result_json: b.result.to_string(),
     };
-    sqlx::query("INSERT INTO runs (run_id, ticket_id, ticket_version, started_at, finished_at, outcome, inputs_json, result_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+    sqlx::query("INSERT INTO runs (run_id, ticket_id, ticket_version, started_at, finished_at, outcome, inputs_json, result_json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
         .bind(&run.run_id)
         .bind(&run.ticket_id)
         .bind(run.ticket_version)
@@ -228,7 +228,7 @@ async fn write_one(
             output_json: s.output.as_ref().map(|v| v.to_string()),
         };
         sqlx::query(
-            "INSERT INTO run_stages (run_id, stage, plugin, digest, outcome, proposal_json, fault_json, stats_json, transcript_json, input_json, output_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO run_stages (run_id, stage, plugin, digest, outcome, proposal_json, fault_json, stats_json, transcript_json, input_json, output_json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&b.run_id)
         .bind(&row.stage)
@@ -277,7 +277,7 @@ async fn write_one(
             }
             Effect::InternalNote { body } => {
                 sqlx::query(
-                    "INSERT INTO notes (ticket_id, run_id, body, created_at) VALUES (?, ?, ?, ?)",
+                    "INSERT INTO notes (ticket_id, run_id, body, created_at) VALUES ($1, $2, $3, $4)",
                 )
                 .bind(&b.ticket_id)
                 .bind(&b.run_id)
@@ -296,7 +296,7 @@ async fn write_one(
             value_json: serde_json::to_string(effect).unwrap_or_default(),
             applied_at: now.clone(),
         };
-        sqlx::query("INSERT INTO effects (run_id, ticket_id, kind, value_json, applied_at) VALUES (?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO effects (run_id, ticket_id, kind, value_json, applied_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(&b.run_id)
             .bind(&b.ticket_id)
             .bind(&row.kind)
@@ -324,7 +324,7 @@ async fn write_one(
         };
         sqlx::query(
             "INSERT INTO shadow_runs (run_id, slot, plugin, digest, ticket_id, ticket_version, outcome, proposal_json, fault_json, stats_json, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&b.run_id)
         .bind(&row.slot)
@@ -352,7 +352,7 @@ async fn write_one(
             created_at: now.clone(),
         };
         sqlx::query(
-            "INSERT INTO review_items (id, run_id, ticket_id, ticket_version, status, reasons_json, payload_json, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO review_items (id, run_id, ticket_id, ticket_version, status, reasons_json, payload_json, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&row.id)
         .bind(&b.run_id)

@@ -16,6 +16,7 @@ use crate::records::{TicketRecord, redact_ticket};
 use crate::runtime::convert;
 use crate::runtime::fault::{Fault, FaultKind};
 use crate::runtime::{Invocation, LoadedPlugin, PolicyInput, PolicyOutput, Runtime};
+use crate::store::{Claim, WorkerId};
 use crate::util::{new_id, now_rfc3339};
 use arc_swap::ArcSwap;
 use commit::{Committed, Committer, NewReview, RunBundle, ShadowRow, StageRow};
@@ -28,7 +29,7 @@ use gate::{GateDecision, GateInput};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Errors that stop a ticket from being decided at all (plugin faults do not: they go to
 /// review).
@@ -48,6 +49,31 @@ pub enum PipelineError {
         /// Why.
         message: String,
     },
+}
+
+/// The line for a version this process could not claim.
+pub fn unclaimed_line(ticket_id: &str, version: u32, claim: Option<&Claim>) -> RunLine {
+    match claim {
+        Some(Claim::Done) => RunLine::AlreadyDecided {
+            ticket_id: ticket_id.to_string(),
+            ticket_version: version,
+        },
+        Some(Claim::Held { owner, until_ms }) => RunLine::Error {
+            ticket_id: ticket_id.to_string(),
+            ticket_version: version,
+            error: format!(
+                "ticket {} version {version} is being decided by worker {} (its lease runs {} s more); it stays pending",
+                crate::sanitize::field(ticket_id),
+                crate::sanitize::field(owner),
+                (until_ms - crate::store::unix_ms()).max(0) / 1000
+            ),
+        },
+        _ => RunLine::Error {
+            ticket_id: ticket_id.to_string(),
+            ticket_version: version,
+            error: format!("ticket {ticket_id} version {version} is not in the work queue"),
+        },
+    }
 }
 
 /// The active plugin of each slot.
@@ -89,6 +115,7 @@ pub struct Pipeline {
     /// snapshot it started with.
     pub plugins: Arc<ArcSwap<ActivePlugins>>,
     committer: Committer,
+    worker: WorkerId,
 }
 
 /// The result of one stage.
@@ -226,6 +253,7 @@ impl Pipeline {
             config_hash,
             plugins: Arc::new(ArcSwap::from_pointee(plugins)),
             committer,
+            worker: WorkerId::current(),
         }
     }
 
@@ -446,22 +474,88 @@ impl Pipeline {
         out
     }
 
-    /// Decides one ticket version as a line of output: decided, already decided by another
-    /// run, or an error (the version stays pending). What `deskhost run` prints and
-    /// `POST /v1/tickets` answers, for both.
+    /// Claims one ticket version for this process, then decides it as a line of output:
+    /// decided, already decided by another run, or an error (the version stays pending;
+    /// also when another worker holds it). What `POST /v1/tickets` answers.
     pub async fn decide_line(&self, ticket_id: &str, version: u32) -> RunLine {
-        match self.decide(ticket_id, version).await {
-            Ok(o) if o.already_decided => RunLine::AlreadyDecided {
+        let claims = self
+            .services
+            .store
+            .claim(
+                &self.worker,
+                &[(ticket_id.to_string(), version)],
+                self.lease(),
+            )
+            .await;
+        match claims.as_deref() {
+            Ok([Claim::Claimed]) | Ok([Claim::Unknown]) => {
+                self.decide_claimed_line(ticket_id, version).await
+            }
+            Ok([Claim::Done]) => RunLine::AlreadyDecided {
                 ticket_id: ticket_id.to_string(),
                 ticket_version: version,
             },
-            Ok(o) => RunLine::Decided(Box::new(o.record)),
+            Ok(other) => unclaimed_line(ticket_id, version, other.first()),
             Err(e) => RunLine::Error {
                 ticket_id: ticket_id.to_string(),
                 ticket_version: version,
                 error: e.to_string(),
             },
         }
+    }
+
+    /// Decides a ticket version this process has claimed (see [`Store::claim`]) as a line
+    /// of output; on an error the claim is given back so another worker may try.
+    ///
+    /// [`Store::claim`]: crate::store::Store::claim
+    pub async fn decide_claimed_line(&self, ticket_id: &str, version: u32) -> RunLine {
+        match self.decide(ticket_id, version).await {
+            Ok(o) if o.already_decided => RunLine::AlreadyDecided {
+                ticket_id: ticket_id.to_string(),
+                ticket_version: version,
+            },
+            Ok(o) => RunLine::Decided(Box::new(o.record)),
+            Err(e) => {
+                let _ = self
+                    .services
+                    .store
+                    .release(&self.worker, ticket_id, version)
+                    .await;
+                RunLine::Error {
+                    ticket_id: ticket_id.to_string(),
+                    ticket_version: version,
+                    error: e.to_string(),
+                }
+            }
+        }
+    }
+
+    /// The lease a claim takes (`[store] lease_seconds`).
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.config.store.lease_seconds)
+    }
+
+    /// This process's identity on the work queue.
+    pub fn worker(&self) -> &WorkerId {
+        &self.worker
+    }
+
+    /// Renews this process's leases every third of a lease until the handle is aborted, so
+    /// long batches keep their claims and a killed process's claims run out.
+    pub fn keep_leases(&self) -> tokio::task::JoinHandle<()> {
+        let store = self.services.store.clone();
+        let worker = self.worker.clone();
+        let lease = self.lease();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(lease / 3);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = store.renew_leases(&worker, lease).await {
+                    tracing::warn!("cannot renew leases: {e}");
+                }
+            }
+        })
     }
 
     /// Decides one ticket version and commits the decision.

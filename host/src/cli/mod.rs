@@ -1,0 +1,3 @@
+//! Commands, one file per group (the rest still lives in main.rs; see ARCHITECTURE.md).
+
+pub mod work;
