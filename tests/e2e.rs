@@ -5,6 +5,9 @@
 //! `cargo build --profile plugin --target wasm32-wasip2 -p deskhost-triage -p deskhost-reply
 //! -p deskhost-escalation -p deskhost-probe`.
 
+#[path = "support/postgres.rs"]
+mod postgres;
+
 mod e2e {
     pub mod audit;
     pub mod binding;
@@ -17,4 +20,5 @@ mod e2e {
     pub mod lifecycle;
     pub mod shadow_replay;
     pub mod support;
+    pub mod workers;
 }

@@ -6,7 +6,7 @@
 //! Queries use `$1`-style parameters, which both backends accept.
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{Any, AnyPool, Executor, Transaction};
+use sqlx::{Any, AnyPool, Connection, Executor, Transaction};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -218,14 +218,18 @@ pub async fn connect(
             })
         });
     }
-    let pool = pool
-        .connect_with(options)
+    let open_err = |source| DbError::Open {
+        location: shown.clone(),
+        source,
+        hint,
+    };
+    // One attempt first: an unreachable server is named at once rather than after the
+    // pool's retries run out.
+    let probe = sqlx::AnyConnection::connect_with(&options)
         .await
-        .map_err(|source| DbError::Open {
-            location: shown.clone(),
-            source,
-            hint,
-        })?;
+        .map_err(open_err)?;
+    probe.close().await.map_err(open_err)?;
+    let pool = pool.connect_with(options).await.map_err(open_err)?;
     check_schema(&pool, backend, &shown, migrations).await?;
     Ok(pool)
 }

@@ -802,22 +802,32 @@ impl Store {
         hash: &str,
         write: impl FnOnce(u32) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
     ) -> Result<(Upsert, u32)> {
+        // One write transaction: two importers of the same record cannot both take a version.
+        let mut tx = begin_write(&self.pool)
+            .await
+            .map_err(q("begin record write"))?;
         let row = sqlx::query(select_current)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(q("read current version"))?;
-        let (outcome, version) = match row {
-            Some(r) if r.get::<String, _>(1) == hash => {
-                return Ok((Upsert::Unchanged, r.get::<i64, _>(0) as u32));
+        let current = |r: &sqlx::any::AnyRow| -> Result<(u32, String)> {
+            let version: i64 = r.try_get(0).map_err(q("read current version"))?;
+            let stored_hash: String = r.try_get(1).map_err(q("read current version"))?;
+            Ok((u32::try_from(version).unwrap_or(u32::MAX), stored_hash))
+        };
+        let (outcome, version) = match row.as_ref().map(current).transpose()? {
+            Some((version, stored)) if stored == hash => {
+                return Ok((Upsert::Unchanged, version));
             }
-            Some(r) => (Upsert::Updated, r.get::<i64, _>(0) as u32 + 1),
+            Some((version, _)) => (Upsert::Updated, version.saturating_add(1)),
             None => (Upsert::Inserted, 1),
         };
         write(version)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(q("write record"))?;
+        tx.commit().await.map_err(q("commit record write"))?;
         Ok((outcome, version))
     }
 

@@ -5,11 +5,7 @@ use super::support::{Ws, two_tickets};
 async fn tamper(ws: &Ws, sql: &'static str) {
     let db = ws.db().await;
     // The triggers refuse this; an attacker with the file drops them first.
-    for stmt in [
-        "DROP TRIGGER audit_no_update",
-        "DROP TRIGGER audit_no_delete",
-        sql,
-    ] {
+    for &stmt in ws.drop_audit_triggers().iter().chain([&sql]) {
         sqlx::query(stmt)
             .execute(&db)
             .await

@@ -72,7 +72,7 @@ async fn sigkill_mid_batch_loses_and_doubles_nothing() {
         "one run per ticket version"
     );
     assert_eq!(
-        scalar("SELECT COUNT(*) FROM (SELECT ticket_id, ticket_version FROM runs GROUP BY 1, 2 HAVING COUNT(*) > 1)").await,
+        scalar("SELECT COUNT(*) FROM (SELECT ticket_id, ticket_version FROM runs GROUP BY 1, 2 HAVING COUNT(*) > 1) AS doubled").await,
         0,
         "no version decided twice"
     );

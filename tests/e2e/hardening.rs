@@ -434,17 +434,14 @@ async fn decisions_changed_behind_the_audit_log_are_named() {
 /// write access to the database file would.
 async fn rebuild_chain(ws: &Ws, from: i64) {
     let db = ws.db().await;
-    for s in [
-        "DROP TRIGGER audit_no_update",
-        "DROP TRIGGER audit_no_delete",
-    ] {
+    for &s in ws.drop_audit_triggers() {
         sqlx::query(s)
             .execute(&db)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
     }
     let rows: Vec<(i64, String, String, Option<String>, String, String)> = sqlx::query_as(
-        "SELECT seq, prev_hash, recorded_at, run_id, kind, payload FROM audit WHERE seq >= ? ORDER BY seq",
+        "SELECT seq, prev_hash, recorded_at, run_id, kind, payload FROM audit WHERE seq >= $1 ORDER BY seq",
     )
     .bind(from)
     .fetch_all(&db)
@@ -455,7 +452,7 @@ async fn rebuild_chain(ws: &Ws, from: i64) {
         // The first rewritten record gets different content; the rest are only rehashed.
         let payload = if i == 0 { payload + " " } else { payload };
         let hash = deskhost::audit::record_hash(&prev, seq, &at, run.as_deref(), &kind, &payload);
-        sqlx::query("UPDATE audit SET prev_hash = ?, hash = ?, payload = ? WHERE seq = ?")
+        sqlx::query("UPDATE audit SET prev_hash = $1, hash = $2, payload = $3 WHERE seq = $4")
             .bind(&prev)
             .bind(&hash)
             .bind(&payload)
@@ -463,7 +460,7 @@ async fn rebuild_chain(ws: &Ws, from: i64) {
             .execute(&db)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        sqlx::query("UPDATE audit_head SET seq = ?, hash = ?")
+        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2")
             .bind(seq)
             .bind(&hash)
             .execute(&db)

@@ -554,12 +554,13 @@ async fn hot_swap_under_load_fails_no_call_and_attributes_every_result() {
     assert_eq!(plugins["active"]["triage"], v1.as_str());
     // The database agrees with the responses, run by run.
     let db = ws.db().await;
-    let mismatched: i64 = sqlx::query_scalar(
+    let category = ws.json_text("proposal_json", "category.value");
+    let mismatched: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT COUNT(*) FROM run_stages WHERE stage = 'triage' AND outcome = 'ok' AND NOT (
-           (plugin = 'swap@1.0.0' AND json_extract(proposal_json, '$.category.value') = 'billing') OR
-           (plugin = 'swap@2.0.0' AND json_extract(proposal_json, '$.category.value') = 'payments') OR
-           (plugin = 'swap@3.0.0' AND json_extract(proposal_json, '$.category.value') = 'account_access'))",
-    )
+           (plugin = 'swap@1.0.0' AND {category} = 'billing') OR
+           (plugin = 'swap@2.0.0' AND {category} = 'payments') OR
+           (plugin = 'swap@3.0.0' AND {category} = 'account_access'))",
+    )))
     .fetch_one(&db)
     .await
     .unwrap_or_else(|e| panic!("{e}"));

@@ -109,7 +109,7 @@ async fn a_shadow_is_stored_never_applied_and_diffed_field_by_field() {
     let db = ws.db().await;
     for id in &expect_category {
         let (category, queue): (Option<String>, Option<String>) =
-            sqlx::query_as("SELECT category, queue FROM ticket_state WHERE id = ?")
+            sqlx::query_as("SELECT category, queue FROM ticket_state WHERE id = $1")
                 .bind(id)
                 .fetch_one(&db)
                 .await
@@ -123,12 +123,14 @@ async fn a_shadow_is_stored_never_applied_and_diffed_field_by_field() {
             }
         }
     }
-    let payments_effects: i64 = sqlx::query_scalar(
+    let payments_effects: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT COUNT(*) FROM effects e JOIN run_stages s ON s.run_id = e.run_id AND s.stage = 'triage'
          WHERE e.kind IN ('category', 'queue') AND e.value_json = '\"payments\"'
-           AND json_extract(s.proposal_json, '$.category.value') != 'payments'
-           AND json_extract(s.proposal_json, '$.queue.value') != 'payments'",
-    )
+           AND {} != 'payments'
+           AND {} != 'payments'",
+        ws.json_text("s.proposal_json", "category.value"),
+        ws.json_text("s.proposal_json", "queue.value"),
+    )))
     .fetch_one(&db)
     .await
     .unwrap_or_else(|e| panic!("{e}"));

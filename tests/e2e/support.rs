@@ -69,16 +69,43 @@ impl Out {
     }
 }
 
+/// The store the suite runs on: `DESKHOST_TEST_BACKEND=postgres` runs every workspace on a
+/// database of its own in a private PostgreSQL server (tests/support/postgres.rs);
+/// otherwise each workspace has its embedded SQLite file.
+pub fn on_postgres() -> bool {
+    std::env::var("DESKHOST_TEST_BACKEND").as_deref() == Ok("postgres")
+}
+
 /// A workspace in a temporary directory.
 pub struct Ws {
     dir: tempfile::TempDir,
+    db_url: Option<String>,
 }
 
 impl Ws {
-    /// A workspace from the demo template with the KB and CRM imported.
+    /// A workspace from the demo template with the KB and CRM imported, on the suite's
+    /// backend (see [`on_postgres`]).
     pub fn new() -> Self {
+        let db_url = on_postgres().then(|| {
+            crate::postgres::shared()
+                .unwrap_or_else(|| {
+                    panic!("DESKHOST_TEST_BACKEND=postgres but PostgreSQL cannot start here")
+                })
+                .database("e2e")
+        });
+        Self::create(db_url)
+    }
+
+    /// The same on a PostgreSQL database whatever the suite's backend; `None` (with the
+    /// reason printed) when PostgreSQL is not available and not required.
+    pub fn new_on_postgres() -> Option<Self> {
+        let server = crate::postgres::shared()?;
+        Some(Self::create(Some(server.database("e2e"))))
+    }
+
+    fn create(db_url: Option<String>) -> Self {
         let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-        let ws = Ws { dir: tmp };
+        let ws = Ws { dir: tmp, db_url };
         let template = repo().join("examples").join("workspace");
         let plugins = plugin_dir();
         let out = ws.raw(&[
@@ -99,7 +126,12 @@ impl Ws {
     /// A workspace with the triage model trained on its history and risk examples, as the
     /// demo does.
     pub fn trained() -> Self {
-        let ws = Self::new();
+        Self::new().train()
+    }
+
+    /// Trains the triage model as the demo does.
+    pub fn train(self) -> Self {
+        let ws = self;
         ws.ok(&[
             "train",
             &ws.file("history.jsonl"),
@@ -144,6 +176,10 @@ impl Ws {
             .args(args)
             .env("DESKHOST_CACHE_DIR", Self::cache_dir())
             .env_remove("DESKHOST_WORKSPACE");
+        match &self.db_url {
+            Some(url) => command.env("DESKHOST_DATABASE_URL", url),
+            None => command.env_remove("DESKHOST_DATABASE_URL"),
+        };
         command
     }
 
@@ -218,6 +254,19 @@ impl Ws {
             .unwrap_or_else(|e| panic!("cannot start deskhost: {e}"))
     }
 
+    /// Starts `deskhost -w WS args...` in the background with its output in files.
+    pub fn spawn_logged(&self, args: &[&str], stdout: &Path, stderr: &Path) -> std::process::Child {
+        let mut full = vec!["-w", self.path_str()];
+        full.extend_from_slice(args);
+        let file =
+            |p: &Path| std::fs::File::create(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        self.command(&full)
+            .stdout(file(stdout))
+            .stderr(file(stderr))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start deskhost: {e}"))
+    }
+
     /// Runs `deskhost -w WS args...`.
     pub fn cmd(&self, args: &[&str]) -> Out {
         let mut full = vec!["-w", self.path_str()];
@@ -284,12 +333,47 @@ impl Ws {
         std::fs::write(&path, lines.join("\n") + "\n").unwrap_or_else(|e| panic!("{e}"));
     }
 
-    /// A connection to the workspace's database.
-    pub async fn db(&self) -> sqlx::SqlitePool {
-        let url = format!("sqlite://{}", self.path().join("deskhost.db").display());
-        sqlx::SqlitePool::connect(&url)
+    /// A connection to the workspace's database (SQLite or PostgreSQL: write SQL both
+    /// take, `$1` parameters, and [`Ws::json_text`] for JSON fields).
+    pub async fn db(&self) -> sqlx::AnyPool {
+        sqlx::any::install_default_drivers();
+        let url = match &self.db_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.path().join("deskhost.db").display()),
+        };
+        sqlx::AnyPool::connect(&url)
             .await
             .unwrap_or_else(|e| panic!("db: {e}"))
+    }
+
+    /// The workspace's store is PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        self.db_url.is_some()
+    }
+
+    /// SQL for the text at `path` (`a.b`) in the JSON column `column`.
+    pub fn json_text(&self, column: &str, path: &str) -> String {
+        if self.is_postgres() {
+            format!("({column}::jsonb #>> '{{{}}}')", path.replace('.', ","))
+        } else {
+            format!("json_extract({column}, '$.{path}')")
+        }
+    }
+
+    /// What someone with write access to the database runs before rewriting history: the
+    /// append-only triggers go.
+    pub fn drop_audit_triggers(&self) -> &'static [&'static str] {
+        if self.is_postgres() {
+            &[
+                "DROP TRIGGER audit_no_change ON audit",
+                "DROP TRIGGER audit_no_truncate ON audit",
+            ]
+        } else {
+            &[
+                "DROP TRIGGER audit_no_update",
+                "DROP TRIGGER audit_no_delete",
+            ]
+        }
     }
 }
 

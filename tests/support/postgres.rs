@@ -136,9 +136,7 @@ impl PgServer {
             .args(["--locale=C", "--no-sync"])
             .arg(format!("--pwfile={}", pwfile.display()));
         run_as(&mut initdb, owner);
-        let out = initdb
-            .output()
-            .map_err(|e| format!("initdb: {e}"))?;
+        let out = initdb.output().map_err(|e| format!("initdb: {e}"))?;
         if !out.status.success() {
             return Err(format!(
                 "initdb failed: {}",
@@ -214,7 +212,14 @@ impl PgServer {
             DATABASES.fetch_add(1, Ordering::Relaxed)
         );
         let out = Command::new(self.bin.join("psql"))
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
             .args(["-d", "postgres", "-v", "ON_ERROR_STOP=1", "-q", "-c"])
             .arg(format!("CREATE DATABASE {name}"))
             .env("PGPASSWORD", &self.password)

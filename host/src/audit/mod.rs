@@ -97,6 +97,9 @@ pub async fn load_head<'e, E: sqlx::Executor<'e, Database = Any>>(
     })
 }
 
+/// Records per INSERT statement (7 parameters each; both backends take thousands).
+const APPEND_CHUNK: usize = 256;
+
 /// Appends `entries` in `tx`, advancing `head`. The caller commits.
 pub async fn append(
     tx: &mut Transaction<'_, Any>,
@@ -107,6 +110,7 @@ pub async fn append(
         return Ok(());
     }
     let recorded_at = now_rfc3339();
+    let mut rows = Vec::with_capacity(entries.len());
     for e in entries {
         let seq = head.seq + 1;
         let payload = serde_json::to_string(&e.payload).unwrap_or_else(|_| "null".into());
@@ -118,17 +122,43 @@ pub async fn append(
             &e.kind,
             &payload,
         );
-        sqlx::query("INSERT INTO audit (seq, prev_hash, hash, recorded_at, run_id, kind, payload) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-            .bind(seq)
-            .bind(&head.hash)
-            .bind(&hash)
-            .bind(&recorded_at)
-            .bind(&e.run_id)
-            .bind(&e.kind)
-            .bind(&payload)
-            .execute(&mut **tx)
-            .await?;
+        rows.push((seq, head.hash.clone(), hash.clone(), e, payload));
         *head = AuditHead { seq, hash };
+    }
+    // Many rows per statement: one round trip per chunk rather than per record (what a
+    // networked database charges for).
+    for chunk in rows.chunks(APPEND_CHUNK) {
+        let mut sql = String::from(
+            "INSERT INTO audit (seq, prev_hash, hash, recorded_at, run_id, kind, payload) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let b = i * 7;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7
+            ));
+        }
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (seq, prev, hash, e, payload) in chunk {
+            query = query
+                .bind(*seq)
+                .bind(prev)
+                .bind(hash)
+                .bind(&recorded_at)
+                .bind(&e.run_id)
+                .bind(&e.kind)
+                .bind(payload);
+        }
+        query.execute(&mut **tx).await?;
     }
     sqlx::query("INSERT INTO audit_head (id, seq, hash) VALUES (1, $1, $2) ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash")
         .bind(head.seq)

@@ -1,0 +1,444 @@
+//! Store conformance: one suite, run against SQLite and against a real PostgreSQL (started
+//! by the test itself; see tests/support/postgres.rs). Every test takes a fresh store of
+//! each backend and must behave the same on both.
+
+// Test code: a failed `expect` is the test failing, with its message.
+#![allow(clippy::expect_used)]
+
+#[path = "../../tests/support/postgres.rs"]
+mod postgres;
+
+use deskhost::audit::{self, AuditEntry};
+use deskhost::db::{Backend, DbError, Location, Migrations, schema_version};
+use deskhost::records::{ArticleRecord, CustomerRecord, TicketInput};
+use deskhost::store::{Claim, Store, StoreError, Upsert, WorkerId, unix_ms};
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// A fresh store of each available backend, with its label.
+async fn stores() -> Vec<(&'static str, Store, Option<tempfile::TempDir>)> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite = Store::open(&dir.path().join("conformance.db"))
+        .await
+        .expect("open sqlite");
+    let mut out = vec![("sqlite", sqlite, Some(dir))];
+    if let Some(server) = postgres::shared() {
+        let url = server.database("conformance");
+        let pg = Store::connect(&Location::Url(url), 16, Migrations::CreateOnly)
+            .await
+            .expect("open postgres");
+        out.push(("postgres", pg, None));
+    }
+    out
+}
+
+/// Runs `body` once per backend, naming the backend when it fails.
+macro_rules! conformance {
+    ($name:ident, |$store:ident| $body:block) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            for (backend, $store, _dir) in stores().await {
+                let outcome = tokio::spawn(async move { $body }).await;
+                if let Err(e) = outcome {
+                    panic!("{} on {backend}: {e}", stringify!($name));
+                }
+            }
+        }
+    };
+}
+
+fn ticket(id: &str, body: &str) -> TicketInput {
+    serde_json::from_value(
+        json!({"id": id, "subject": "Subject", "body": body, "customer_id": "C-1"}),
+    )
+    .expect("ticket")
+}
+
+fn worker(n: u32) -> WorkerId {
+    WorkerId::new(format!("conformance-host:{}:w{n}", 4_000_000 + n))
+}
+
+const LEASE: Duration = Duration::from_secs(60);
+
+conformance!(
+    tickets_keep_every_content_version_and_queue_each_once,
+    |store| {
+        let first = store
+            .ingest_tickets(&[ticket("T-1", "a"), ticket("T-2", "b")])
+            .await
+            .expect("ingest");
+        assert!(
+            first
+                .iter()
+                .all(|i| i.version == 1 && i.new_version && i.pending)
+        );
+        let again = store
+            .ingest_tickets(&[ticket("T-1", "a"), ticket("T-2", "b, edited")])
+            .await
+            .expect("ingest again");
+        assert_eq!((again[0].version, again[0].new_version), (1, false));
+        assert_eq!((again[1].version, again[1].new_version), (2, true));
+        let latest = store
+            .latest_ticket("T-2")
+            .await
+            .expect("read")
+            .expect("some");
+        assert_eq!(
+            (latest.version, latest.input.body.as_str()),
+            (2, "b, edited")
+        );
+        let v1 = store.ticket("T-2", 1).await.expect("read").expect("some");
+        assert_eq!(v1.input.body, "b");
+        assert_eq!(store.pending_count().await.expect("count"), 3);
+        assert!(store.ticket("T-9", 1).await.expect("read").is_none());
+    }
+);
+
+conformance!(
+    a_claimed_version_is_held_until_released_or_expired,
+    |store| {
+        store
+            .ingest_tickets(&[ticket("T-1", "a")])
+            .await
+            .expect("ingest");
+        let version = vec![("T-1".to_string(), 1)];
+        let (a, b) = (worker(1), worker(2));
+        assert_eq!(
+            store.claim(&a, &version, LEASE).await.expect("claim"),
+            [Claim::Claimed]
+        );
+        // The holder may claim again (it extends); another worker may not.
+        assert_eq!(
+            store.claim(&a, &version, LEASE).await.expect("claim"),
+            [Claim::Claimed]
+        );
+        match store
+            .claim(&b, &version, LEASE)
+            .await
+            .expect("claim")
+            .as_slice()
+        {
+            [Claim::Held { owner, until_ms }] => {
+                assert_eq!(owner, a.as_str());
+                assert!(*until_ms > unix_ms());
+            }
+            other => panic!("expected held, got {other:?}"),
+        }
+        assert!(
+            store
+                .claim_next(&b, 10, LEASE)
+                .await
+                .expect("next")
+                .is_empty()
+        );
+        store.release(&a, "T-1", 1).await.expect("release");
+        assert_eq!(
+            store
+                .claim(&b, &version, Duration::from_millis(1))
+                .await
+                .expect("claim"),
+            [Claim::Claimed]
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // b's lease ran out: a takes it over.
+        assert_eq!(
+            store.claim_next(&a, 10, LEASE).await.expect("next"),
+            version
+        );
+        let unknown = store
+            .claim(&a, &[("T-404".to_string(), 1)], LEASE)
+            .await
+            .expect("claim");
+        assert_eq!(unknown, [Claim::Unknown]);
+    }
+);
+
+conformance!(renewed_leases_outlive_their_first_term, |store| {
+    store
+        .ingest_tickets(&[ticket("T-1", "a"), ticket("T-2", "b")])
+        .await
+        .expect("ingest");
+    let (a, b) = (worker(1), worker(2));
+    let claimed = store
+        .claim_next(&a, 10, Duration::from_millis(300))
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 2);
+    assert_eq!(store.renew_leases(&a, LEASE).await.expect("renew"), 2);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        store
+            .claim_next(&b, 10, LEASE)
+            .await
+            .expect("next")
+            .is_empty()
+    );
+});
+
+conformance!(
+    a_dead_local_workers_claims_are_taken_over_at_once,
+    |store| {
+        store
+            .ingest_tickets(&[ticket("T-1", "a"), ticket("T-2", "b")])
+            .await
+            .expect("ingest");
+        // A process of this machine that no longer exists (pid far above pid_max).
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+        let dead = WorkerId::new(format!("{}:99999999:deadbeef", host.trim()));
+        let t1 = vec![("T-1".to_string(), 1)];
+        assert_eq!(store.claim_next(&dead, 1, LEASE).await.expect("claim"), t1);
+        // Its claim ends at once; another machine's worker with the same pid is not assumed dead.
+        let remote = WorkerId::new("elsewhere:99999999:cafebabe");
+        assert_eq!(
+            store
+                .claim_next(&remote, 10, LEASE)
+                .await
+                .expect("claim")
+                .len(),
+            2
+        );
+        assert!(
+            store
+                .claim_next(&worker(1), 10, LEASE)
+                .await
+                .expect("claim")
+                .is_empty()
+        );
+    }
+);
+
+conformance!(concurrent_claims_never_overlap_and_miss_nothing, |store| {
+    let tickets: Vec<TicketInput> = (0..200)
+        .map(|i| ticket(&format!("T-{i:03}"), "x"))
+        .collect();
+    store.ingest_tickets(&tickets).await.expect("ingest");
+    let mut tasks = Vec::new();
+    for n in 0..6 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let me = worker(n);
+            let mut mine = Vec::new();
+            loop {
+                let got = store.claim_next(&me, 7, LEASE).await.expect("claim");
+                if got.is_empty() {
+                    break mine;
+                }
+                mine.extend(got);
+            }
+        }));
+    }
+    let mut seen = BTreeSet::new();
+    let mut total = 0;
+    for t in tasks {
+        let mine = t.await.expect("task");
+        total += mine.len();
+        seen.extend(mine);
+    }
+    assert_eq!(total, 200, "a version was claimed twice");
+    assert_eq!(seen.len(), 200);
+});
+
+conformance!(
+    customers_and_articles_move_versions_only_on_change,
+    |store| {
+        let c: CustomerRecord =
+            serde_json::from_value(json!({"id": "C-1", "name": "Ana", "tier": "gold"})).expect("c");
+        assert_eq!(
+            store.upsert_customer(&c).await.expect("upsert"),
+            (Upsert::Inserted, 1)
+        );
+        assert_eq!(
+            store.upsert_customer(&c).await.expect("upsert"),
+            (Upsert::Unchanged, 1)
+        );
+        let mut changed = c.clone();
+        changed.name = Some("Ana B".into());
+        assert_eq!(
+            store.upsert_customer(&changed).await.expect("upsert"),
+            (Upsert::Updated, 2)
+        );
+        let (read, version) = store.customer("C-1").await.expect("read").expect("some");
+        assert_eq!((read.name.as_deref(), version), (Some("Ana B"), 2));
+        assert_eq!(store.customer_count().await.expect("count"), 1);
+
+        let a: ArticleRecord = serde_json::from_value(json!({
+            "id": "KB-1", "title": "Refunds", "body": "How refunds work.", "language": "en",
+            "collection": "billing"
+        }))
+        .expect("article");
+        assert_eq!(
+            store.upsert_article(&a).await.expect("upsert"),
+            (Upsert::Inserted, 1)
+        );
+        let mut edited = a.clone();
+        edited.body = "How refunds work, edited.".into();
+        assert_eq!(
+            store.upsert_article(&edited).await.expect("upsert"),
+            (Upsert::Updated, 2)
+        );
+        let all = store.articles().await.expect("articles");
+        assert_eq!(
+            (all.len(), all[0].body.as_str()),
+            (1, "How refunds work, edited.")
+        );
+
+        assert_eq!(store.meta("k").await.expect("meta"), None);
+        store.set_meta("k", "v1").await.expect("meta");
+        store.set_meta("k", "v2").await.expect("meta");
+        assert_eq!(store.meta("k").await.expect("meta").as_deref(), Some("v2"));
+    }
+);
+
+conformance!(concurrent_audit_appends_never_fork_the_chain, |store| {
+    let mut tasks = Vec::new();
+    for n in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..10 {
+                let entry = AuditEntry {
+                    run_id: None,
+                    kind: "conformance".into(),
+                    payload: json!({"writer": n, "i": i}),
+                };
+                store.append_audit(&[entry]).await.expect("append");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let report = audit::verify(store.pool()).await.expect("verify");
+    assert_eq!(report.broken, None);
+    assert_eq!((report.records, report.last_seq), (80, 80));
+});
+
+conformance!(the_audit_log_refuses_updates_and_deletes, |store| {
+    store
+        .append_audit(&[AuditEntry {
+            run_id: None,
+            kind: "conformance".into(),
+            payload: json!({}),
+        }])
+        .await
+        .expect("append");
+    for sql in [
+        "UPDATE audit SET payload = '{}' WHERE seq = 1",
+        "DELETE FROM audit WHERE seq = 1",
+        "UPDATE ticket_state_log SET status = 'x'",
+    ] {
+        let refused = sqlx::query(sql).execute(store.pool()).await;
+        if sql.contains("ticket_state_log") {
+            // No rows: nothing to refuse, but the statement must not be an error either.
+            assert!(refused.is_ok(), "{sql}: {refused:?}");
+        } else {
+            let e = refused.expect_err(sql).to_string();
+            assert!(e.contains("append-only"), "{sql}: {e}");
+        }
+    }
+});
+
+/// A database migrated to `upto` (an older binary's schema).
+async fn old_database(backend: Backend, upto: i64) -> (Location, Option<tempfile::TempDir>) {
+    let (location, dir, url) = match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("old.db");
+            let url = format!("sqlite://{}?mode=rwc", path.display());
+            (Location::File(path), Some(dir), url)
+        }
+        Backend::Postgres => {
+            let Some(server) = postgres::shared() else {
+                return (Location::Url(String::new()), None);
+            };
+            let url = server.database("old");
+            (Location::Url(url.clone()), None, url)
+        }
+    };
+    let source = tempfile::tempdir().expect("tempdir");
+    let migrations = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(backend.as_str());
+    for entry in std::fs::read_dir(migrations).expect("migrations") {
+        let entry = entry.expect("entry");
+        let name = entry.file_name().to_string_lossy().to_string();
+        let version: i64 = name[..4].parse().expect("version");
+        if version <= upto {
+            std::fs::copy(entry.path(), source.path().join(&name)).expect("copy");
+        }
+    }
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&url).await.expect("connect");
+    sqlx::migrate::Migrator::new(source.path())
+        .await
+        .expect("migrator")
+        .run(&pool)
+        .await
+        .expect("old migrations");
+    pool.close().await;
+    (location, dir)
+}
+
+#[tokio::test]
+async fn an_older_schema_is_refused_until_migrated_and_a_newer_one_always() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let (location, _dir) = old_database(backend, 3).await;
+        if matches!(&location, Location::Url(u) if u.is_empty()) {
+            continue;
+        }
+        let refused = Store::connect(&location, 2, Migrations::CreateOnly).await;
+        match refused {
+            Err(StoreError::Db(DbError::Outdated {
+                found, expected, ..
+            })) => {
+                assert_eq!((found, expected), (3, schema_version(backend)));
+            }
+            other => panic!("{backend:?}: expected Outdated, got {other:?}"),
+        }
+        let message = Store::connect(&location, 2, Migrations::CreateOnly)
+            .await
+            .expect_err("outdated")
+            .to_string();
+        assert!(message.contains("deskhost db migrate"), "{message}");
+        let store = Store::connect(&location, 2, Migrations::Apply)
+            .await
+            .expect("migrate");
+        store
+            .ingest_tickets(&[ticket("T-1", "a")])
+            .await
+            .expect("works after migrating");
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+             VALUES (9999, 'from the future', TRUE, $1, 0)",
+        )
+        .bind(vec![0u8; 48])
+        .execute(store.pool())
+        .await
+        .expect("forge a newer version");
+        let newer = Store::connect(&location, 2, Migrations::Apply).await;
+        assert!(
+            matches!(
+                newer,
+                Err(StoreError::Db(DbError::TooNew { found: 9999, .. }))
+            ),
+            "{backend:?}: {newer:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_database_names_where_and_what_to_check() {
+    // A port nothing listens on (bound, then released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let location = Location::Url(format!("postgres://desk:s3cret@127.0.0.1:{port}/deskhost"));
+    let e = Store::connect(&location, 1, Migrations::CreateOnly)
+        .await
+        .expect_err("nothing listens")
+        .to_string();
+    assert!(e.contains(&format!("127.0.0.1:{port}")), "{e}");
+    assert!(e.contains("pg_isready"), "{e}");
+    assert!(!e.contains("s3cret"), "the password leaked: {e}");
+}
