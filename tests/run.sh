@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The test command. CI runs it through .ci/run; run it yourself from a fresh clone.
 #
-# It installs what it needs (the wasm32-wasip2 target, chromium, componentize-py from PyPI,
-# jco + componentize-js from npm), checks formatting and lints, builds the plugin components
-# once (Rust, Python, JavaScript), then runs every unit and end-to-end test. Builds go to
+# It installs what it needs (the wasm32-wasip2 target, chromium, postgresql, componentize-py
+# from PyPI, jco + componentize-js from npm), checks formatting and lints, builds the plugin
+# components once (Rust, Python, JavaScript), then runs every unit and end-to-end test, the
+# end-to-end suite a second time on PostgreSQL. Builds go to
 # $CARGO_TARGET_DIR (default ~/.cache/deskhost/target, outside the clone) so reruns are
 # incremental. It ends with the public-data benchmark (examples/eval-public.sh), which fits
 # the time budget and skips itself when ../shared/data is not there.
@@ -23,6 +24,14 @@ if ! command -v chromium >/dev/null 2>&1; then
   $sudo_ apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq chromium >/dev/null
 fi
 export DESKHOST_REQUIRE_BROWSER=1
+# The store tests and the second end-to-end pass run on a real PostgreSQL: Debian's
+# `postgresql` binaries (initdb/postgres), started by the tests themselves in a temporary
+# directory on 127.0.0.1 (no system service is used).
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_="sudo"
+  $sudo_ apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq postgresql >/dev/null
+fi
+export DESKHOST_REQUIRE_POSTGRES=1
 
 step "format"
 cargo fmt --all -- --check
@@ -43,6 +52,9 @@ step "tests (unit tests of every crate + end-to-end through the built binary)"
 # Release: the end-to-end tests compile and run Wasm, which a debug Cranelift makes slow;
 # the release artifacts are shared with the demo build.
 cargo test --locked --release --workspace --exclude deskhost-probe --all-features
+
+step "end-to-end again, every workspace on PostgreSQL (the multi-worker test ran above)"
+DESKHOST_TEST_BACKEND=postgres cargo test --locked --release -p deskhost --test e2e -- --skip workers
 
 step "benchmark on ../shared/data (about 1.5 minutes; skipped when the data is absent)"
 examples/eval-public.sh

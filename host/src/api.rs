@@ -10,6 +10,7 @@
 
 use crate::pipeline::Pipeline;
 use crate::records::TicketInput;
+use crate::store::Col;
 use crate::workspace::Workspace;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
@@ -20,7 +21,6 @@ use axum::{Json, Router};
 use deskhost_protocol::run::RunLine;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use sqlx::Row;
 use std::future::Future;
 
 #[derive(Clone)]
@@ -163,8 +163,8 @@ async fn run(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .ok_or_else(|| ApiError::RunNotFound(format!("no run {run_id}")))?;
-    let value: Value = serde_json::from_str(row.get::<&str, _>(0))
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let text: &str = row.col(0).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Json(value))
 }
 

@@ -8,11 +8,11 @@ use crate::manifest::{MANIFEST_FILE, Manifest, ManifestFiles, PolicyKind};
 use crate::pipeline::Pipeline;
 use crate::registry::{self, CapabilityDiff, SlotAction};
 use crate::runtime::{LoadedPlugin, Runtime};
+use crate::store::Col;
 use crate::workspace::{Workspace, WorkspaceError};
 use deskhost_protocol::proposal::{EscalationPacket, ReplyProposal, TriageProposal};
 use serde::Serialize;
 use serde_json::{Value, json};
-use sqlx::Row;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -570,18 +570,18 @@ pub async fn diff(ws: &Workspace, slot: PolicyKind, candidate: Option<&str>) -> 
             / 1000.0
     };
     for r in rows {
-        let run_id: String = r.get(0);
-        let ticket_id: String = r.get(1);
-        let cand_outcome: String = r.get(2);
-        let cand: Option<String> = r.get(3);
-        let incumbent: String = r.get(5);
-        let inc_outcome: String = r.get(6);
-        let inc: Option<String> = r.get(7);
+        let run_id: String = r.col(0)?;
+        let ticket_id: String = r.col(1)?;
+        let cand_outcome: String = r.col(2)?;
+        let cand: Option<String> = r.col(3)?;
+        let incumbent: String = r.col(5)?;
+        let inc_outcome: String = r.col(6)?;
+        let inc: Option<String> = r.col(7)?;
         if !incumbents.contains(&incumbent) {
             incumbents.push(incumbent);
         }
-        theirs.push((wall_ms(r.get::<&str, _>(4)), cand_outcome != "ok"));
-        mine.push((wall_ms(r.get::<&str, _>(8)), inc_outcome != "ok"));
+        theirs.push((wall_ms(r.col::<&str>(4)?), cand_outcome != "ok"));
+        mine.push((wall_ms(r.col::<&str>(8)?), inc_outcome != "ok"));
         let (Some(a), Some(b)) = (inc, cand) else {
             continue;
         };

@@ -7,10 +7,10 @@
 
 use crate::config::WorkspaceConfig;
 use crate::manifest::{Grants, Limits, Manifest, PolicyKind};
+use crate::store::Col;
 use crate::store::{Store, StoreError};
 use crate::util::now_rfc3339;
 use serde::Serialize;
-use sqlx::Row;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -59,12 +59,12 @@ pub async fn slot_state(store: &Store, config: &WorkspaceConfig) -> Result<SlotS
         .map_err(q("read slot events"))?;
     let mut seq = 0;
     for r in rows {
-        seq = r.get::<i64, _>(0);
-        let Some(slot) = slot_of(r.get::<&str, _>(1)) else {
+        seq = r.col::<i64>(0)?;
+        let Some(slot) = slot_of(r.col::<&str>(1)?) else {
             continue;
         };
-        let plugin: Option<String> = r.get(3);
-        match (r.get::<&str, _>(2), plugin) {
+        let plugin: Option<String> = r.col(3)?;
+        match (r.col::<&str>(2)?, plugin) {
             ("promote", Some(p)) => stacks.entry(slot).or_default().push(p),
             ("rollback", _) => {
                 let stack = stacks.entry(slot).or_default();
@@ -147,7 +147,7 @@ pub async fn record(
     .fetch_one(store.pool())
     .await
     .map_err(q("record a slot event"))?;
-    Ok(row.get(0))
+    row.col(0)
 }
 
 /// An installed version.
@@ -174,13 +174,16 @@ pub async fn installed(store: &Store, key: &str) -> Result<Option<Installed>, St
     .fetch_optional(store.pool())
     .await
     .map_err(q("read an installed version"))?;
-    Ok(row.map(|r| Installed {
-        key: r.get(0),
-        kind: r.get(1),
-        digest: r.get(2),
-        manifest_path: r.get(3),
-        installed_at: r.get(4),
-    }))
+    row.map(|r| {
+        Ok(Installed {
+            key: r.col(0)?,
+            kind: r.col(1)?,
+            digest: r.col(2)?,
+            manifest_path: r.col(3)?,
+            installed_at: r.col(4)?,
+        })
+    })
+    .transpose()
 }
 
 /// Records an installed version.

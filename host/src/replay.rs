@@ -7,11 +7,11 @@ use crate::caps::{Answers, HostCall, RunScope, Services};
 use crate::manifest::PolicyKind;
 use crate::plugin_test::{DecodedInput, Expect, Fixture};
 use crate::runtime::{LoadedPlugin, Runtime};
+use crate::store::Col;
 use crate::store::StoreError;
 use crate::workspace::{Workspace, WorkspaceError};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::Row;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -99,6 +99,18 @@ fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| StoreError::Query { what, source }
 }
 
+/// A stored JSON column of run `run_id`; one that does not parse is a corrupt record.
+fn stored_json<T: serde::de::DeserializeOwned>(
+    run_id: &str,
+    what: &str,
+    text: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+        what: format!("{what} of run {run_id}"),
+        detail: e.to_string(),
+    })
+}
+
 /// Replays `run_id`; `candidate` replaces the plugin of its kind; `export` writes one fixture
 /// per stage into that directory.
 pub async fn replay(
@@ -119,9 +131,9 @@ pub async fn replay(
                     "no run {run_id} in this workspace (run ids are in `deskhost run` output)"
                 ))
             })?;
-    let ticket_id: String = run.get(0);
-    let ticket_version = run.get::<i64, _>(1) as u32;
-    let inputs: Value = serde_json::from_str(run.get::<&str, _>(2)).unwrap_or_default();
+    let ticket_id: String = run.col(0)?;
+    let ticket_version = run.version(1)?;
+    let inputs: Value = stored_json(run_id, "the inputs", run.col(2)?)?;
     let clock_ms = inputs["clock_ms"].as_u64().unwrap_or(0);
     let ticket = ws
         .store
@@ -147,29 +159,35 @@ pub async fn replay(
     .map_err(q("read the run's stages"))?;
     let mut stages = Vec::new();
     for r in rows {
-        let stage_name: String = r.get(0);
+        let stage_name: String = r.col(0)?;
         let Some(stage) = PolicyKind::ALL
             .into_iter()
             .find(|k| k.as_str() == stage_name)
         else {
             continue;
         };
-        let recorded_plugin: String = r.get(1);
-        let recorded_digest: String = r.get(2);
-        let recorded_outcome: String = r.get(3);
-        let transcript: Value = serde_json::from_str(r.get::<&str, _>(4)).unwrap_or_default();
+        let recorded_plugin: String = r.col(1)?;
+        let recorded_digest: String = r.col(2)?;
+        let recorded_outcome: String = r.col(3)?;
+        let transcript: Value = stored_json(run_id, "a stage transcript", r.col(4)?)?;
         let calls: Vec<HostCall> =
-            serde_json::from_value(transcript["calls"].clone()).unwrap_or_default();
-        let Some(input_text) = r.get::<Option<String>, _>(5) else {
+            serde_json::from_value(transcript["calls"].clone()).map_err(|e| {
+                StoreError::Corrupt {
+                    what: format!("the host calls of run {run_id}"),
+                    detail: e.to_string(),
+                }
+            })?;
+        let Some(input_text) = r.col::<Option<String>>(5)? else {
             return Err(WorkspaceError::Init(format!(
                 "run {run_id} was recorded before inputs were kept; it cannot be replayed"
             )));
         };
-        let input: Value = serde_json::from_str(&input_text).unwrap_or_default();
-        let recorded_text: Option<String> = r.get(6);
+        let input: Value = stored_json(run_id, "a stage input", &input_text)?;
+        let recorded_text: Option<String> = r.col(6)?;
         let recorded_output: Option<Value> = recorded_text
             .as_deref()
-            .and_then(|s| serde_json::from_str(s).ok());
+            .map(|s| stored_json(run_id, "a stage output", s))
+            .transpose()?;
 
         let owned;
         let plugin: &LoadedPlugin = match candidate {

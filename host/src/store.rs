@@ -50,6 +50,36 @@ pub enum StoreError {
     },
 }
 
+/// Reading a column of a row: a value that does not decode is an error naming the column
+/// (a corrupt row), never a panic.
+pub trait Col {
+    /// Column `i` as `T`.
+    fn col<'r, T>(&'r self, i: usize) -> Result<T>
+    where
+        T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>;
+
+    /// Column `i` as a version number (a non-negative 32-bit integer).
+    fn version(&self, i: usize) -> Result<u32> {
+        let v: i64 = self.col(i)?;
+        u32::try_from(v).map_err(|_| StoreError::Corrupt {
+            what: format!("column {i}"),
+            detail: format!("{v} is not a version number"),
+        })
+    }
+}
+
+impl Col for sqlx::any::AnyRow {
+    fn col<'r, T>(&'r self, i: usize) -> Result<T>
+    where
+        T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+    {
+        self.try_get(i).map_err(|e| StoreError::Corrupt {
+            what: format!("column {i}"),
+            detail: e.to_string(),
+        })
+    }
+}
+
 /// Result alias.
 pub type Result<T> = std::result::Result<T, StoreError>;
 
@@ -296,7 +326,7 @@ impl Store {
                 .await
                 .map_err(q("read latest ticket version"))?;
             let (latest_version, latest_hash) = match latest {
-                Some(row) => (row.get::<i64, _>(0) as u32, row.get::<String, _>(1)),
+                Some(row) => (row.version(0)?, row.col::<String>(1)?),
                 None => (0, String::new()),
             };
             if latest_version > 0 && latest_hash == hash {
@@ -440,18 +470,18 @@ impl Store {
         .map_err(q("read recent tickets"))?;
         rows.iter()
             .map(|r| {
-                let id: String = r.get(0);
+                let id: String = r.col(0)?;
                 let input: TicketInput =
-                    serde_json::from_str(r.get::<&str, _>(2)).map_err(|e| StoreError::Corrupt {
+                    serde_json::from_str(r.col::<&str>(2)?).map_err(|e| StoreError::Corrupt {
                         what: format!("ticket {id}"),
                         detail: e.to_string(),
                     })?;
                 Ok(TicketSummaryRow {
-                    version: r.get::<i64, _>(1) as u32,
+                    version: r.version(1)?,
                     subject: input.subject,
-                    status: r.get(3),
-                    category: r.get(4),
-                    created_at: r.get(5),
+                    status: r.col(3)?,
+                    category: r.col(4)?,
+                    created_at: r.col(5)?,
                     id,
                 })
             })
@@ -464,10 +494,9 @@ impl Store {
             .fetch_all(&self.pool)
             .await
             .map_err(q("read pending work"))?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1) as u32))
-            .collect())
+        rows.iter()
+            .map(|r| Ok((r.col::<String>(0)?, r.version(1)?)))
+            .collect()
     }
 
     /// Claims `versions` for `owner` until `lease` from now, in one transaction: each one
@@ -756,11 +785,11 @@ impl Store {
             .map_err(q("read customer"))?;
         row.map(|r| {
             let c: CustomerRecord =
-                serde_json::from_str(r.get::<&str, _>(0)).map_err(|e| StoreError::Corrupt {
+                serde_json::from_str(r.col::<&str>(0)?).map_err(|e| StoreError::Corrupt {
                     what: format!("customer {id}"),
                     detail: e.to_string(),
                 })?;
-            Ok((c, r.get::<i64, _>(1) as u32))
+            Ok((c, r.version(1)?))
         })
         .transpose()
     }
@@ -839,17 +868,18 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .map_err(q("read articles"))?;
-        Ok(rows
-            .iter()
-            .map(|r| ArticleRecord {
-                id: r.get(0),
-                title: r.get(1),
-                body: r.get(2),
-                language: r.get(3),
-                collection: r.get(4),
-                version: r.get::<i64, _>(5) as u32,
+        rows.iter()
+            .map(|r| {
+                Ok(ArticleRecord {
+                    id: r.col(0)?,
+                    title: r.col(1)?,
+                    body: r.col(2)?,
+                    language: r.col(3)?,
+                    collection: r.col(4)?,
+                    version: r.version(5)?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// A value from the `meta` table.
@@ -916,14 +946,14 @@ impl Store {
 
 fn decode_ticket(id: &str, r: &sqlx::any::AnyRow) -> Result<TicketRecord> {
     let input: TicketInput =
-        serde_json::from_str(r.get::<&str, _>(2)).map_err(|e| StoreError::Corrupt {
+        serde_json::from_str(r.col::<&str>(2)?).map_err(|e| StoreError::Corrupt {
             what: format!("ticket {id}"),
             detail: e.to_string(),
         })?;
     Ok(TicketRecord {
         input,
-        version: r.get::<i64, _>(0) as u32,
-        content_hash: r.get(1),
+        version: r.version(0)?,
+        content_hash: r.col(1)?,
     })
 }
 

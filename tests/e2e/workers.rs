@@ -165,3 +165,78 @@ async fn three_workers_decide_every_version_once_while_one_is_killed() {
         verify.stdout
     );
 }
+
+/// Throughput of the store backends, for the record (opt-in: `cargo test --release -p
+/// deskhost --test e2e workers_throughput -- --ignored --nocapture`): `deskhost run` as one
+/// process on SQLite, then 1, 2 and 4 `deskhost worker` processes on one PostgreSQL
+/// database, all three plugins, the same 3,000 tickets each time. Prints a table; asserts
+/// only that every version was decided once.
+#[tokio::test]
+#[ignore = "a measurement, not a check; run it by name"]
+async fn workers_throughput() {
+    const N: usize = 3_000;
+    let tickets = |ws: &Ws| -> std::path::PathBuf {
+        let demo = ws.demo_tickets();
+        let text: String = (0..N)
+            .map(|i| {
+                let mut t = demo[i % demo.len()].clone();
+                t["id"] = json!(format!("B-{i:05}"));
+                format!("{t}\n")
+            })
+            .collect();
+        let file = ws.path().join("bench.jsonl");
+        std::fs::write(&file, text).unwrap_or_else(|e| panic!("{e}"));
+        file
+    };
+    let mut table = Vec::new();
+    {
+        let ws = Ws::trained();
+        let file = tickets(&ws);
+        let started = Instant::now();
+        let out = ws.cmd(&["run", file.to_str().unwrap_or("")]);
+        let secs = started.elapsed().as_secs_f64();
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_eq!(out.lines().len(), N);
+        table.push((
+            "sqlite, deskhost run, 1 process".to_string(),
+            N as f64 / secs,
+        ));
+    }
+    for workers in [1usize, 2, 4] {
+        let Some(ws) = Ws::new_on_postgres() else {
+            return;
+        };
+        let ws = ws.train();
+        let file = tickets(&ws);
+        ws.ok(&["ingest", file.to_str().unwrap_or("")]);
+        let started = Instant::now();
+        let mut children: Vec<_> = (0..workers)
+            .map(|n| {
+                ws.spawn_logged(
+                    &["worker", "--exit-when-idle", "--poll-ms", "50"],
+                    &ws.path().join(format!("w{n}.jsonl")),
+                    &ws.path().join(format!("w{n}.log")),
+                )
+            })
+            .collect();
+        for c in &mut children {
+            let status = c.wait().unwrap_or_else(|e| panic!("{e}"));
+            assert!(status.success());
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let db = ws.db().await;
+        let runs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs")
+            .fetch_one(&db)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(runs, N as i64);
+        table.push((
+            format!("postgres, deskhost worker x {workers}"),
+            N as f64 / secs,
+        ));
+    }
+    eprintln!("\n{N} tickets, triage + reply + escalation, this machine:");
+    for (what, rate) in table {
+        eprintln!("  {what:<36} {rate:>7.0} tickets/s");
+    }
+}

@@ -742,11 +742,11 @@ mod tests {
             .await
             .unwrap();
         let forged = record_hash(
-            r.get::<&str, _>(0),
+            r.try_get::<&str, _>(0).unwrap(),
             3,
-            r.get::<&str, _>(1),
-            r.get::<Option<&str>, _>(2),
-            r.get::<&str, _>(3),
+            r.try_get::<&str, _>(1).unwrap(),
+            r.try_get::<Option<&str>, _>(2).unwrap(),
+            r.try_get::<&str, _>(3).unwrap(),
             "{}",
         );
         tamper(
