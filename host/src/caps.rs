@@ -1,10 +1,12 @@
 //! The capabilities the host gives plugins, behind one choke point.
 //!
-//! Every capability function is a method on [`HostState`] that starts with
-//! [`CallContext::admit`] (grant, scope and call-count checks; a refusal stops the plugin)
-//! and ends with [`CallContext::finish`] (latency, result size, outcome, and the transcript
-//! entry the audit log and replay are built from). Nothing else in the host implements the
-//! generated `Host` traits, so no capability code is reachable around it.
+//! Every capability function is a method on [`HostState`] that goes through
+//! [`CallContext::call`]: [`CallContext::admit`] (grant, scope and call-count checks; a
+//! refusal stops the plugin), the recorded answer when replaying or the live one otherwise,
+//! and [`CallContext::finish`] (latency, result size, outcome, and the transcript entry the
+//! audit log and replay are built from). `log` and `config` answer from the call context
+//! itself and use admit/finish directly. Nothing else in the host implements the generated
+//! `Host` traits, so no capability code is reachable around it.
 
 use crate::bindings::{config, crm, helpdesk, kb, log, types};
 use crate::kb::KbIndex;
@@ -445,6 +447,32 @@ impl CallContext {
         })
     }
 
+    /// One capability call, the only sequence a capability function runs: admit (grant,
+    /// budget; a refusal stops the plugin), answer from the transcript when replaying or
+    /// from `live` otherwise, then finish (latency, size, outcome, transcript). `cites`:
+    /// articles in a replayed answer become citable in this run, as a live answer's are.
+    pub async fn call<T>(
+        &mut self,
+        capability: CapabilityName,
+        function: &'static str,
+        args: serde_json::Value,
+        cites: bool,
+        live: impl AsyncFnOnce(&CallContext) -> CapResult<T>,
+    ) -> wasmtime::Result<Result<T, types::CapabilityError>>
+    where
+        T: Serialize + serde::de::DeserializeOwned,
+    {
+        let admitted = self.admit(capability, function, args)?;
+        if let Some(answer) = self.replayed(&admitted) {
+            if cites && let CapResult::Ok(value) = &answer {
+                self.note_articles(value);
+            }
+            return self.finish(admitted, answer);
+        }
+        let result = live(self).await;
+        self.finish(admitted, result)
+    }
+
     /// Records the call's outcome and turns the body's result into the guest's answer.
     pub fn finish<T: Serialize>(
         &mut self,
@@ -608,35 +636,31 @@ impl helpdesk::Host for HostState {
         id: String,
     ) -> wasmtime::Result<Result<types::Ticket, types::CapabilityError>> {
         let (recorded, long) = arg(&id);
-        let call = self.call.admit(
-            CapabilityName::Helpdesk,
-            "get-ticket",
-            serde_json::json!({ "id": recorded }),
-        )?;
-        if let Some(answer) = self.call.replayed(&call) {
-            return self.call.finish(call, answer);
-        }
-        let ctx = &self.call;
-        let result = if long {
-            CapResult::Err(too_long("id", id.len()))
-        } else if id == ctx.scope.ticket.input.id {
-            CapResult::Ok(redact_ticket(&ctx.scope.ticket, &ctx.plugin.grants))
-        } else {
-            match ctx.services.store.latest_ticket(&id).await {
-                Ok(None) => CapResult::Err(types::CapabilityError::NotFound(recorded.clone())),
-                Ok(Some(other))
-                    if other.input.customer_id.is_some()
-                        && other.input.customer_id.as_deref() == ctx.scope.customer_id() =>
-                {
-                    CapResult::Ok(redact_ticket(&other, &ctx.plugin.grants))
+        let args = serde_json::json!({ "id": recorded });
+        let live = async |ctx: &CallContext| {
+            if long {
+                CapResult::Err(too_long("id", id.len()))
+            } else if id == ctx.scope.ticket.input.id {
+                CapResult::Ok(redact_ticket(&ctx.scope.ticket, &ctx.plugin.grants))
+            } else {
+                match ctx.services.store.latest_ticket(&id).await {
+                    Ok(None) => CapResult::Err(types::CapabilityError::NotFound(recorded.clone())),
+                    Ok(Some(other))
+                        if other.input.customer_id.is_some()
+                            && other.input.customer_id.as_deref() == ctx.scope.customer_id() =>
+                    {
+                        CapResult::Ok(redact_ticket(&other, &ctx.plugin.grants))
+                    }
+                    Ok(Some(_)) => CapResult::Denied(format!(
+                        "ticket {recorded} belongs to another customer than the ticket being decided"
+                    )),
+                    Err(e) => CapResult::Err(unavailable(e)),
                 }
-                Ok(Some(_)) => CapResult::Denied(format!(
-                    "ticket {recorded} belongs to another customer than the ticket being decided"
-                )),
-                Err(e) => CapResult::Err(unavailable(e)),
             }
         };
-        self.call.finish(call, result)
+        self.call
+            .call(CapabilityName::Helpdesk, "get-ticket", args, false, live)
+            .await
     }
 
     async fn recent_tickets(
@@ -645,46 +669,48 @@ impl helpdesk::Host for HostState {
         limit: u32,
     ) -> wasmtime::Result<Result<Vec<types::TicketSummary>, types::CapabilityError>> {
         let (recorded, _) = arg(&customer_id);
-        let call = self.call.admit(
-            CapabilityName::Helpdesk,
-            "recent-tickets",
-            serde_json::json!({ "customer_id": recorded, "limit": limit }),
-        )?;
-        if let Some(answer) = self.call.replayed(&call) {
-            return self.call.finish(call, answer);
-        }
-        let ctx = &self.call;
-        let result = if ctx.scope.customer_id() != Some(customer_id.as_str()) {
-            CapResult::Denied(format!(
-                "customer {recorded} is not the customer of the ticket being decided"
-            ))
-        } else {
-            match ctx
-                .services
-                .store
-                .recent_tickets(
-                    &customer_id,
-                    &ctx.scope.ticket.input.id,
-                    limit.min(MAX_LIST),
-                )
-                .await
-            {
-                Ok(rows) => CapResult::Ok(
-                    rows.into_iter()
-                        .map(|r| types::TicketSummary {
-                            id: r.id,
-                            version: r.version,
-                            subject: r.subject,
-                            status: r.status,
-                            category: r.category,
-                            created_at: r.created_at,
-                        })
-                        .collect(),
-                ),
-                Err(e) => CapResult::Err(unavailable(e)),
+        let args = serde_json::json!({ "customer_id": recorded, "limit": limit });
+        let live = async |ctx: &CallContext| {
+            if ctx.scope.customer_id() != Some(customer_id.as_str()) {
+                CapResult::Denied(format!(
+                    "customer {recorded} is not the customer of the ticket being decided"
+                ))
+            } else {
+                match ctx
+                    .services
+                    .store
+                    .recent_tickets(
+                        &customer_id,
+                        &ctx.scope.ticket.input.id,
+                        limit.min(MAX_LIST),
+                    )
+                    .await
+                {
+                    Ok(rows) => CapResult::Ok(
+                        rows.into_iter()
+                            .map(|r| types::TicketSummary {
+                                id: r.id,
+                                version: r.version,
+                                subject: r.subject,
+                                status: r.status,
+                                category: r.category,
+                                created_at: r.created_at,
+                            })
+                            .collect(),
+                    ),
+                    Err(e) => CapResult::Err(unavailable(e)),
+                }
             }
         };
-        self.call.finish(call, result)
+        self.call
+            .call(
+                CapabilityName::Helpdesk,
+                "recent-tickets",
+                args,
+                false,
+                live,
+            )
+            .await
     }
 }
 
@@ -697,66 +723,59 @@ impl kb::Host for HostState {
     ) -> wasmtime::Result<Result<Vec<types::KbHit>, types::CapabilityError>> {
         let (recorded, long) = arg(&query);
         let language_arg = language.as_deref().map(|l| arg(l).0);
-        let call = self.call.admit(
-            CapabilityName::Kb,
-            "search",
-            serde_json::json!({ "query": recorded, "language": language_arg, "limit": limit }),
-        )?;
-        if let Some(answer) = self.call.replayed(&call) {
-            // Articles a recorded answer names are citable in this run too.
-            if let CapResult::Ok(value) = &answer {
-                self.call.note_articles(value);
-            }
-            return self.call.finish(call, answer);
-        }
-        let ctx = &self.call;
-        let collections = ctx
-            .plugin
-            .grants
-            .kb
-            .as_ref()
-            .map(|g| g.collections.clone())
-            .unwrap_or_default();
-        let result = if query.trim().is_empty() {
-            CapResult::Err(types::CapabilityError::InvalidArgument(
-                "query is empty".into(),
-            ))
-        } else if long {
-            CapResult::Err(too_long("query", query.len()))
-        } else {
-            match ctx.services.kb.search(
-                &query,
-                language.as_deref(),
-                &collections,
-                limit.min(MAX_LIST) as usize,
-            ) {
-                Ok(hits) => {
-                    let mut seen = ctx
-                        .scope
-                        .articles_seen
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner());
-                    for h in &hits {
-                        if let Some(a) = ctx.services.kb.article(&h.article_id) {
-                            seen.insert(a.id.clone(), a.clone());
+        let args =
+            serde_json::json!({ "query": recorded, "language": language_arg, "limit": limit });
+        let live = async |ctx: &CallContext| {
+            let collections = ctx
+                .plugin
+                .grants
+                .kb
+                .as_ref()
+                .map(|g| g.collections.clone())
+                .unwrap_or_default();
+            if query.trim().is_empty() {
+                CapResult::Err(types::CapabilityError::InvalidArgument(
+                    "query is empty".into(),
+                ))
+            } else if long {
+                CapResult::Err(too_long("query", query.len()))
+            } else {
+                match ctx.services.kb.search(
+                    &query,
+                    language.as_deref(),
+                    &collections,
+                    limit.min(MAX_LIST) as usize,
+                ) {
+                    Ok(hits) => {
+                        let mut seen = ctx
+                            .scope
+                            .articles_seen
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner());
+                        for h in &hits {
+                            if let Some(a) = ctx.services.kb.article(&h.article_id) {
+                                seen.insert(a.id.clone(), a.clone());
+                            }
                         }
+                        CapResult::Ok(
+                            hits.into_iter()
+                                .map(|h| types::KbHit {
+                                    article_id: h.article_id,
+                                    title: h.title,
+                                    language: h.language,
+                                    snippet: h.snippet,
+                                    score: h.score,
+                                })
+                                .collect(),
+                        )
                     }
-                    CapResult::Ok(
-                        hits.into_iter()
-                            .map(|h| types::KbHit {
-                                article_id: h.article_id,
-                                title: h.title,
-                                language: h.language,
-                                snippet: h.snippet,
-                                score: h.score,
-                            })
-                            .collect(),
-                    )
+                    Err(e) => CapResult::Err(unavailable(e)),
                 }
-                Err(e) => CapResult::Err(unavailable(e)),
             }
         };
-        self.call.finish(call, result)
+        self.call
+            .call(CapabilityName::Kb, "search", args, true, live)
+            .await
     }
 
     async fn get_article(
@@ -764,20 +783,8 @@ impl kb::Host for HostState {
         id: String,
     ) -> wasmtime::Result<Result<types::KbArticle, types::CapabilityError>> {
         let (recorded, long) = arg(&id);
-        let call = self.call.admit(
-            CapabilityName::Kb,
-            "get-article",
-            serde_json::json!({ "id": recorded }),
-        )?;
-        if let Some(answer) = self.call.replayed(&call) {
-            // Articles a recorded answer names are citable in this run too.
-            if let CapResult::Ok(value) = &answer {
-                self.call.note_articles(value);
-            }
-            return self.call.finish(call, answer);
-        }
-        let ctx = &self.call;
-        let result = match ctx.services.kb.article(&id).filter(|_| !long) {
+        let args = serde_json::json!({ "id": recorded });
+        let live = async |ctx: &CallContext| match ctx.services.kb.article(&id).filter(|_| !long) {
             None => CapResult::Err(types::CapabilityError::NotFound(recorded.clone())),
             Some(a) if !ctx.plugin.grants.kb_collection(&a.collection) => {
                 CapResult::Denied(format!(
@@ -794,7 +801,9 @@ impl kb::Host for HostState {
                 CapResult::Ok(crate::runtime::convert::article_to_wit(a))
             }
         };
-        self.call.finish(call, result)
+        self.call
+            .call(CapabilityName::Kb, "get-article", args, true, live)
+            .await
     }
 }
 
@@ -804,34 +813,30 @@ impl crm::Host for HostState {
         id: String,
     ) -> wasmtime::Result<Result<Option<types::Customer>, types::CapabilityError>> {
         let (recorded, _) = arg(&id);
-        let call = self.call.admit(
-            CapabilityName::Crm,
-            "lookup-customer",
-            serde_json::json!({ "id": recorded }),
-        )?;
-        if let Some(answer) = self.call.replayed(&call) {
-            return self.call.finish(call, answer);
-        }
-        let ctx = &self.call;
-        let result = if ctx.scope.customer_id() != Some(id.as_str()) {
-            CapResult::Denied(format!(
-                "customer {recorded} is not the customer of the ticket being decided"
-            ))
-        } else {
-            match ctx.services.store.customer(&id).await {
-                Ok(Some((record, version))) => {
-                    ctx.scope
-                        .crm_versions
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(id.clone(), version);
-                    CapResult::Ok(Some(redact_customer(&record, &ctx.plugin.grants)))
+        let args = serde_json::json!({ "id": recorded });
+        let live = async |ctx: &CallContext| {
+            if ctx.scope.customer_id() != Some(id.as_str()) {
+                CapResult::Denied(format!(
+                    "customer {recorded} is not the customer of the ticket being decided"
+                ))
+            } else {
+                match ctx.services.store.customer(&id).await {
+                    Ok(Some((record, version))) => {
+                        ctx.scope
+                            .crm_versions
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(id.clone(), version);
+                        CapResult::Ok(Some(redact_customer(&record, &ctx.plugin.grants)))
+                    }
+                    Ok(None) => CapResult::Ok(None),
+                    Err(e) => CapResult::Err(unavailable(e)),
                 }
-                Ok(None) => CapResult::Ok(None),
-                Err(e) => CapResult::Err(unavailable(e)),
             }
         };
-        self.call.finish(call, result)
+        self.call
+            .call(CapabilityName::Crm, "lookup-customer", args, false, live)
+            .await
     }
 }
 

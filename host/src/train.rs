@@ -39,14 +39,8 @@ pub enum TrainError {
     },
 }
 
-/// The text a ticket is classified on: subject and body, as the plugin joins them.
-pub fn ticket_text(subject: &str, body: &str) -> String {
-    if subject.trim().is_empty() {
-        body.to_string()
-    } else {
-        format!("{subject}\n{body}")
-    }
-}
+/// The text a ticket is classified on (shared with the guest SDK: no train/serve skew).
+pub use deskhost_nlp::text::ticket_text;
 
 /// Reads labeled examples for `fields` from `path`. Lines with none of the fields are
 /// skipped and counted.

@@ -8,6 +8,17 @@ use std::ops::Range;
 /// Portuguese, Italian, Dutch.
 pub const LANGUAGES: &[&str] = &["en", "de", "es", "fr", "pt", "it", "nl"];
 
+/// The text a ticket is classified and searched on: subject and body joined by a line break
+/// (the body alone when there is no subject). The one definition the host's trainer and
+/// the guest SDK share, so what a model is trained on is what it serves on.
+pub fn ticket_text(subject: &str, body: &str) -> String {
+    if subject.trim().is_empty() {
+        body.to_string()
+    } else {
+        format!("{subject}\n{body}")
+    }
+}
+
 /// Byte ranges of the alphanumeric runs (words, numbers) of `text`.
 pub fn token_ranges(text: &str) -> impl Iterator<Item = Range<usize>> + '_ {
     let mut chars = text.char_indices().peekable();

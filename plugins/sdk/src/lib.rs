@@ -103,13 +103,10 @@ pub fn evidence(
     }
 }
 
-/// Subject and body joined by a line break: the text policies classify and search with.
+/// Subject and body joined by a line break: the text policies classify and search with
+/// (the same function the host's trainer uses, [`deskhost_nlp::text::ticket_text`]).
 pub fn ticket_text(ticket: &Ticket) -> String {
-    if ticket.subject.trim().is_empty() {
-        ticket.body.clone()
-    } else {
-        format!("{}\n{}", ticket.subject, ticket.body)
-    }
+    deskhost_nlp::text::ticket_text(&ticket.subject, &ticket.body)
 }
 
 /// The plugin's settings document parsed as JSON into `T`; `T::default()` when the plugin
