@@ -10,7 +10,6 @@
 
 use crate::pipeline::Pipeline;
 use crate::records::TicketInput;
-use crate::store::Col;
 use crate::workspace::Workspace;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
@@ -157,14 +156,15 @@ async fn run(
     State(state): State<AppState>,
     Path(run_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let row = sqlx::query("SELECT result_json FROM runs WHERE run_id = $1")
-        .bind(&run_id)
-        .fetch_optional(state.ws.store.pool())
+    let text = state
+        .ws
+        .store
+        .run_result(&run_id)
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .ok_or_else(|| ApiError::RunNotFound(format!("no run {run_id}")))?;
-    let text: &str = row.col(0).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let value: Value = serde_json::from_str(text).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let value: Value =
+        serde_json::from_str(&text).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Json(value))
 }
 

@@ -2,13 +2,10 @@
 //! WebAssembly components, and owns everything they may not: data, effects, review, audit.
 
 pub mod api;
-pub mod audit;
 pub mod bindings;
 pub mod caps;
 pub mod config;
-pub mod db;
 pub mod eval;
-pub mod jsonl;
 pub mod kb;
 pub mod lifecycle;
 pub mod manifest;
@@ -19,10 +16,10 @@ pub mod registry;
 pub mod replay;
 pub mod runtime;
 pub mod scaffold;
-pub mod store;
 pub mod train;
 pub mod util;
 pub mod worker;
 pub mod workspace;
 
 pub use deskhost_protocol::sanitize;
+pub use deskhost_store::{audit, db, jsonl, store};

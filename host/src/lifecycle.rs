@@ -8,7 +8,6 @@ use crate::manifest::{MANIFEST_FILE, Manifest, ManifestFiles, PolicyKind};
 use crate::pipeline::Pipeline;
 use crate::registry::{self, CapabilityDiff, SlotAction};
 use crate::runtime::{LoadedPlugin, Runtime};
-use crate::store::Col;
 use crate::workspace::{Workspace, WorkspaceError};
 use deskhost_protocol::proposal::{EscalationPacket, ReplyProposal, TriageProposal};
 use serde::Serialize;
@@ -548,16 +547,7 @@ pub async fn diff(ws: &Workspace, slot: PolicyKind, candidate: Option<&str>) -> 
             LifecycleError::Refused(format!("the {slot} slot has no shadow; name the candidate (id@version) to compare its past shadow runs"))
         })?,
     };
-    let rows = sqlx::query(
-        "SELECT s.run_id, s.ticket_id, s.outcome, s.proposal_json, s.stats_json, r.plugin, r.outcome, r.proposal_json, r.stats_json
-         FROM shadow_runs s JOIN run_stages r ON r.run_id = s.run_id AND r.stage = s.slot
-         WHERE s.slot = $1 AND s.plugin = $2 ORDER BY s.created_at, s.run_id",
-    )
-    .bind(slot.as_str())
-    .bind(&candidate)
-    .fetch_all(ws.store.pool())
-    .await
-    .map_err(|source| crate::store::StoreError::Query { what: "read shadow runs", source })?;
+    let rows = ws.store.shadow_pairs(slot.as_str(), &candidate).await?;
     let mut fields: BTreeMap<String, Agreement> = BTreeMap::new();
     let mut disagreements = Vec::new();
     let mut incumbents: Vec<String> = Vec::new();
@@ -570,19 +560,14 @@ pub async fn diff(ws: &Workspace, slot: PolicyKind, candidate: Option<&str>) -> 
             / 1000.0
     };
     for r in rows {
-        let run_id: String = r.col(0)?;
-        let ticket_id: String = r.col(1)?;
-        let cand_outcome: String = r.col(2)?;
-        let cand: Option<String> = r.col(3)?;
-        let incumbent: String = r.col(5)?;
-        let inc_outcome: String = r.col(6)?;
-        let inc: Option<String> = r.col(7)?;
-        if !incumbents.contains(&incumbent) {
-            incumbents.push(incumbent);
+        let run_id = r.run_id;
+        let ticket_id = r.ticket_id;
+        if !incumbents.contains(&r.incumbent) {
+            incumbents.push(r.incumbent);
         }
-        theirs.push((wall_ms(r.col::<&str>(4)?), cand_outcome != "ok"));
-        mine.push((wall_ms(r.col::<&str>(8)?), inc_outcome != "ok"));
-        let (Some(a), Some(b)) = (inc, cand) else {
+        theirs.push((wall_ms(&r.candidate_stats), r.candidate_outcome != "ok"));
+        mine.push((wall_ms(&r.incumbent_stats), r.incumbent_outcome != "ok"));
+        let (Some(a), Some(b)) = (r.incumbent_proposal, r.candidate_proposal) else {
             continue;
         };
         let corrupt = |e: serde_json::Error| crate::store::StoreError::Corrupt {

@@ -7,16 +7,12 @@
 
 use crate::config::WorkspaceConfig;
 use crate::manifest::{Grants, Limits, Manifest, PolicyKind};
-use crate::store::Col;
 use crate::store::{Store, StoreError};
 use crate::util::now_rfc3339;
+pub use deskhost_store::slots::Installed;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
-
-fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
-    move |source| StoreError::Query { what, source }
-}
 
 /// The slots' state after replaying the event log.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -53,18 +49,13 @@ pub async fn slot_state(store: &Store, config: &WorkspaceConfig) -> Result<SlotS
         stacks.insert(PolicyKind::Escalation, vec![e.clone()]);
     }
     let mut shadow = BTreeMap::new();
-    let rows = sqlx::query("SELECT seq, slot, action, plugin FROM slot_events ORDER BY seq")
-        .fetch_all(store.pool())
-        .await
-        .map_err(q("read slot events"))?;
     let mut seq = 0;
-    for r in rows {
-        seq = r.col::<i64>(0)?;
-        let Some(slot) = slot_of(r.col::<&str>(1)?) else {
+    for event in store.slot_events().await? {
+        seq = event.seq;
+        let Some(slot) = slot_of(&event.slot) else {
             continue;
         };
-        let plugin: Option<String> = r.col(3)?;
-        match (r.col::<&str>(2)?, plugin) {
+        match (event.action.as_str(), event.plugin) {
             ("promote", Some(p)) => stacks.entry(slot).or_default().push(p),
             ("rollback", _) => {
                 let stack = stacks.entry(slot).or_default();
@@ -99,11 +90,7 @@ pub async fn slot_state(store: &Store, config: &WorkspaceConfig) -> Result<SlotS
 
 /// The number of the latest slot event (cheap; what running processes poll).
 pub async fn latest_seq(store: &Store) -> Result<i64, StoreError> {
-    let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM slot_events")
-        .fetch_one(store.pool())
-        .await
-        .map_err(q("read the latest slot event"))?;
-    Ok(seq.unwrap_or(0))
+    store.latest_slot_seq().await
 }
 
 /// A slot change.
@@ -137,53 +124,14 @@ pub async fn record(
     action: SlotAction,
     plugin: Option<&str>,
 ) -> Result<i64, StoreError> {
-    let row = sqlx::query(
-        "INSERT INTO slot_events (slot, action, plugin, at) VALUES ($1, $2, $3, $4) RETURNING seq",
-    )
-    .bind(slot.as_str())
-    .bind(action.as_str())
-    .bind(plugin)
-    .bind(now_rfc3339())
-    .fetch_one(store.pool())
-    .await
-    .map_err(q("record a slot event"))?;
-    row.col(0)
-}
-
-/// An installed version.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Installed {
-    /// `id@version`.
-    pub key: String,
-    /// Slot kind.
-    pub kind: String,
-    /// Component digest.
-    pub digest: String,
-    /// Manifest path.
-    pub manifest_path: String,
-    /// When.
-    pub installed_at: String,
+    store
+        .record_slot_event(slot.as_str(), action.as_str(), plugin)
+        .await
 }
 
 /// The installed version `key`, if any.
 pub async fn installed(store: &Store, key: &str) -> Result<Option<Installed>, StoreError> {
-    let row = sqlx::query(
-        "SELECT key, kind, digest, manifest_path, installed_at FROM plugin_versions WHERE key = $1",
-    )
-    .bind(key)
-    .fetch_optional(store.pool())
-    .await
-    .map_err(q("read an installed version"))?;
-    row.map(|r| {
-        Ok(Installed {
-            key: r.col(0)?,
-            kind: r.col(1)?,
-            digest: r.col(2)?,
-            manifest_path: r.col(3)?,
-            installed_at: r.col(4)?,
-        })
-    })
-    .transpose()
+    store.installed(key).await
 }
 
 /// Records an installed version.
@@ -192,21 +140,16 @@ pub async fn register(
     manifest: &Manifest,
     manifest_path: &Path,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO plugin_versions (key, id, version, kind, digest, manifest_path, installed_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
-         ON CONFLICT(key) DO NOTHING",
-    )
-    .bind(manifest.key())
-    .bind(&manifest.id)
-    .bind(&manifest.version)
-    .bind(manifest.kind.as_str())
-    .bind(&manifest.sha256)
-    .bind(manifest_path.display().to_string())
-    .bind(now_rfc3339())
-    .execute(store.pool())
-    .await
-    .map_err(q("register an installed version"))?;
-    Ok(())
+    let installed = Installed {
+        key: manifest.key(),
+        kind: manifest.kind.as_str().to_string(),
+        digest: manifest.sha256.clone(),
+        manifest_path: manifest_path.display().to_string(),
+        installed_at: now_rfc3339(),
+    };
+    store
+        .register_installed(&installed.key, &manifest.id, &manifest.version, &installed)
+        .await
 }
 
 /// What changes, capability-wise, when `next` replaces `current`.

@@ -7,7 +7,6 @@ use crate::caps::{Answers, HostCall, RunScope, Services};
 use crate::manifest::PolicyKind;
 use crate::plugin_test::{DecodedInput, Expect, Fixture};
 use crate::runtime::{LoadedPlugin, Runtime};
-use crate::store::Col;
 use crate::store::StoreError;
 use crate::workspace::{Workspace, WorkspaceError};
 use serde::Serialize;
@@ -95,10 +94,6 @@ fn diff(path: &str, a: &Value, b: &Value, out: &mut Vec<Difference>) {
     }
 }
 
-fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
-    move |source| StoreError::Query { what, source }
-}
-
 /// A stored JSON column of run `run_id`; one that does not parse is a corrupt record.
 fn stored_json<T: serde::de::DeserializeOwned>(
     run_id: &str,
@@ -120,20 +115,13 @@ pub async fn replay(
     candidate: Option<&LoadedPlugin>,
     export: Option<&Path>,
 ) -> Result<ReplayReport, WorkspaceError> {
-    let run =
-        sqlx::query("SELECT ticket_id, ticket_version, inputs_json FROM runs WHERE run_id = $1")
-            .bind(run_id)
-            .fetch_optional(ws.store.pool())
-            .await
-            .map_err(q("read the run"))?
-            .ok_or_else(|| {
-                WorkspaceError::Init(format!(
-                    "no run {run_id} in this workspace (run ids are in `deskhost run` output)"
-                ))
-            })?;
-    let ticket_id: String = run.col(0)?;
-    let ticket_version = run.version(1)?;
-    let inputs: Value = stored_json(run_id, "the inputs", run.col(2)?)?;
+    let run = ws.store.run(run_id).await?.ok_or_else(|| {
+        WorkspaceError::Init(format!(
+            "no run {run_id} in this workspace (run ids are in `deskhost run` output)"
+        ))
+    })?;
+    let (ticket_id, ticket_version) = (run.ticket_id, run.ticket_version);
+    let inputs: Value = stored_json(run_id, "the inputs", &run.inputs_json)?;
     let clock_ms = inputs["clock_ms"].as_u64().unwrap_or(0);
     let ticket = ws
         .store
@@ -149,27 +137,20 @@ pub async fn replay(
         store: ws.store.clone(),
         kb: ws.kb().await?,
     });
-    let rows = sqlx::query(
-        "SELECT stage, plugin, digest, outcome, transcript_json, input_json, output_json FROM run_stages WHERE run_id = $1
-         ORDER BY CASE stage WHEN 'triage' THEN 0 WHEN 'reply' THEN 1 ELSE 2 END",
-    )
-    .bind(run_id)
-    .fetch_all(ws.store.pool())
-    .await
-    .map_err(q("read the run's stages"))?;
+    let rows = ws.store.run_stages(run_id).await?;
     let mut stages = Vec::new();
     for r in rows {
-        let stage_name: String = r.col(0)?;
+        let stage_name = r.stage;
         let Some(stage) = PolicyKind::ALL
             .into_iter()
             .find(|k| k.as_str() == stage_name)
         else {
             continue;
         };
-        let recorded_plugin: String = r.col(1)?;
-        let recorded_digest: String = r.col(2)?;
-        let recorded_outcome: String = r.col(3)?;
-        let transcript: Value = stored_json(run_id, "a stage transcript", r.col(4)?)?;
+        let recorded_plugin = r.plugin;
+        let recorded_digest = r.digest;
+        let recorded_outcome = r.outcome;
+        let transcript: Value = stored_json(run_id, "a stage transcript", &r.transcript_json)?;
         let calls: Vec<HostCall> =
             serde_json::from_value(transcript["calls"].clone()).map_err(|e| {
                 StoreError::Corrupt {
@@ -177,13 +158,13 @@ pub async fn replay(
                     detail: e.to_string(),
                 }
             })?;
-        let Some(input_text) = r.col::<Option<String>>(5)? else {
+        let Some(input_text) = r.input_json else {
             return Err(WorkspaceError::Init(format!(
                 "run {run_id} was recorded before inputs were kept; it cannot be replayed"
             )));
         };
         let input: Value = stored_json(run_id, "a stage input", &input_text)?;
-        let recorded_text: Option<String> = r.col(6)?;
+        let recorded_text = r.output_json;
         let recorded_output: Option<Value> = recorded_text
             .as_deref()
             .map(|s| stored_json(run_id, "a stage output", s))

@@ -7,7 +7,6 @@
 //! On PostgreSQL an idle worker sleeps on `LISTEN deskhost_work` (a trigger notifies on
 //! every enqueue); on SQLite it polls.
 
-use crate::db::{Backend, Location};
 use crate::pipeline::Pipeline;
 use crate::store::StoreError;
 use deskhost_protocol::run::RunLine;
@@ -48,24 +47,7 @@ pub async fn run(
     mut on_line: impl FnMut(&RunLine),
 ) -> Result<WorkerSummary, StoreError> {
     let store = &pipeline.services.store;
-    let mut wake = match (store.backend(), store.location()) {
-        (Backend::Postgres, Location::Url(url)) => {
-            match sqlx::postgres::PgListener::connect(url).await {
-                Ok(mut listener) => match listener.listen("deskhost_work").await {
-                    Ok(()) => Some(listener),
-                    Err(e) => {
-                        tracing::warn!("LISTEN deskhost_work failed ({e}); polling instead");
-                        None
-                    }
-                },
-                Err(e) => {
-                    tracing::warn!("cannot open a listener connection ({e}); polling instead");
-                    None
-                }
-            }
-        }
-        _ => None,
-    };
+    let mut wake = store.work_signal().await;
     let keeper = pipeline.keep_leases();
     let mut summary = WorkerSummary::default();
     let concurrency = options.concurrency.max(1);
@@ -91,20 +73,9 @@ pub async fn run(
                     Err(e) => break Err(e),
                 }
             }
-            let idle = tokio::time::sleep(options.idle_poll);
-            match wake.as_mut() {
-                Some(listener) => tokio::select! {
-                    _ = &mut shutdown => break Ok(()),
-                    _ = idle => {},
-                    n = listener.recv() => if let Err(e) = n {
-                        tracing::warn!("listener: {e}; polling instead");
-                        wake = None;
-                    },
-                },
-                None => tokio::select! {
-                    _ = &mut shutdown => break Ok(()),
-                    _ = idle => {},
-                },
+            tokio::select! {
+                _ = &mut shutdown => break Ok(()),
+                _ = wake.wait(options.idle_poll) => {},
             }
             continue;
         }

@@ -4,7 +4,8 @@
 //! which makes it durable together with its audit records.
 
 pub mod checks;
-pub mod commit;
+/// The committer lives in the store crate (it is the one writer of decisions).
+pub use deskhost_store::commit;
 pub mod gate;
 
 use crate::audit::AuditEntry;

@@ -5,13 +5,13 @@
 // Test code: a failed `expect` is the test failing, with its message.
 #![allow(clippy::expect_used)]
 
-#[path = "../../tests/support/postgres.rs"]
+#[path = "../../../tests/support/postgres.rs"]
 mod postgres;
 
-use deskhost::audit::{self, AuditEntry};
-use deskhost::db::{Backend, DbError, Location, Migrations, schema_version};
-use deskhost::records::{ArticleRecord, CustomerRecord, TicketInput};
-use deskhost::store::{Claim, Store, StoreError, Upsert, WorkerId, unix_ms};
+use deskhost_protocol::records::{ArticleRecord, CustomerRecord, TicketInput};
+use deskhost_store::audit::{self, AuditEntry};
+use deskhost_store::db::{Backend, DbError, Location, Migrations, schema_version};
+use deskhost_store::store::{Claim, Store, StoreError, Upsert, WorkerId, unix_ms};
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::time::Duration;

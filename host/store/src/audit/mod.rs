@@ -11,7 +11,7 @@
 pub mod checkpoint;
 pub mod committed;
 
-use crate::util::{now_rfc3339, sha256_parts};
+use deskhost_protocol::digest::{now_rfc3339, sha256_parts};
 use futures::TryStreamExt;
 use serde::Serialize;
 use sqlx::{Any, AnyPool, Row, Transaction};

@@ -1,15 +1,15 @@
 //! The embedded store: SQLite through sqlx (WAL, synchronous=FULL).
 //!
 //! Tickets keep every content version; customers and articles keep a version counter that
-//! moves when their content changes. Decisions are written by [`crate::pipeline::commit`] in
+//! moves when their content changes. Decisions are written by the engine's committer (`pipeline/commit.rs`) in
 //! one transaction per batch together with their audit records.
 
 use crate::audit::checkpoint::{Checkpoint, Checkpointer};
 use crate::audit::committed::{INGESTED, IngestRecord, StateRow};
 use crate::audit::{self, AuditEntry};
 use crate::db::{self, Backend, DbError, Location, Migrations, begin_write};
-use crate::records::{ArticleRecord, CustomerRecord, TicketInput, TicketRecord};
-use crate::util::{now_rfc3339, sha256_hex};
+use deskhost_protocol::digest::{now_rfc3339, sha256_hex};
+use deskhost_protocol::records::{ArticleRecord, CustomerRecord, TicketInput, TicketRecord};
 use deskhost_protocol::run::{ReviewItem, ReviewStatus};
 use serde::Serialize;
 use sqlx::{AnyPool, Row};
@@ -169,6 +169,28 @@ pub fn unix_ms() -> i64 {
 
 fn duration_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
+/// Wakes an idle worker when work is queued: PostgreSQL's `LISTEN deskhost_work` (a trigger
+/// notifies on every enqueue); on SQLite, or when the listener fails, a timer.
+pub struct WorkSignal {
+    listener: Option<sqlx::postgres::PgListener>,
+}
+
+impl WorkSignal {
+    /// Returns when work may have been queued, or after `at_most`.
+    pub async fn wait(&mut self, at_most: Duration) {
+        match self.listener.as_mut() {
+            Some(listener) => tokio::select! {
+                _ = tokio::time::sleep(at_most) => {},
+                got = listener.recv() => if let Err(e) = got {
+                    tracing::warn!("LISTEN deskhost_work: {e}; polling instead");
+                    self.listener = None;
+                },
+            },
+            None => tokio::time::sleep(at_most).await,
+        }
+    }
 }
 
 /// What a claim on one ticket version got.
@@ -669,6 +691,27 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// What an idle worker waits on (see [`WorkSignal`]).
+    pub async fn work_signal(&self) -> WorkSignal {
+        let listener = match &self.location {
+            Location::Url(url) => match sqlx::postgres::PgListener::connect(url).await {
+                Ok(mut listener) => match listener.listen("deskhost_work").await {
+                    Ok(()) => Some(listener),
+                    Err(e) => {
+                        tracing::warn!("LISTEN deskhost_work failed ({e}); polling instead");
+                        None
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!("cannot open a listener connection ({e}); polling instead");
+                    None
+                }
+            },
+            Location::File(_) => None,
+        };
+        WorkSignal { listener }
     }
 
     /// How many versions wait for a decision (leased or not).

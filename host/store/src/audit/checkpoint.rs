@@ -9,7 +9,7 @@
 //! kept where the database's writer cannot reach it.
 
 use super::AuditHead;
-use crate::util::now_rfc3339;
+use deskhost_protocol::digest::now_rfc3339;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, AnyPool, Row, Transaction};
@@ -101,7 +101,7 @@ pub fn public_key_text(key: &VerifyingKey) -> String {
 
 /// Parses `ed25519:<hex>`.
 pub fn parse_public_key(text: &str) -> Result<VerifyingKey, CheckpointError> {
-    let bad = || CheckpointError::PublicKey(crate::sanitize::field(text).into_owned());
+    let bad = || CheckpointError::PublicKey(deskhost_protocol::sanitize::field(text).into_owned());
     let hex_part = text.trim().strip_prefix("ed25519:").ok_or_else(bad)?;
     let bytes: [u8; 32] = hex::decode(hex_part)
         .ok()
@@ -187,7 +187,7 @@ pub async fn workspace_id(tx: &mut Transaction<'_, Any>) -> Result<String, sqlx:
     if let Some(id) = id {
         return Ok(id);
     }
-    let id = crate::util::new_id("ws");
+    let id = deskhost_protocol::digest::new_id("ws");
     sqlx::query("INSERT INTO meta (key, value) VALUES ('workspace_id', $1)")
         .bind(&id)
         .execute(&mut **tx)

@@ -10,7 +10,7 @@
 //! was added, or went missing: changing a decision behind deskhost's back is found even when
 //! the chain itself is intact.
 
-use crate::records::TicketInput;
+use deskhost_protocol::records::TicketInput;
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
