@@ -2,7 +2,7 @@
 //! the same predictions natively and inside the plugin.
 
 use super::support::{Ws, by_id, plugin_dir};
-use deskhost::runtime::bind::bind;
+use deskhost_engine::runtime::bind::bind;
 use deskhost_nlp::{Model, Scratch};
 
 #[test]
@@ -42,7 +42,7 @@ fn native_and_wasm_predictions_agree() {
     let mut scratch = Scratch::default();
     let mut compared = 0;
     for t in &tickets {
-        let text = deskhost::train::ticket_text(
+        let text = deskhost_engine::train::ticket_text(
             t["subject"].as_str().unwrap_or(""),
             t["body"].as_str().unwrap_or(""),
         );

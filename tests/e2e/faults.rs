@@ -332,7 +332,10 @@ fn a_changed_or_corrupt_component_is_refused() {
         .lines()
         .map(|l| {
             if l.starts_with("sha256") {
-                format!("sha256 = \"{}\"", deskhost::util::sha256_hex(&garbage))
+                format!(
+                    "sha256 = \"{}\"",
+                    deskhost_engine::util::sha256_hex(&garbage)
+                )
             } else {
                 l.into()
             }
@@ -645,7 +648,10 @@ async fn a_corrupt_file_on_a_watched_path_keeps_the_old_version() {
         .lines()
         .map(|l| {
             if l.starts_with("sha256") {
-                format!("sha256 = \"{}\"", deskhost::util::sha256_hex(truncated))
+                format!(
+                    "sha256 = \"{}\"",
+                    deskhost_engine::util::sha256_hex(truncated)
+                )
             } else {
                 l.into()
             }

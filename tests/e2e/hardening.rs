@@ -147,7 +147,7 @@ max_data_mib = 2",
     );
     std::fs::write(dir.join("blob.bin"), vec![7u8; 1 << 20]).unwrap_or_else(|e| panic!("{e}"));
     let out = ws.ok(&["plugin", "install", dir.to_str().unwrap_or("")]);
-    let digest = deskhost::util::sha256_hex(&vec![7u8; 1 << 20]);
+    let digest = deskhost_engine::util::sha256_hex(&vec![7u8; 1 << 20]);
     assert!(
         out.stdout.contains(&format!(
             "data      blob.bin (1048576 bytes, sha256 {})",
@@ -451,7 +451,8 @@ async fn rebuild_chain(ws: &Ws, from: i64) {
     for (i, (seq, _, at, run, kind, payload)) in rows.into_iter().enumerate() {
         // The first rewritten record gets different content; the rest are only rehashed.
         let payload = if i == 0 { payload + " " } else { payload };
-        let hash = deskhost::audit::record_hash(&prev, seq, &at, run.as_deref(), &kind, &payload);
+        let hash =
+            deskhost_engine::audit::record_hash(&prev, seq, &at, run.as_deref(), &kind, &payload);
         sqlx::query("UPDATE audit SET prev_hash = $1, hash = $2, payload = $3 WHERE seq = $4")
             .bind(&prev)
             .bind(&hash)
@@ -719,7 +720,7 @@ fn held_out_high_risk_tickets_caught_by_rules_and_model() {
             .to_string();
         let expected = want.get(&id).cloned().unwrap_or_default();
         let mandatory =
-            deskhost::pipeline::gate::MANDATORY_REVIEW_ESCALATIONS.contains(&got.as_str());
+            deskhost_engine::pipeline::gate::MANDATORY_REVIEW_ESCALATIONS.contains(&got.as_str());
         if mandatory {
             assert_eq!(r["gate"]["applied"], json!([]), "{id}: nothing applies");
             assert_eq!(r["gate"]["outcome"], "review", "{id}");

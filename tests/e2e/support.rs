@@ -19,10 +19,11 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_default()
 }
 
-/// The repository root.
+/// The repository root (the tests belong to `host/cli`).
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
+        .ancestors()
+        .nth(2)
         .map(Path::to_path_buf)
         .unwrap_or_default()
 }
@@ -439,7 +440,7 @@ pub fn write_plugin(
     let manifest = format!(
         "id = \"{id}\"\nversion = \"{version}\"\nkind = \"{kind}\"\nwit = \"0.1.0\"\ncomponent = \"{}\"\nsha256 = \"{}\"\nconfig = \"settings.json\"\n{tail}\n",
         component.0,
-        deskhost::util::sha256_hex(component.1)
+        deskhost_engine::util::sha256_hex(component.1)
     );
     std::fs::write(dir.join("plugin.toml"), manifest).unwrap_or_else(|e| panic!("{e}"));
     format!("{id}@{version}")

@@ -4,7 +4,7 @@
 //! `postgres` user. A watchdog stops the server and removes its directory when the test
 //! process ends, however it ends.
 //!
-//! Used by the store conformance suite (`host/tests/store.rs`) and by the end-to-end suite
+//! Used by the store conformance suite (`host/store/tests/conformance.rs`) and by the end-to-end suite
 //! when `DESKHOST_TEST_BACKEND=postgres`. Where PostgreSQL is not installed, [`shared`]
 //! returns `None` (tests print why and skip) unless `DESKHOST_REQUIRE_POSTGRES=1`, as
 //! `tests/run.sh` sets after installing it.

@@ -8,15 +8,15 @@
 //!
 //! Errors are `{"message", "code", "type"}` with stable codes, mapped in [`ApiError`].
 
-use crate::pipeline::Pipeline;
-use crate::records::TicketInput;
-use crate::workspace::Workspace;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use deskhost_engine::pipeline::Pipeline;
+use deskhost_engine::records::TicketInput;
+use deskhost_engine::workspace::Workspace;
 use deskhost_protocol::run::RunLine;
 use futures::StreamExt;
 use serde_json::{Value, json};

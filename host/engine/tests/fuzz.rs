@@ -4,13 +4,13 @@
 //! that names the input, never a panic, and store nothing.
 //!
 //! CI runs the default case counts (a few seconds). To run longer, e.g. for an hour:
-//! `PROPTEST_CASES=200000 cargo test --release -p deskhost --test fuzz`.
+//! `PROPTEST_CASES=200000 cargo test --release -p deskhost-engine --test fuzz`.
 
-use deskhost::config::WorkspaceConfig;
-use deskhost::jsonl;
-use deskhost::manifest::{FileKey, Manifest, ManifestFiles};
-use deskhost::records::{ArticleRecord, TicketInput, check_collection, check_id};
-use deskhost::store::Store;
+use deskhost_engine::config::WorkspaceConfig;
+use deskhost_engine::jsonl;
+use deskhost_engine::manifest::{FileKey, Manifest, ManifestFiles};
+use deskhost_engine::records::{ArticleRecord, TicketInput, check_collection, check_id};
+use deskhost_engine::store::Store;
 use deskhost_nlp::model::{HeadSpec, ModelWriter, RowSpec};
 use deskhost_nlp::{DType, FeatureSpec, Model, Scratch};
 use proptest::prelude::*;

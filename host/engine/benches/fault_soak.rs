@@ -5,16 +5,16 @@
 //! nothing about time.
 //!
 //! Needs the probe component (`cargo build --profile plugin --target wasm32-wasip2 -p
-//! deskhost-probe`). Run: `cargo bench -p deskhost --bench fault_soak` (100k runs; set
+//! deskhost-probe`). Run: `cargo bench -p deskhost-engine --bench fault_soak` (100k runs; set
 //! DESKHOST_SOAK_RUNS to change).
 
-use deskhost::caps::{Answers, RunScope, Services};
-use deskhost::config::RuntimeConfig;
-use deskhost::kb::KbIndex;
-use deskhost::manifest::{Grants, PolicyKind};
-use deskhost::records::{TicketInput, TicketRecord, redact_ticket};
-use deskhost::runtime::{PolicyInput, Runtime};
-use deskhost::store::Store;
+use deskhost_engine::caps::{Answers, RunScope, Services};
+use deskhost_engine::config::RuntimeConfig;
+use deskhost_engine::kb::KbIndex;
+use deskhost_engine::manifest::{Grants, PolicyKind};
+use deskhost_engine::records::{TicketInput, TicketRecord, redact_ticket};
+use deskhost_engine::runtime::{PolicyInput, Runtime};
+use deskhost_engine::store::Store;
 use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -34,7 +34,7 @@ fn rss_mib() -> f64 {
 fn probe() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
     target.join("wasm32-wasip2/plugin/deskhost_probe.wasm")
 }
 
@@ -65,7 +65,7 @@ async fn soak(runs: usize) {
         .unwrap_or_else(|e| panic!("{e}"));
     let manifest = format!(
         "id = \"probe\"\nversion = \"0.1.0\"\nkind = \"triage\"\nwit = \"0.1.0\"\ncomponent = \"probe.wasm\"\nsha256 = \"{}\"\nconfig = \"settings.json\"\n[limits]\nfuel = 5_000_000\nwall_ms = 200\n[grants.helpdesk]\n[grants.kb]\ncollections = [\"public\"]\n[grants.crm]\nfields = [\"tier\"]\n",
-        deskhost::util::sha256_hex(&component)
+        deskhost_engine::util::sha256_hex(&component)
     );
     std::fs::write(plugin_dir.join("plugin.toml"), manifest).unwrap_or_else(|e| panic!("{e}"));
     let ceiling: Grants = toml::from_str(

@@ -11,7 +11,7 @@
 pub mod capabilities {
     wasmtime::component::bindgen!({
         world: "capabilities",
-        path: "../wit",
+        path: "../../wit",
         imports: { default: async | trappable },
         additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
     });
@@ -23,7 +23,7 @@ pub use capabilities::deskhost::plugin::{config, crm, helpdesk, kb, log, types};
 pub mod triage {
     wasmtime::component::bindgen!({
         world: "triage-policy",
-        path: "../wit",
+        path: "../../wit",
         imports: { default: async | trappable },
         exports: { default: async },
         with: { "deskhost:plugin": crate::bindings::capabilities::deskhost::plugin },
@@ -34,7 +34,7 @@ pub mod triage {
 pub mod reply {
     wasmtime::component::bindgen!({
         world: "reply-policy",
-        path: "../wit",
+        path: "../../wit",
         imports: { default: async | trappable },
         exports: { default: async },
         with: { "deskhost:plugin": crate::bindings::capabilities::deskhost::plugin },
@@ -45,7 +45,7 @@ pub mod reply {
 pub mod escalation {
     wasmtime::component::bindgen!({
         world: "escalation-policy",
-        path: "../wit",
+        path: "../../wit",
         imports: { default: async | trappable },
         exports: { default: async },
         with: { "deskhost:plugin": crate::bindings::capabilities::deskhost::plugin },

@@ -7,7 +7,7 @@ use crate::manifest::PolicyKind;
 use std::path::{Path, PathBuf};
 
 /// A plugin language.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lang {
     /// Rust with wit-bindgen (cargo, wasm32-wasip2).
     Rust,
@@ -15,6 +15,22 @@ pub enum Lang {
     Python,
     /// JavaScript with componentize-js (npm).
     Js,
+}
+
+impl std::str::FromStr for Lang {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "rust" => Ok(Lang::Rust),
+            "python" => Ok(Lang::Python),
+            "js" | "javascript" => Ok(Lang::Js),
+            other => Err(format!(
+                "no plugin language \"{}\"; use rust, python or js",
+                deskhost_protocol::sanitize::field(other)
+            )),
+        }
+    }
 }
 
 /// Versions of the guest toolchains deskhost is tested with.
@@ -267,11 +283,11 @@ pub fn new_plugin(
         ("wit/world.wit".into(), fill(include_str!("world.wit"))),
         (
             "wit/deps/deskhost/types.wit".into(),
-            include_str!("../../../wit/types.wit").into(),
+            include_str!("../../../../wit/types.wit").into(),
         ),
         (
             "wit/deps/deskhost/capabilities.wit".into(),
-            include_str!("../../../wit/capabilities.wit").into(),
+            include_str!("../../../../wit/capabilities.wit").into(),
         ),
         (source.into(), fill(code)),
         (

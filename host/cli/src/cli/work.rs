@@ -2,11 +2,11 @@
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use deskhost::db::{self, Migrations};
-use deskhost::jsonl;
-use deskhost::records::TicketInput;
-use deskhost::worker::{self, WorkerOptions};
-use deskhost::workspace::Workspace;
+use deskhost_engine::db::{self, Migrations};
+use deskhost_engine::jsonl;
+use deskhost_engine::records::TicketInput;
+use deskhost_engine::worker::{self, WorkerOptions};
+use deskhost_engine::workspace::Workspace;
 use deskhost_protocol::run::RunLine;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -87,7 +87,7 @@ pub async fn worker(
     let ws = Workspace::open(dir).await?;
     let pipeline = ws.pipeline().await?;
     let watcher =
-        deskhost::lifecycle::watch(ws.clone(), pipeline.clone(), Duration::from_millis(200));
+        deskhost_engine::lifecycle::watch(ws.clone(), pipeline.clone(), Duration::from_millis(200));
     let concurrency = args
         .concurrency
         .or((ws.config.pipeline.concurrency > 0).then_some(ws.config.pipeline.concurrency))

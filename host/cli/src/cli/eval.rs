@@ -1,0 +1,144 @@
+//! `deskhost eval`: replay labeled history through the plugins and report.
+
+use crate::*;
+
+#[derive(Args)]
+pub(crate) struct EvalArgs {
+    /// Labeled records (JSON Lines: tickets with labels, KB scenarios, or conversations).
+    file: PathBuf,
+    /// Label fields to score, comma-separated (default: every field in the data).
+    #[arg(long, value_delimiter = ',')]
+    fields: Vec<String>,
+    /// Evaluate this plugin (its plugin.toml) instead of the active one of its slot.
+    #[arg(long)]
+    plugin: Option<PathBuf>,
+    /// Also evaluate this plugin (its plugin.toml) and compare it with the active one.
+    #[arg(long)]
+    compare: Option<PathBuf>,
+    /// Directory for report.json, report.html and summary.txt (default WORKSPACE/reports/eval-FILE).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Accuracy the automation threshold must reach.
+    #[arg(long, default_value_t = 0.95)]
+    target_precision: f64,
+    /// Human handle time per ticket in seconds, when the data has none.
+    #[arg(long)]
+    manual_seconds: Option<f64>,
+    /// Evaluate only the first N records.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Records evaluated at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+}
+
+pub(crate) async fn eval(dir: &Path, args: EvalArgs, json: bool) -> Result<ExitCode> {
+    let ws = Workspace::open(dir).await?;
+    let (records, rejected) = deskhost_engine::eval::read_records(&args.file, args.limit)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    for r in &rejected {
+        note!("{r}; line skipped");
+    }
+    if records.is_empty() {
+        bail!("{} has no usable records", args.file.display());
+    }
+    let mut pipeline = ws.pipeline().await?;
+    let runtime = pipeline.runtime.clone();
+    let load = |path: &Path| -> Result<std::sync::Arc<deskhost_engine::runtime::LoadedPlugin>> {
+        let kind = Manifest::load(path)?.kind;
+        Ok(std::sync::Arc::new(runtime.load_plugin(
+            path,
+            kind,
+            &ws.config.ceiling,
+        )?))
+    };
+    if let Some(path) = &args.plugin {
+        let candidate = load(path)?;
+        pipeline = pipeline.with_plugin(candidate);
+    }
+    let options = deskhost_engine::eval::EvalOptions {
+        fields: args.fields.clone(),
+        target_precision: args.target_precision,
+        manual_seconds: args.manual_seconds,
+        concurrency: args.concurrency,
+        ..deskhost_engine::eval::EvalOptions::default()
+    };
+    let dataset = args.file.display().to_string();
+    let runs = if args.compare.is_some() { 2 } else { 1 };
+    let bar = progress_bar(records.len() * runs, "records");
+    let tick = || bar.inc(1);
+    let (report, results) = deskhost_engine::eval::evaluate(
+        &pipeline,
+        &dataset,
+        &records,
+        rejected.len(),
+        &options,
+        &tick,
+    )
+    .await;
+    let comparison = match &args.compare {
+        Some(path) => {
+            let candidate = load(path)?;
+            let slot = candidate.identity.kind;
+            let incumbent = pipeline
+                .active()
+                .iter()
+                .find(|(k, _)| *k == slot)
+                .map(|(_, p)| p.identity.key())
+                .unwrap_or_default();
+            let key = candidate.identity.key();
+            let other = pipeline.with_plugin(candidate);
+            let (report_b, results_b) = deskhost_engine::eval::evaluate(
+                &other,
+                &dataset,
+                &records,
+                rejected.len(),
+                &options,
+                &tick,
+            )
+            .await;
+            Some(deskhost_engine::eval::compare(
+                (&report, &results),
+                (&report_b, &results_b),
+                &incumbent,
+                &key,
+            ))
+        }
+        None => None,
+    };
+    bar.finish_and_clear();
+
+    let stem = args
+        .file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "data".into());
+    let out_dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| ws.dir.join("reports").join(format!("eval-{stem}")));
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let summary = deskhost_engine::eval::report::text(&report, comparison.as_ref());
+    let full = json!({ "report": report, "comparison": comparison });
+    std::fs::write(
+        out_dir.join("report.json"),
+        serde_json::to_vec_pretty(&full)?,
+    )?;
+    std::fs::write(
+        out_dir.join("report.html"),
+        deskhost_engine::eval::report::html(&report, comparison.as_ref()),
+    )?;
+    std::fs::write(out_dir.join("summary.txt"), &summary)?;
+    if json {
+        print_json(&full)?;
+    } else {
+        out!("{summary}");
+        out!("report: {}", out_dir.join("report.html").display());
+    }
+    Ok(if rejected.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
