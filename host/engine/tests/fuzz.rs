@@ -153,7 +153,7 @@ proptest! {
     #[test]
     fn config_parse(at in 0usize..3000, c in any::<char>(), cut in proptest::bool::ANY) {
         let mut text = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/workspace/deskhost.toml"),
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/workspace/deskhost.toml"),
         )
         .unwrap_or_else(|e| panic!("{e}"));
         let at = at.min(text.len());
