@@ -3,7 +3,6 @@
 //! writes is left without its run, and the audit log (chain and decisions) verifies.
 
 use super::support::Ws;
-use serde_json::json;
 use std::time::Duration;
 
 const TICKETS: usize = 400;
@@ -11,16 +10,7 @@ const TICKETS: usize = 400;
 #[tokio::test]
 async fn sigkill_mid_batch_loses_and_doubles_nothing() {
     let ws = Ws::trained();
-    let demo = ws.demo_tickets();
-    let tickets: String = (0..TICKETS)
-        .map(|i| {
-            let mut t = demo[i % demo.len()].clone();
-            t["id"] = json!(format!("K-{i:04}"));
-            format!("{t}\n")
-        })
-        .collect();
-    let file = ws.path().join("batch.jsonl");
-    std::fs::write(&file, tickets).unwrap_or_else(|e| panic!("{e}"));
+    let file = ws.many_tickets("K", TICKETS, "batch.jsonl");
     // Kill points spread over start-up, ingest and deciding (a fixed seed: reproducible).
     let mut seed: u64 = 0x5eed_cafe;
     let mut kills = Vec::new();

@@ -295,6 +295,22 @@ impl Ws {
         (out, lines)
     }
 
+    /// `n` tickets cycled from the demo ones with ids `{prefix}-00000`…, written as JSON Lines
+    /// to `file` in the workspace; returns its path.
+    pub fn many_tickets(&self, prefix: &str, n: usize, file: &str) -> PathBuf {
+        let demo = self.demo_tickets();
+        let text: String = (0..n)
+            .map(|i| {
+                let mut t = demo[i % demo.len()].clone();
+                t["id"] = Value::String(format!("{prefix}-{i:05}"));
+                format!("{t}\n")
+            })
+            .collect();
+        let path = self.path().join(file);
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("write tickets: {e}"));
+        path
+    }
+
     /// The demo tickets of the workspace.
     pub fn demo_tickets(&self) -> Vec<Value> {
         std::fs::read_to_string(self.path().join("tickets.jsonl"))

@@ -5,7 +5,6 @@
 //! message where none can start, failed where `DESKHOST_REQUIRE_POSTGRES=1`).
 
 use super::support::Ws;
-use serde_json::json;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -24,16 +23,7 @@ async fn three_workers_decide_every_version_once_while_one_is_killed() {
     text.push_str("\n[store]\nlease_seconds = 5\n");
     std::fs::write(&config, text).unwrap_or_else(|e| panic!("{e}"));
 
-    let demo = ws.demo_tickets();
-    let tickets: String = (0..TICKETS)
-        .map(|i| {
-            let mut t = demo[i % demo.len()].clone();
-            t["id"] = json!(format!("W-{i:05}"));
-            format!("{t}\n")
-        })
-        .collect();
-    let file = ws.path().join("many.jsonl");
-    std::fs::write(&file, tickets).unwrap_or_else(|e| panic!("{e}"));
+    let file = ws.many_tickets("W", TICKETS, "many.jsonl");
     let ingested = ws.ok(&["ingest", file.to_str().unwrap_or("")]);
     assert!(
         ingested
@@ -175,23 +165,10 @@ async fn three_workers_decide_every_version_once_while_one_is_killed() {
 #[ignore = "a measurement, not a check; run it by name"]
 async fn workers_throughput() {
     const N: usize = 3_000;
-    let tickets = |ws: &Ws| -> std::path::PathBuf {
-        let demo = ws.demo_tickets();
-        let text: String = (0..N)
-            .map(|i| {
-                let mut t = demo[i % demo.len()].clone();
-                t["id"] = json!(format!("B-{i:05}"));
-                format!("{t}\n")
-            })
-            .collect();
-        let file = ws.path().join("bench.jsonl");
-        std::fs::write(&file, text).unwrap_or_else(|e| panic!("{e}"));
-        file
-    };
     let mut table = Vec::new();
     {
         let ws = Ws::trained();
-        let file = tickets(&ws);
+        let file = ws.many_tickets("B", N, "bench.jsonl");
         let started = Instant::now();
         let out = ws.cmd(&["run", file.to_str().unwrap_or("")]);
         let secs = started.elapsed().as_secs_f64();
@@ -207,7 +184,7 @@ async fn workers_throughput() {
             return;
         };
         let ws = ws.train();
-        let file = tickets(&ws);
+        let file = ws.many_tickets("B", N, "bench.jsonl");
         ws.ok(&["ingest", file.to_str().unwrap_or("")]);
         let started = Instant::now();
         let mut children: Vec<_> = (0..workers)
