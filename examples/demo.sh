@@ -24,6 +24,8 @@ ls -l "$plugins"/deskhost_{triage,reply,escalation}.wasm | awk '{print "  " $5 "
 ws="${1:-$CARGO_TARGET_DIR/demo-workspace}"
 step "workspace $ws"
 "$deskhost" init "$ws" --from examples/workspace --plugins "$plugins" --force
+# --force made a new workspace: checkpoints of the one it replaced would (rightly) not verify.
+rm -f "$ws.checkpoints.jsonl"
 # Audit checkpoints are signed with a key kept outside the workspace (made once, reused).
 key="$CARGO_TARGET_DIR/demo-audit.key"
 [ -f "$key" ] || "$deskhost" audit keygen "$key" >/dev/null
