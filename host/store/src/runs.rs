@@ -2,11 +2,7 @@
 //! shadow runs beside the stage they shadowed (diffs). Writing is the committer's
 //! ([`crate::commit`]).
 
-use crate::store::{Col, Store, StoreError};
-
-fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
-    move |source| StoreError::Query { what, source }
-}
+use crate::store::{Col, Store, StoreError, q};
 
 /// A stored run's header.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,7 +41,7 @@ pub struct ShadowPair {
     pub run_id: String,
     /// Ticket.
     pub ticket_id: String,
-    /// The candidate's outcome, proposal and stats (JSON).
+    /// The candidate's outcome (`ok` or a fault kind).
     pub candidate_outcome: String,
     /// The candidate's proposal (JSON).
     pub candidate_proposal: Option<String>,

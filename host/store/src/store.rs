@@ -83,7 +83,8 @@ impl Col for sqlx::any::AnyRow {
 /// Result alias.
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+/// Maps a query failure to [`StoreError::Query`] naming what was being done.
+pub(crate) fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| StoreError::Query { what, source }
 }
 
@@ -510,17 +511,6 @@ impl Store {
             .collect()
     }
 
-    /// Ticket versions waiting for a decision, oldest first.
-    pub async fn pending(&self) -> Result<Vec<(String, u32)>> {
-        let rows = sqlx::query("SELECT ticket_id, version FROM work_queue WHERE state = 'pending' ORDER BY enqueued_at, ticket_id")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(q("read pending work"))?;
-        rows.iter()
-            .map(|r| Ok((r.col::<String>(0)?, r.version(1)?)))
-            .collect()
-    }
-
     /// Claims `versions` for `owner` until `lease` from now, in one transaction: each one
     /// that is pending and not held by another worker's live lease. What was not claimed is
     /// said per version.
@@ -530,7 +520,20 @@ impl Store {
         versions: &[(String, u32)],
         lease: Duration,
     ) -> Result<Vec<Claim>> {
-        self.reap_dead_local_leases().await?;
+        let claims = self.try_claim(owner, versions, lease).await?;
+        let held = claims.iter().any(|c| matches!(c, Claim::Held { .. }));
+        if held && self.reap_dead_local_leases().await? > 0 {
+            return self.try_claim(owner, versions, lease).await;
+        }
+        Ok(claims)
+    }
+
+    async fn try_claim(
+        &self,
+        owner: &WorkerId,
+        versions: &[(String, u32)],
+        lease: Duration,
+    ) -> Result<Vec<Claim>> {
         let now = unix_ms();
         let until = now + duration_ms(lease);
         let mut tx = begin_write(&self.pool).await.map_err(q("begin claim"))?;
@@ -563,23 +566,11 @@ impl Store {
             .map_err(q("read a claim"))?;
             out.push(match row {
                 None => Claim::Unknown,
-                Some(r) => {
-                    let state: String = r.try_get(0).map_err(q("read a claim"))?;
-                    if state == "done" {
-                        Claim::Done
-                    } else {
-                        Claim::Held {
-                            owner: r
-                                .try_get::<Option<String>, _>(1)
-                                .map_err(q("read a claim"))?
-                                .unwrap_or_default(),
-                            until_ms: r
-                                .try_get::<Option<i64>, _>(2)
-                                .map_err(q("read a claim"))?
-                                .unwrap_or_default(),
-                        }
-                    }
-                }
+                Some(r) if r.col::<&str>(0)? == "done" => Claim::Done,
+                Some(r) => Claim::Held {
+                    owner: r.col::<Option<String>>(1)?.unwrap_or_default(),
+                    until_ms: r.col::<Option<i64>>(2)?.unwrap_or_default(),
+                },
             });
         }
         tx.commit().await.map_err(q("commit claims"))?;
@@ -596,28 +587,37 @@ impl Store {
         limit: u32,
         lease: Duration,
     ) -> Result<Vec<(String, u32)>> {
-        self.reap_dead_local_leases().await?;
+        let mut claimed = self.try_claim_next(owner, limit, lease).await?;
+        let short = u32::try_from(claimed.len()).unwrap_or(u32::MAX) < limit;
+        if short && self.reap_dead_local_leases().await? > 0 {
+            let rest = limit - u32::try_from(claimed.len()).unwrap_or(limit);
+            claimed.extend(self.try_claim_next(owner, rest, lease).await?);
+            claimed.sort();
+        }
+        Ok(claimed)
+    }
+
+    async fn try_claim_next(
+        &self,
+        owner: &WorkerId,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<(String, u32)>> {
         let now = unix_ms();
-        let sql = match self.backend() {
-            Backend::Sqlite => {
-                "UPDATE work_queue SET lease_owner = $1, lease_until = $2
-                 WHERE (ticket_id, version) IN (
-                     SELECT ticket_id, version FROM work_queue
-                     WHERE state = 'pending' AND (lease_until IS NULL OR lease_until < $3)
-                     ORDER BY enqueued_at, ticket_id, version LIMIT $4)
-                 RETURNING ticket_id, version"
-            }
-            Backend::Postgres => {
-                "UPDATE work_queue SET lease_owner = $1, lease_until = $2
-                 WHERE (ticket_id, version) IN (
-                     SELECT ticket_id, version FROM work_queue
-                     WHERE state = 'pending' AND (lease_until IS NULL OR lease_until < $3)
-                     ORDER BY enqueued_at, ticket_id, version LIMIT $4
-                     FOR UPDATE SKIP LOCKED)
-                 RETURNING ticket_id, version"
-            }
+        // PostgreSQL skips rows another worker's claim has locked; SQLite has one writer.
+        let skip_locked = match self.backend() {
+            Backend::Sqlite => "",
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
         };
-        let rows = sqlx::query(sql)
+        let sql = format!(
+            "UPDATE work_queue SET lease_owner = $1, lease_until = $2
+             WHERE (ticket_id, version) IN (
+                 SELECT ticket_id, version FROM work_queue
+                 WHERE state = 'pending' AND (lease_until IS NULL OR lease_until < $3)
+                 ORDER BY enqueued_at, ticket_id, version LIMIT $4 {skip_locked})
+             RETURNING ticket_id, version"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(owner.as_str())
             .bind(now + duration_ms(lease))
             .bind(now)
@@ -627,14 +627,8 @@ impl Store {
             .map_err(q("claim pending work"))?;
         let mut out = rows
             .iter()
-            .map(|r| {
-                Ok((
-                    r.try_get::<String, _>(0)?,
-                    u32::try_from(r.try_get::<i64, _>(1)?).unwrap_or(u32::MAX),
-                ))
-            })
-            .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
-            .map_err(q("read claimed work"))?;
+            .map(|r| Ok((r.col::<String>(0)?, r.version(1)?)))
+            .collect::<Result<Vec<_>>>()?;
         out.sort();
         Ok(out)
     }
@@ -669,7 +663,9 @@ impl Store {
 
     /// Leases held by processes of this machine that no longer exist end now, rather than
     /// when they expire (a `run` killed mid-way, then `run --pending`).
-    async fn reap_dead_local_leases(&self) -> Result<()> {
+    /// Returns how many leases it ended. Run only when a claim came up short, not on every
+    /// claim.
+    async fn reap_dead_local_leases(&self) -> Result<u64> {
         let owners: Vec<String> = sqlx::query_scalar(
             "SELECT DISTINCT lease_owner FROM work_queue
              WHERE state = 'pending' AND lease_owner IS NOT NULL AND lease_until >= $1",
@@ -678,19 +674,21 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .map_err(q("read leases"))?;
+        let mut ended = 0;
         for owner in owners {
             if WorkerId(owner.clone()).is_dead_here() {
-                sqlx::query(
+                ended += sqlx::query(
                     "UPDATE work_queue SET lease_owner = NULL, lease_until = NULL
                      WHERE lease_owner = $1 AND state = 'pending'",
                 )
                 .bind(&owner)
                 .execute(&self.pool)
                 .await
-                .map_err(q("end a dead worker's leases"))?;
+                .map_err(q("end a dead worker's leases"))?
+                .rows_affected();
             }
         }
-        Ok(())
+        Ok(ended)
     }
 
     /// What an idle worker waits on (see [`WorkSignal`]).
@@ -883,11 +881,8 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await
             .map_err(q("read current version"))?;
-        let current = |r: &sqlx::any::AnyRow| -> Result<(u32, String)> {
-            let version: i64 = r.try_get(0).map_err(q("read current version"))?;
-            let stored_hash: String = r.try_get(1).map_err(q("read current version"))?;
-            Ok((u32::try_from(version).unwrap_or(u32::MAX), stored_hash))
-        };
+        let current =
+            |r: &sqlx::any::AnyRow| -> Result<(u32, String)> { Ok((r.version(0)?, r.col(1)?)) };
         let (outcome, version) = match row.as_ref().map(current).transpose()? {
             Some((version, stored)) if stored == hash => {
                 return Ok((Upsert::Unchanged, version));
@@ -1050,7 +1045,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((c[0].version, c[0].new_version), (2, true));
-        assert_eq!(store.pending().await.unwrap().len(), 2);
+        assert_eq!(store.pending_count().await.unwrap(), 2);
         assert_eq!(
             store
                 .latest_ticket("T-1")

@@ -489,13 +489,10 @@ impl Pipeline {
             )
             .await;
         match claims.as_deref() {
-            Ok([Claim::Claimed]) | Ok([Claim::Unknown]) => {
+            // Unknown: decide reports the missing version itself.
+            Ok([Claim::Claimed | Claim::Unknown]) => {
                 self.decide_claimed_line(ticket_id, version).await
             }
-            Ok([Claim::Done]) => RunLine::AlreadyDecided {
-                ticket_id: ticket_id.to_string(),
-                ticket_version: version,
-            },
             Ok(other) => unclaimed_line(ticket_id, version, other.first()),
             Err(e) => RunLine::Error {
                 ticket_id: ticket_id.to_string(),
