@@ -13,7 +13,6 @@ use deskhost_engine::workspace::{self, Workspace, import_record};
 use deskhost_protocol::run::{ReviewStatus, RunLine, RunRecord, StageOutcome};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::json;
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -37,8 +36,16 @@ macro_rules! note {
     };
 }
 
+/// One line of a [`cli::render::Render::human`] text: `say!(out, "{x}")`.
+macro_rules! say {
+    ($out:expr, $($arg:tt)*) => {
+        $out.line(format_args!($($arg)*))?
+    };
+}
+
 mod cli;
 
+use cli::render::{Lines, Render, show};
 use cli::{
     audit::*, data::*, eval::*, plugin::*, replay::*, review::*, run::*, serve::*, train::*,
 };
@@ -182,13 +189,6 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Serve(args) => serve(&ws_dir, args).await,
         Command::Replay(args) => replay(&ws_dir, args, cli.json).await,
     }
-}
-
-fn print_json(value: &serde_json::Value) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value)?;
-    writeln!(out)?;
-    Ok(())
 }
 
 fn default_plugin_dir() -> PathBuf {

@@ -95,6 +95,12 @@ fn diff(path: &str, a: &Value, b: &Value, out: &mut Vec<Difference>) {
 }
 
 /// A stored JSON column of run `run_id`; one that does not parse is a corrupt record.
+/// What replay reads of a stage transcript: the host calls and their answers.
+#[derive(serde::Deserialize)]
+struct Transcript {
+    calls: Vec<HostCall>,
+}
+
 fn stored_json<T: serde::de::DeserializeOwned>(
     run_id: &str,
     what: &str,
@@ -150,14 +156,11 @@ pub async fn replay(
         let recorded_plugin = r.plugin;
         let recorded_digest = r.digest;
         let recorded_outcome = r.outcome;
-        let transcript: Value = stored_json(run_id, "a stage transcript", &r.transcript_json)?;
-        let calls: Vec<HostCall> =
-            serde_json::from_value(transcript["calls"].clone()).map_err(|e| {
-                StoreError::Corrupt {
-                    what: format!("the host calls of run {run_id}"),
-                    detail: e.to_string(),
-                }
-            })?;
+        let Transcript { calls } = stored_json(
+            run_id,
+            "the host calls in a stage transcript",
+            &r.transcript_json,
+        )?;
         let Some(input_text) = r.input_json else {
             return Err(WorkspaceError::Init(format!(
                 "run {run_id} was recorded before inputs were kept; it cannot be replayed"

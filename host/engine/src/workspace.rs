@@ -21,7 +21,6 @@ use crate::registry::{self, SlotState};
 use crate::runtime::{LoadError, LoadedPlugin, Runtime};
 use crate::store::{Store, StoreError};
 use crate::util::sha256_hex;
-use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -447,10 +446,20 @@ pub fn find_manifests(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// An audit record for an import.
-pub fn import_record(kind: &str, file: &Path, counts: serde_json::Value) -> AuditEntry {
-    AuditEntry::global(
-        kind,
-        json!({ "file": file.display().to_string(), "counts": counts }),
-    )
+/// An audit record for an import: the file and what the import did.
+pub fn import_record(
+    kind: &str,
+    file: &Path,
+    counts: &impl serde::Serialize,
+) -> std::result::Result<AuditEntry, serde_json::Error> {
+    #[derive(serde::Serialize)]
+    struct Import<'a, C> {
+        file: String,
+        counts: &'a C,
+    }
+    let payload = serde_json::to_value(Import {
+        file: file.display().to_string(),
+        counts,
+    })?;
+    Ok(AuditEntry::global(kind, payload))
 }

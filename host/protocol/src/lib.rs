@@ -3,6 +3,7 @@
 //! checks that need no I/O. The engine, the store, the server and the CLI all speak these;
 //! only the runtime converts them to and from the plugins' WIT types.
 
+pub mod api;
 pub mod config;
 pub mod digest;
 pub mod fault;

@@ -17,9 +17,10 @@ use axum::{Json, Router};
 use deskhost_engine::pipeline::Pipeline;
 use deskhost_engine::records::TicketInput;
 use deskhost_engine::workspace::Workspace;
+use deskhost_protocol::api::{ActivePlugins, ApiErrorBody, Health, OneOrMany};
 use deskhost_protocol::run::RunLine;
 use futures::StreamExt;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::future::Future;
 
 #[derive(Clone)]
@@ -60,11 +61,12 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, kind, message) = self.parts();
-        (
-            status,
-            Json(json!({ "message": message, "code": code, "type": kind })),
-        )
-            .into_response()
+        let body = ApiErrorBody {
+            message: message.to_string(),
+            code: code.into(),
+            kind: kind.into(),
+        };
+        (status, Json(body)).into_response()
     }
 }
 
@@ -76,7 +78,11 @@ pub fn router(ws: Workspace, pipeline: Pipeline, concurrency: usize) -> Router {
         .route("/v1/plugins", get(plugins))
         .route(
             "/healthz",
-            get(|| async { Json(json!({ "status": "ok" })) }),
+            get(|| async {
+                Json(Health {
+                    status: "ok".into(),
+                })
+            }),
         )
         .with_state(AppState {
             ws,
@@ -101,7 +107,7 @@ pub async fn serve(
 async fn tickets(
     State(state): State<AppState>,
     body: Result<Json<Value>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<OneOrMany<RunLine>>, ApiError> {
     let Json(body) = body.map_err(|e| {
         ApiError::InvalidTicket(format!(
             "the request body must be a JSON ticket object or an array of them: {}",
@@ -132,7 +138,7 @@ async fn tickets(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let pipeline = &state.pipeline;
-    let results: Vec<RunLine> = futures::stream::iter(ingested)
+    let mut results: Vec<RunLine> = futures::stream::iter(ingested)
         .map(|i| async move {
             if !i.pending {
                 return RunLine::AlreadyDecided {
@@ -145,17 +151,20 @@ async fn tickets(
         .buffered(state.concurrency)
         .collect()
         .await;
-    Ok(Json(if single {
-        results.into_iter().next().map_or(Value::Null, |r| json!(r))
-    } else {
-        json!(results)
+    Ok(Json(match results.pop() {
+        Some(one) if single => OneOrMany::One(one),
+        last => {
+            results.extend(last);
+            OneOrMany::Many(results)
+        }
     }))
 }
 
+/// The run record as stored (it was checked when it was written), not re-encoded.
 async fn run(
     State(state): State<AppState>,
     Path(run_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let text = state
         .ws
         .store
@@ -163,16 +172,28 @@ async fn run(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .ok_or_else(|| ApiError::RunNotFound(format!("no run {run_id}")))?;
-    let value: Value =
-        serde_json::from_str(&text).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(Json(value))
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        text,
+    )
+        .into_response())
 }
 
-async fn plugins(State(state): State<AppState>) -> Json<Value> {
+async fn plugins(State(state): State<AppState>) -> Json<ActivePlugins> {
     let active = state.pipeline.active();
-    Json(json!({
-        "seq": active.seq,
-        "active": active.iter().map(|(slot, p)| (slot.as_str().to_string(), json!(p.identity.key()))).collect::<serde_json::Map<_, _>>(),
-        "shadow": active.shadow.iter().map(|(slot, p)| (slot.as_str().to_string(), json!(p.identity.key()))).collect::<serde_json::Map<_, _>>(),
-    }))
+    let keys = |slots: &mut dyn Iterator<Item = (String, String)>| slots.collect();
+    Json(ActivePlugins {
+        seq: active.seq,
+        active: keys(
+            &mut active
+                .iter()
+                .map(|(s, p)| (s.as_str().into(), p.identity.key())),
+        ),
+        shadow: keys(
+            &mut active
+                .shadow
+                .iter()
+                .map(|(s, p)| (s.as_str().into(), p.identity.key())),
+        ),
+    })
 }

@@ -50,15 +50,13 @@ pub(crate) async fn audit_command(dir: &Path, cmd: AuditCommand, json: bool) -> 
     if let AuditCommand::Keygen { path } = &cmd {
         let public = audit::checkpoint::keygen(path)?;
         let text = audit::checkpoint::public_key_text(&public);
-        if json {
-            print_json(&json!({ "path": path, "public_key": text }))?;
-        } else {
-            out!("wrote {} (mode 600); public key {text}", path.display());
-            out!(
-                "add to deskhost.toml:\n[audit]\nsigning_key = \"{}\"",
-                path.display()
-            );
-        }
+        show(
+            &KeyCreated {
+                path: path.clone(),
+                public_key: text,
+            },
+            json,
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     if let AuditCommand::VerifyExport { file, public_key } = &cmd {
@@ -67,19 +65,10 @@ pub(crate) async fn audit_command(dir: &Path, cmd: AuditCommand, json: bool) -> 
             .map(audit::checkpoint::parse_public_key)
             .transpose()?;
         let report = audit::verify_export(file, key.as_ref()).map_err(anyhow::Error::msg)?;
-        if json {
-            print_json(&json!(report))?;
-        }
+        show(&report, json)?;
         if let Some(problem) = &report.problem {
             note!("export BROKEN: {problem}");
             return Ok(ExitCode::FAILURE);
-        }
-        if !json {
-            out!(
-                "export intact: {} records chain, {} signed checkpoints match",
-                report.records,
-                report.checkpoints
-            );
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -111,9 +100,7 @@ pub(crate) async fn audit_command(dir: &Path, cmd: AuditCommand, json: bool) -> 
                 .map(|_| ws.config.audit.checkpoint_every_records);
             let report =
                 audit::verify_all(ws.store.pool(), key.as_ref(), &external, expect).await?;
-            if json {
-                print_json(&json!(report))?;
-            }
+            show(&report, json)?;
             if let Some(problem) = report.first_problem() {
                 note!("{problem}");
                 let more = report.checkpoints.problems.len().saturating_sub(1)
@@ -132,37 +119,6 @@ pub(crate) async fn audit_command(dir: &Path, cmd: AuditCommand, json: bool) -> 
                 }
                 return Ok(ExitCode::FAILURE);
             }
-            if !json {
-                out!(
-                    "audit chain intact: {} records, last seq {}",
-                    report.chain.records,
-                    report.chain.last_seq
-                );
-                if let Some(d) = &report.decisions {
-                    out!(
-                        "decisions intact: {} runs, {} ticket versions and {} ticket states match their audit records",
-                        d.runs,
-                        d.ticket_versions,
-                        d.ticket_states
-                    );
-                }
-                let c = &report.checkpoints;
-                match (&c.public_key, c.stored + c.external) {
-                    (_, 0) => out!(
-                        "checkpoints: none (without signed checkpoints a rebuilt chain cannot be told apart; see `deskhost audit keygen`)"
-                    ),
-                    (None, n) => out!(
-                        "checkpoints: {n} not verified: no public key (set [audit] in deskhost.toml or pass --public-key)"
-                    ),
-                    (Some(k), _) => out!(
-                        "checkpoints: {} match the chain ({} stored, {} given; the last covers record {}), key {k}",
-                        c.matched,
-                        c.stored,
-                        c.external,
-                        c.last_seq.unwrap_or(0)
-                    ),
-                }
-            }
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Checkpoint { out } => {
@@ -177,11 +133,7 @@ pub(crate) async fn audit_command(dir: &Path, cmd: AuditCommand, json: bool) -> 
             if let Some(path) = &out {
                 audit::checkpoint::append_to_log(path, &cp)?;
             }
-            if json {
-                print_json(&json!(cp))?;
-            } else {
-                out!("{}", serde_json::to_string(&cp)?);
-            }
+            show(&cp, json)?;
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Export { out, from } => {
@@ -202,5 +154,95 @@ pub(crate) async fn audit_command(dir: &Path, cmd: AuditCommand, json: bool) -> 
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// `audit keygen`'s result.
+#[derive(serde::Serialize)]
+pub(crate) struct KeyCreated {
+    path: PathBuf,
+    public_key: String,
+}
+
+impl Render for KeyCreated {
+    fn human(&self, out: &mut Lines<'_>) -> std::io::Result<()> {
+        let path = self.path.display();
+        say!(
+            out,
+            "wrote {path} (mode 600); public key {}",
+            self.public_key
+        );
+        say!(
+            out,
+            "add to deskhost.toml:\n[audit]\nsigning_key = \"{path}\""
+        );
+        Ok(())
+    }
+}
+
+/// `audit verify-export`: the problem, if any, goes to stderr; this is the good news.
+impl Render for audit::ExportReport {
+    fn human(&self, out: &mut Lines<'_>) -> std::io::Result<()> {
+        if self.problem.is_none() {
+            say!(
+                out,
+                "export intact: {} records chain, {} signed checkpoints match",
+                self.records,
+                self.checkpoints
+            );
+        }
+        Ok(())
+    }
+}
+
+/// `audit verify`: problems go to stderr; this is what was checked and found intact.
+impl Render for audit::FullReport {
+    fn human(&self, out: &mut Lines<'_>) -> std::io::Result<()> {
+        if self.first_problem().is_some() {
+            return Ok(());
+        }
+        say!(
+            out,
+            "audit chain intact: {} records, last seq {}",
+            self.chain.records,
+            self.chain.last_seq
+        );
+        if let Some(d) = &self.decisions {
+            say!(
+                out,
+                "decisions intact: {} runs, {} ticket versions and {} ticket states match their audit records",
+                d.runs,
+                d.ticket_versions,
+                d.ticket_states
+            );
+        }
+        let c = &self.checkpoints;
+        match (&c.public_key, c.stored + c.external) {
+            (_, 0) => say!(
+                out,
+                "checkpoints: none (without signed checkpoints a rebuilt chain cannot be told apart; see `deskhost audit keygen`)"
+            ),
+            (None, n) => say!(
+                out,
+                "checkpoints: {n} not verified: no public key (set [audit] in deskhost.toml or pass --public-key)"
+            ),
+            (Some(k), _) => say!(
+                out,
+                "checkpoints: {} match the chain ({} stored, {} given; the last covers record {}), key {k}",
+                c.matched,
+                c.stored,
+                c.external,
+                c.last_seq.unwrap_or(0)
+            ),
+        }
+        Ok(())
+    }
+}
+
+/// `audit checkpoint`: one line, the form a checkpoint log keeps.
+impl Render for audit::checkpoint::Checkpoint {
+    fn human(&self, out: &mut Lines<'_>) -> std::io::Result<()> {
+        say!(out, "{}", serde_json::to_string(self)?);
+        Ok(())
     }
 }

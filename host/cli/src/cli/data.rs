@@ -59,23 +59,28 @@ pub(crate) enum CrmCommand {
 pub(crate) fn init(args: InitArgs, json: bool) -> Result<ExitCode> {
     let components = args.plugins.unwrap_or_else(default_plugin_dir);
     let report = workspace::init(&args.dir, &args.from, &components, args.force)?;
-    if json {
-        print_json(&json!(report))?;
-    } else {
-        out!("created workspace {}", report.dir.display());
-        for (manifest, digest) in &report.plugins {
-            out!(
+    show(&report, json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+impl Render for workspace::InitReport {
+    fn human(&self, out: &mut Lines<'_>) -> std::io::Result<()> {
+        say!(out, "created workspace {}", self.dir.display());
+        for (manifest, digest) in &self.plugins {
+            say!(
+                out,
                 "  installed {} (sha256 {})",
                 manifest.display(),
-                &digest[..12]
+                digest.get(..12).unwrap_or(digest)
             );
         }
-        out!(
+        say!(
+            out,
             "next: deskhost -w {} kb import FILE, crm import FILE, train FILE, run FILE",
-            report.dir.display()
+            self.dir.display()
         );
+        Ok(())
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Reads a JSON Lines file into `T`s; bad lines (not UTF-8, not JSON, not `T`, failing
@@ -115,9 +120,98 @@ pub(crate) fn check_customer_line(
     }
 }
 
-pub(crate) fn count(outcomes: &[Upsert]) -> serde_json::Value {
-    let n = |u: Upsert| outcomes.iter().filter(|&&o| o == u).count();
-    json!({ "inserted": n(Upsert::Inserted), "updated": n(Upsert::Updated), "unchanged": n(Upsert::Unchanged) })
+/// What an import did to the stored records.
+#[derive(serde::Serialize)]
+pub(crate) struct Counts {
+    inserted: usize,
+    updated: usize,
+    unchanged: usize,
+}
+
+impl Counts {
+    pub(crate) fn of(outcomes: &[Upsert]) -> Self {
+        let n = |u: Upsert| outcomes.iter().filter(|&&o| o == u).count();
+        Counts {
+            inserted: n(Upsert::Inserted),
+            updated: n(Upsert::Updated),
+            unchanged: n(Upsert::Unchanged),
+        }
+    }
+}
+
+impl std::fmt::Display for Counts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} inserted, {} updated, {} unchanged",
+            self.inserted, self.updated, self.unchanged
+        )
+    }
+}
+
+/// `kb import`'s result; also the payload of its audit record (without `total`).
+#[derive(serde::Serialize)]
+pub(crate) struct KbImported {
+    articles: Counts,
+    rejected: usize,
+    index_version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total: Option<usize>,
+}
+
+impl Render for KbImported {
+    fn human(&self, out: &mut Lines<'_>) -> std::io::Result<()> {
+        say!(
+            out,
+            "kb import: {}, {} rejected; index {} with {} articles",
+            self.articles,
+            self.rejected,
+            self.index_version,
+            self.total.unwrap_or(0)
+        );
+        Ok(())
+    }
+}
+
+/// `crm import`'s result and the payload of its audit record.
+#[derive(serde::Serialize)]
+pub(crate) struct CrmImported {
+    customers: Counts,
+    rejected: usize,
+}
+
+impl Render for CrmImported {
+    fn human(&self, out: &mut Lines<'_>) -> std::io::Result<()> {
+        say!(
+            out,
+            "crm import: {}, {} rejected",
+            self.customers,
+            self.rejected
+        );
+        Ok(())
+    }
+}
+
+/// `kb search`: the hits as a plugin would get them.
+#[derive(serde::Serialize)]
+#[serde(transparent)]
+pub(crate) struct Hits(Vec<deskhost_engine::kb::KbHitRecord>);
+
+impl Render for Hits {
+    fn human(&self, out: &mut Lines<'_>) -> std::io::Result<()> {
+        for h in &self.0 {
+            say!(
+                out,
+                "{:>7.3}  {}  [{}] {}\n         {}",
+                h.score,
+                h.article_id,
+                h.language,
+                h.title,
+                h.snippet
+            );
+        }
+        Ok(())
+    }
 }
 
 pub(crate) async fn kb(dir: &Path, cmd: KbCommand, json: bool) -> Result<ExitCode> {
@@ -136,25 +230,16 @@ pub(crate) async fn kb(dir: &Path, cmd: KbCommand, json: bool) -> Result<ExitCod
                 outcomes.push(ws.store.upsert_article(a).await?.0);
             }
             let kb = ws.reindex().await?;
-            let counts = count(&outcomes);
-            ws.audit(&[import_record(
-                "kb-import",
-                &file,
-                json!({ "articles": counts, "rejected": bad.len(), "index_version": kb.version() }),
-            )])
-            .await?;
-            if json {
-                print_json(
-                    &json!({ "articles": counts, "rejected": bad.len(), "index_version": kb.version(), "total": kb.len() }),
-                )?;
-            } else {
-                out!(
-                    "kb import: {counts}, {} rejected; index {} with {} articles",
-                    bad.len(),
-                    kb.version(),
-                    kb.len()
-                );
-            }
+            let mut imported = KbImported {
+                articles: Counts::of(&outcomes),
+                rejected: bad.len(),
+                index_version: kb.version().to_string(),
+                total: None,
+            };
+            ws.audit(&[import_record("kb-import", &file, &imported)?])
+                .await?;
+            imported.total = Some(kb.len());
+            show(&imported, json)?;
             Ok(if bad.is_empty() {
                 ExitCode::SUCCESS
             } else {
@@ -178,20 +263,7 @@ pub(crate) async fn kb(dir: &Path, cmd: KbCommand, json: bool) -> Result<ExitCod
         } => {
             let kb = ws.kb().await?;
             let hits = kb.search(&query, language.as_deref(), &collection, limit)?;
-            if json {
-                print_json(&json!(hits))?;
-            } else {
-                for h in hits {
-                    out!(
-                        "{:>7.3}  {}  [{}] {}\n         {}",
-                        h.score,
-                        h.article_id,
-                        h.language,
-                        h.title,
-                        h.snippet
-                    );
-                }
-            }
+            show(&Hits(hits), json)?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -222,18 +294,13 @@ pub(crate) async fn crm_import(
     for b in &bad {
         note!("{b}");
     }
-    let counts = count(&outcomes);
-    ws.audit(&[import_record(
-        "crm-import",
-        file,
-        json!({ "customers": counts, "rejected": bad.len() }),
-    )])
-    .await?;
-    if json {
-        print_json(&json!({ "customers": counts, "rejected": bad.len() }))?;
-    } else {
-        out!("crm import: {counts}, {} rejected", bad.len());
-    }
+    let imported = CrmImported {
+        customers: Counts::of(&outcomes),
+        rejected: bad.len(),
+    };
+    ws.audit(&[import_record("crm-import", file, &imported)?])
+        .await?;
+    show(&imported, json)?;
     Ok(if bad.is_empty() {
         ExitCode::SUCCESS
     } else {

@@ -120,25 +120,44 @@ pub(crate) async fn eval(dir: &Path, args: EvalArgs, json: bool) -> Result<ExitC
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
     let summary = deskhost_engine::eval::report::text(&report, comparison.as_ref());
-    let full = json!({ "report": report, "comparison": comparison });
+    let full = Evaluated {
+        report,
+        comparison,
+        summary,
+        html: out_dir.join("report.html"),
+    };
     std::fs::write(
         out_dir.join("report.json"),
         serde_json::to_vec_pretty(&full)?,
     )?;
     std::fs::write(
         out_dir.join("report.html"),
-        deskhost_engine::eval::report::html(&report, comparison.as_ref()),
+        deskhost_engine::eval::report::html(&full.report, full.comparison.as_ref()),
     )?;
-    std::fs::write(out_dir.join("summary.txt"), &summary)?;
-    if json {
-        print_json(&full)?;
-    } else {
-        out!("{summary}");
-        out!("report: {}", out_dir.join("report.html").display());
-    }
+    std::fs::write(out_dir.join("summary.txt"), &full.summary)?;
+    show(&full, json)?;
     Ok(if rejected.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(2)
     })
+}
+
+/// `eval`'s result, as written to `report.json` and printed by `--json`.
+#[derive(serde::Serialize)]
+pub(crate) struct Evaluated {
+    report: deskhost_engine::eval::EvalReport,
+    comparison: Option<deskhost_engine::eval::Comparison>,
+    #[serde(skip)]
+    summary: String,
+    #[serde(skip)]
+    html: PathBuf,
+}
+
+impl Render for Evaluated {
+    fn human(&self, out: &mut Lines<'_>) -> std::io::Result<()> {
+        say!(out, "{}", self.summary);
+        say!(out, "report: {}", self.html.display());
+        Ok(())
+    }
 }

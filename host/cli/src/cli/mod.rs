@@ -1,10 +1,11 @@
 //! Commands, one file per group. Each file sees the crate root (`use crate::*`): the
-//! output macros, `print_json`, the argument types of `main.rs`.
+//! output macros, the argument types of `main.rs`; results go out through [`render`].
 
 pub mod audit;
 pub mod data;
 pub mod eval;
 pub mod plugin;
+pub mod render;
 pub mod replay;
 pub mod review;
 pub mod run;

@@ -75,90 +75,7 @@ pub(crate) async fn plugin(dir: &Path, cmd: PluginCommand, json: bool) -> Result
         PluginCommand::Install { path } => {
             let runtime = ws.runtime()?;
             let r = lifecycle::install(&ws, &runtime, &path).await?;
-            if json {
-                print_json(&json!(r))?;
-            } else {
-                out!(
-                    "{} {} ({}) sha256 {}",
-                    if r.already_installed {
-                        "already installed:"
-                    } else {
-                        "installed"
-                    },
-                    r.plugin,
-                    r.kind,
-                    &r.digest[..12.min(r.digest.len())]
-                );
-                let (wasi, caps): (Vec<&String>, Vec<&String>) =
-                    r.imports.iter().partition(|i| i.starts_with("wasi:"));
-                let caps: Vec<&str> = caps
-                    .iter()
-                    .filter(|i| !i.starts_with("deskhost:plugin/types@"))
-                    .map(|i| i.as_str())
-                    .collect();
-                out!(
-                    "  imports: {}{}",
-                    if caps.is_empty() {
-                        "no capabilities".to_string()
-                    } else {
-                        caps.join(", ")
-                    },
-                    if wasi.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (+{} wasi interfaces)", wasi.len())
-                    }
-                );
-                out!(
-                    "  compiled: {}; config {}",
-                    if r.compile_ms > 0.0 {
-                        format!("{:.0} ms", r.compile_ms)
-                    } else {
-                        "from cache".into()
-                    },
-                    if r.bound {
-                        "bound into memory"
-                    } else {
-                        "served by the config capability"
-                    }
-                );
-                for f in &r.files {
-                    out!(
-                        "  {:<9} {} ({} bytes, sha256 {})",
-                        f.key.as_str(),
-                        f.path.file_name().map_or_else(
-                            || f.path.display().to_string(),
-                            |n| n.to_string_lossy().into_owned()
-                        ),
-                        f.bytes,
-                        &f.sha256[..16.min(f.sha256.len())]
-                    );
-                }
-                if let Some(f) = &r.fixtures {
-                    out!("  fixtures: {} passed", f.passed);
-                }
-                match &r.diff.replaces {
-                    Some(v) => out!("  against the active {v}:"),
-                    None => out!("  grants (the slot has no other version):"),
-                }
-                for a in &r.diff.added {
-                    out!("    + {a}");
-                }
-                for x in &r.diff.removed {
-                    out!("    - {x}");
-                }
-                for l in &r.diff.limits {
-                    out!("    ~ {l}");
-                }
-                if r.diff.added.is_empty() && r.diff.removed.is_empty() && r.diff.limits.is_empty()
-                {
-                    out!("    same grants and limits");
-                }
-                out!(
-                    "  not active: `deskhost plugin promote {}` makes it so",
-                    r.plugin
-                );
-            }
+            show(&r, json)?;
             Ok(ExitCode::SUCCESS)
         }
         PluginCommand::Promote { plugin } => {
@@ -178,47 +95,7 @@ pub(crate) async fn plugin(dir: &Path, cmd: PluginCommand, json: bool) -> Result
         }
         PluginCommand::Diff { slot, candidate } => {
             let d = lifecycle::diff(&ws, slot, candidate.as_deref()).await?;
-            if json {
-                print_json(&json!(d))?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            out!(
-                "{} shadow {} against {} ({} runs)",
-                d.slot.as_str(),
-                d.candidate,
-                d.incumbents.join(", "),
-                d.candidate_stats.runs
-            );
-            for (field, a) in &d.fields {
-                out!(
-                    "  {field:<18} agree {:>5.1}% ({}/{})",
-                    a.rate * 100.0,
-                    a.same,
-                    a.total
-                );
-            }
-            let (i, c) = (&d.incumbent_stats, &d.candidate_stats);
-            out!(
-                "  latency p50/p95 ms: active {:.2}/{:.2}, shadow {:.2}/{:.2}",
-                i.p50_ms,
-                i.p95_ms,
-                c.p50_ms,
-                c.p95_ms
-            );
-            out!(
-                "  fault rate: active {:.1}%, shadow {:.1}%",
-                i.fault_rate * 100.0,
-                c.fault_rate * 100.0
-            );
-            for x in d.disagreements.iter().take(20) {
-                out!(
-                    "  {} {}: {} → {}",
-                    x.ticket_id,
-                    x.field,
-                    x.incumbent,
-                    x.candidate
-                );
-            }
+            show(&d, json)?;
             Ok(ExitCode::SUCCESS)
         }
         PluginCommand::Test {
@@ -257,34 +134,15 @@ pub(crate) async fn plugin(dir: &Path, cmd: PluginCommand, json: bool) -> Result
                 all.failed += r.failed;
                 all.cases.extend(r.cases);
             }
-            if json {
-                print_json(&json!(all))?;
-            } else {
-                out!(
-                    "{}: {} passed, {} failed",
-                    plugin.identity.key(),
-                    all.passed,
-                    all.failed
-                );
-                for c in &all.cases {
-                    out!(
-                        "  {} {:<40} {:<14} fuel {:>10} calls {:>2} output {:>6} B {:>7.2} ms{}",
-                        if c.passed { "ok  " } else { "FAIL" },
-                        c.name,
-                        c.outcome,
-                        c.fuel_used.map_or("-".into(), |f| f.to_string()),
-                        c.host_calls,
-                        c.output_bytes,
-                        c.wall_us as f64 / 1000.0,
-                        if c.problems.is_empty() {
-                            String::new()
-                        } else {
-                            format!("\n       {}", c.problems.join("\n       "))
-                        }
-                    );
-                }
-            }
-            Ok(if all.failed == 0 {
+            let failed = all.failed;
+            show(
+                &Tested {
+                    plugin: plugin.identity.key(),
+                    report: all,
+                },
+                json,
+            )?;
+            Ok(if failed == 0 {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
@@ -306,42 +164,20 @@ pub(crate) fn plugin_new(
 ) -> Result<ExitCode> {
     let dir = dir.unwrap_or_else(|| PathBuf::from(name));
     let files = deskhost_engine::scaffold::new_plugin(&dir, name, lang, kind)?;
-    if json {
-        print_json(&json!({
-            "dir": dir,
-            "files": files,
-        }))?;
-    } else {
-        out!(
-            "created {} ({} {:?} plugin, WIT deskhost:plugin@{}):",
-            dir.display(),
-            kind.as_str(),
+    show(
+        &Created {
+            dir,
+            kind,
             lang,
-            deskhost_engine::manifest::WIT_VERSION
-        );
-        for f in &files {
-            out!("  {}", f.strip_prefix(&dir).unwrap_or(f).display());
-        }
-        out!(
-            "next: {0}/build.sh, then `deskhost -w WORKSPACE plugin test {0}` (see {0}/README.md)",
-            dir.display()
-        );
-    }
+            files,
+        },
+        json,
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) fn print_change(c: &lifecycle::SlotChange, json: bool) -> Result<ExitCode> {
-    if json {
-        print_json(&json!(c))?;
-    } else {
-        out!(
-            "{} slot: {} → {} (event {})",
-            c.slot.as_str(),
-            c.from.as_deref().unwrap_or("none"),
-            c.to.as_deref().unwrap_or("none"),
-            c.seq
-        );
-    }
+    show(c, json)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -351,58 +187,295 @@ pub(crate) async fn plugin_list(dir: &Path, json: bool) -> Result<ExitCode> {
     for p in &problems {
         note!("{p}");
     }
-    if json {
-        print_json(&json!(rows))?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    for r in &rows {
-        let g = &r.grants;
-        let mut grants = Vec::new();
-        if let Some(crm) = &g.crm {
-            grants.push(format!("crm[{}]", crm.fields.join(",")));
-        }
-        if let Some(kb) = &g.kb {
-            grants.push(format!("kb[{}]", kb.collections.join(",")));
-        }
-        if g.helpdesk.is_some() {
-            grants.push("helpdesk".into());
-        }
-        if !g.ticket.fields.is_empty() {
-            grants.push(format!("ticket[{}]", g.ticket.fields.join(",")));
-        }
-        let l = &r.limits;
-        out!(
-            "{}{}@{} ({})  sha256 {}{}\n    grants: {}\n    limits: fuel {}, wall {} ms, memory {} MiB, host calls {}, output {} KiB",
-            if r.active {
-                "* "
-            } else if r.shadow {
-                "~ "
-            } else {
-                "  "
-            },
-            r.id,
-            r.version,
-            r.kind,
-            &r.digest[..12.min(r.digest.len())],
-            if r.digest_ok {
-                ""
-            } else {
-                "  (COMPONENT DOES NOT MATCH ITS DIGEST)"
-            },
-            if grants.is_empty() {
-                "none".into()
-            } else {
-                grants.join(" ")
-            },
-            l.fuel,
-            l.wall_ms,
-            l.memory_mib,
-            l.host_calls,
-            l.output_kib,
-        );
-    }
-    if !rows.is_empty() {
-        out!("(* active, ~ shadow; the others are installed and can be promoted)");
-    }
+    show(&Listing(rows), json)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `plugin test`'s result: which plugin, and its cases.
+#[derive(serde::Serialize)]
+pub(crate) struct Tested {
+    plugin: String,
+    #[serde(flatten)]
+    report: deskhost_engine::plugin_test::TestReport,
+}
+
+/// `plugin new`'s result.
+#[derive(serde::Serialize)]
+pub(crate) struct Created {
+    dir: PathBuf,
+    kind: PolicyKind,
+    lang: deskhost_engine::scaffold::Lang,
+    files: Vec<PathBuf>,
+}
+
+/// `plugin list`.
+#[derive(serde::Serialize)]
+#[serde(transparent)]
+pub(crate) struct Listing(Vec<lifecycle::PluginListing>);
+
+impl Render for lifecycle::InstallReport {
+    fn human(&self, out: &mut Lines<'_>) -> std::io::Result<()> {
+        say!(
+            out,
+            "{} {} ({}) sha256 {}",
+            if self.already_installed {
+                "already installed:"
+            } else {
+                "installed"
+            },
+            self.plugin,
+            self.kind,
+            &self.digest[..12.min(self.digest.len())]
+        );
+        let (wasi, caps): (Vec<&String>, Vec<&String>) =
+            self.imports.iter().partition(|i| i.starts_with("wasi:"));
+        let caps: Vec<&str> = caps
+            .iter()
+            .filter(|i| !i.starts_with("deskhost:plugin/types@"))
+            .map(|i| i.as_str())
+            .collect();
+        say!(
+            out,
+            "  imports: {}{}",
+            if caps.is_empty() {
+                "no capabilities".to_string()
+            } else {
+                caps.join(", ")
+            },
+            if wasi.is_empty() {
+                String::new()
+            } else {
+                format!(" (+{} wasi interfaces)", wasi.len())
+            }
+        );
+        say!(
+            out,
+            "  compiled: {}; config {}",
+            if self.compile_ms > 0.0 {
+                format!("{:.0} ms", self.compile_ms)
+            } else {
+                "from cache".into()
+            },
+            if self.bound {
+                "bound into memory"
+            } else {
+                "served by the config capability"
+            }
+        );
+        for f in &self.files {
+            say!(
+                out,
+                "  {:<9} {} ({} bytes, sha256 {})",
+                f.key.as_str(),
+                f.path.file_name().map_or_else(
+                    || f.path.display().to_string(),
+                    |n| n.to_string_lossy().into_owned()
+                ),
+                f.bytes,
+                &f.sha256[..16.min(f.sha256.len())]
+            );
+        }
+        if let Some(f) = &self.fixtures {
+            say!(out, "  fixtures: {} passed", f.passed);
+        }
+        match &self.diff.replaces {
+            Some(v) => say!(out, "  against the active {v}:"),
+            None => say!(out, "  grants (the slot has no other version):"),
+        }
+        for a in &self.diff.added {
+            say!(out, "    + {a}");
+        }
+        for x in &self.diff.removed {
+            say!(out, "    - {x}");
+        }
+        for l in &self.diff.limits {
+            say!(out, "    ~ {l}");
+        }
+        if self.diff.added.is_empty() && self.diff.removed.is_empty() && self.diff.limits.is_empty()
+        {
+            say!(out, "    same grants and limits");
+        }
+        say!(
+            out,
+            "  not active: `deskhost plugin promote {}` makes it so",
+            self.plugin
+        );
+        Ok(())
+    }
+}
+
+impl Render for lifecycle::ShadowDiff {
+    fn human(&self, out: &mut Lines<'_>) -> std::io::Result<()> {
+        say!(
+            out,
+            "{} shadow {} against {} ({} runs)",
+            self.slot.as_str(),
+            self.candidate,
+            self.incumbents.join(", "),
+            self.candidate_stats.runs
+        );
+        for (field, a) in &self.fields {
+            say!(
+                out,
+                "  {field:<18} agree {:>5.1}% ({}/{})",
+                a.rate * 100.0,
+                a.same,
+                a.total
+            );
+        }
+        let (i, c) = (&self.incumbent_stats, &self.candidate_stats);
+        say!(
+            out,
+            "  latency p50/p95 ms: active {:.2}/{:.2}, shadow {:.2}/{:.2}",
+            i.p50_ms,
+            i.p95_ms,
+            c.p50_ms,
+            c.p95_ms
+        );
+        say!(
+            out,
+            "  fault rate: active {:.1}%, shadow {:.1}%",
+            i.fault_rate * 100.0,
+            c.fault_rate * 100.0
+        );
+        for x in self.disagreements.iter().take(20) {
+            say!(
+                out,
+                "  {} {}: {} → {}",
+                x.ticket_id,
+                x.field,
+                x.incumbent,
+                x.candidate
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Render for Tested {
+    fn human(&self, out: &mut Lines<'_>) -> std::io::Result<()> {
+        say!(
+            out,
+            "{}: {} passed, {} failed",
+            self.plugin,
+            self.report.passed,
+            self.report.failed
+        );
+        for c in &self.report.cases {
+            say!(
+                out,
+                "  {} {:<40} {:<14} fuel {:>10} calls {:>2} output {:>6} B {:>7.2} ms{}",
+                if c.passed { "ok  " } else { "FAIL" },
+                c.name,
+                c.outcome,
+                c.fuel_used.map_or("-".into(), |f| f.to_string()),
+                c.host_calls,
+                c.output_bytes,
+                c.wall_us as f64 / 1000.0,
+                if c.problems.is_empty() {
+                    String::new()
+                } else {
+                    format!("\n       {}", c.problems.join("\n       "))
+                }
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Render for Created {
+    fn human(&self, out: &mut Lines<'_>) -> std::io::Result<()> {
+        let dir = &self.dir;
+
+        say!(
+            out,
+            "created {} ({} {:?} plugin, WIT deskhost:plugin@{}):",
+            dir.display(),
+            self.kind.as_str(),
+            self.lang,
+            deskhost_engine::manifest::WIT_VERSION
+        );
+        for f in &self.files {
+            say!(out, "  {}", f.strip_prefix(dir).unwrap_or(f).display());
+        }
+        say!(
+            out,
+            "next: {0}/build.sh, then `deskhost -w WORKSPACE plugin test {0}` (see {0}/README.md)",
+            dir.display()
+        );
+        Ok(())
+    }
+}
+
+impl Render for lifecycle::SlotChange {
+    fn human(&self, out: &mut Lines<'_>) -> std::io::Result<()> {
+        say!(
+            out,
+            "{} slot: {} → {} (event {})",
+            self.slot.as_str(),
+            self.from.as_deref().unwrap_or("none"),
+            self.to.as_deref().unwrap_or("none"),
+            self.seq
+        );
+        Ok(())
+    }
+}
+
+impl Render for Listing {
+    fn human(&self, out: &mut Lines<'_>) -> std::io::Result<()> {
+        for r in &self.0 {
+            let g = &r.grants;
+            let mut grants = Vec::new();
+            if let Some(crm) = &g.crm {
+                grants.push(format!("crm[{}]", crm.fields.join(",")));
+            }
+            if let Some(kb) = &g.kb {
+                grants.push(format!("kb[{}]", kb.collections.join(",")));
+            }
+            if g.helpdesk.is_some() {
+                grants.push("helpdesk".into());
+            }
+            if !g.ticket.fields.is_empty() {
+                grants.push(format!("ticket[{}]", g.ticket.fields.join(",")));
+            }
+            let l = &r.limits;
+            say!(
+                out,
+                "{}{}@{} ({})  sha256 {}{}\n    grants: {}\n    limits: fuel {}, wall {} ms, memory {} MiB, host calls {}, output {} KiB",
+                if r.active {
+                    "* "
+                } else if r.shadow {
+                    "~ "
+                } else {
+                    "  "
+                },
+                r.id,
+                r.version,
+                r.kind,
+                &r.digest[..12.min(r.digest.len())],
+                if r.digest_ok {
+                    ""
+                } else {
+                    "  (COMPONENT DOES NOT MATCH ITS DIGEST)"
+                },
+                if grants.is_empty() {
+                    "none".into()
+                } else {
+                    grants.join(" ")
+                },
+                l.fuel,
+                l.wall_ms,
+                l.memory_mib,
+                l.host_calls,
+                l.output_kib,
+            );
+        }
+        if !self.0.is_empty() {
+            say!(
+                out,
+                "(* active, ~ shadow; the others are installed and can be promoted)"
+            );
+        }
+        Ok(())
+    }
 }

@@ -37,22 +37,35 @@ pub(crate) async fn replay(dir: &Path, args: ReplayArgs, json: bool) -> Result<E
         args.export.as_deref(),
     )
     .await?;
-    if json {
-        print_json(&json!(report))?;
+    show(&report, json)?;
+    if let Some(dir) = &args.export {
+        note!("fixtures written to {}", dir.display());
+    }
+    let all_identical = report.stages.iter().all(|s| s.identical);
+    Ok(if all_identical || args.plugin.is_some() {
+        ExitCode::SUCCESS
     } else {
-        out!(
+        ExitCode::from(3)
+    })
+}
+
+impl Render for deskhost_engine::replay::ReplayReport {
+    fn human(&self, out: &mut Lines<'_>) -> std::io::Result<()> {
+        say!(
+            out,
             "replay of {} (ticket {} v{})",
-            report.run_id,
-            report.ticket_id,
-            report.ticket_version
+            self.run_id,
+            self.ticket_id,
+            self.ticket_version
         );
-        for s in &report.stages {
+        for s in &self.stages {
             let verdict = if s.identical {
                 "identical output".to_string()
             } else {
                 format!("{} difference(s)", s.differences.len())
             };
-            out!(
+            say!(
+                out,
                 "  {:<11} {} → {}{}: {} ({} → {}){}",
                 s.stage.as_str(),
                 s.recorded_plugin,
@@ -72,17 +85,9 @@ pub(crate) async fn replay(dir: &Path, args: ReplayArgs, json: bool) -> Result<E
                 }
             );
             for d in s.differences.iter().take(20) {
-                out!("      {}: {} → {}", d.path, d.recorded, d.replayed);
+                say!(out, "      {}: {} → {}", d.path, d.recorded, d.replayed);
             }
         }
-        if let Some(dir) = &args.export {
-            out!("fixtures written to {}", dir.display());
-        }
+        Ok(())
     }
-    let all_identical = report.stages.iter().all(|s| s.identical);
-    Ok(if all_identical || args.plugin.is_some() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(3)
-    })
 }

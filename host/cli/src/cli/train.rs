@@ -86,42 +86,98 @@ pub(crate) async fn train(dir: &Path, args: TrainArgs, json: bool) -> Result<Exi
     if let Some(ws) = &ws {
         ws.audit(&[audit::AuditEntry::global(
             "model-trained",
-            json!({ "files": args.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(), "model": summary.out.display().to_string(), "sha256": summary.sha256 }),
+            serde_json::to_value(ModelTrained {
+                files: &args.files,
+                model: &summary.out,
+                sha256: &summary.sha256,
+            })?,
         )])
         .await?;
     }
-    let r = &summary.report;
-    if json {
-        let heads: Vec<_> = r
+    show(&Trained::from(summary), json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The payload of the `model-trained` audit record.
+#[derive(serde::Serialize)]
+struct ModelTrained<'a> {
+    files: &'a [PathBuf],
+    model: &'a Path,
+    sha256: &'a str,
+}
+
+/// `train`'s result.
+#[derive(serde::Serialize)]
+pub(crate) struct Trained {
+    model: deskhost_engine::train::TrainSummary,
+    train_examples: usize,
+    heldout_examples: usize,
+    rows: usize,
+    epochs: u32,
+    heads: Vec<Head>,
+}
+
+/// One field the model predicts.
+#[derive(serde::Serialize)]
+struct Head {
+    field: String,
+    classes: usize,
+    examples: usize,
+    heldout_accuracy: f32,
+    temperature: f32,
+}
+
+impl From<deskhost_engine::train::TrainSummary> for Trained {
+    fn from(model: deskhost_engine::train::TrainSummary) -> Self {
+        let r = &model.report;
+        let heads = r
             .heads
             .iter()
-            .map(|h| json!({ "field": h.field, "classes": h.labels.len(), "examples": h.examples, "heldout_accuracy": h.heldout_accuracy, "temperature": h.temperature }))
+            .map(|h| Head {
+                field: h.field.clone(),
+                classes: h.labels.len(),
+                examples: h.examples,
+                heldout_accuracy: h.heldout_accuracy,
+                temperature: h.temperature,
+            })
             .collect();
-        print_json(
-            &json!({ "model": summary, "train_examples": r.train_examples, "heldout_examples": r.heldout_examples, "rows": r.rows, "epochs": r.epochs_run, "heads": heads }),
-        )?;
-    } else {
-        out!(
+        Trained {
+            train_examples: r.train_examples,
+            heldout_examples: r.heldout_examples,
+            rows: r.rows,
+            epochs: r.epochs_run,
+            heads,
+            model,
+        }
+    }
+}
+
+impl Render for Trained {
+    fn human(&self, out: &mut Lines<'_>) -> std::io::Result<()> {
+        let m = &self.model;
+        say!(
+            out,
             "trained {} on {} examples ({} held out, {} skipped) in {:.1}s: {} feature rows, {} epochs, {} KiB",
-            summary.out.display(),
-            r.train_examples,
-            r.heldout_examples,
-            summary.skipped,
-            summary.seconds,
-            r.rows,
-            r.epochs_run,
-            summary.bytes / 1024
+            m.out.display(),
+            self.train_examples,
+            self.heldout_examples,
+            m.skipped,
+            m.seconds,
+            self.rows,
+            self.epochs,
+            m.bytes / 1024
         );
-        for h in &r.heads {
-            out!(
+        for h in &self.heads {
+            say!(
+                out,
                 "  {:<10} {:>3} classes  {:>5} examples  held-out accuracy {:.3}  temperature {:.2}",
                 h.field,
-                h.labels.len(),
+                h.classes,
                 h.examples,
                 h.heldout_accuracy,
                 h.temperature
             );
         }
+        Ok(())
     }
-    Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,6 @@
 //! `deskhost ingest`, `deskhost worker`, `deskhost db`: the work queue and the store behind it.
 
+use crate::cli::render::{Lines, Render, show};
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use deskhost_engine::db::{self, Migrations};
@@ -147,20 +148,37 @@ pub async fn db_command(dir: &Path, cmd: DbCommand, json: bool) -> Result<ExitCo
     let backend = ws.store.backend();
     let pending = ws.store.pending_count().await?;
     let version = db::schema_version(backend);
-    if json {
-        let status = serde_json::json!({
-            "location": ws.store.location().to_string(),
-            "backend": backend.as_str(),
-            "schema_version": version,
-            "pending": pending,
-        });
-        writeln!(std::io::stdout(), "{status}")?;
-    } else {
-        out!(
-            "{} store at {}: schema version {version}, {pending} ticket versions pending",
-            backend.as_str(),
-            ws.store.location()
-        );
-    }
+    show(
+        &DbStatus {
+            location: ws.store.location().to_string(),
+            backend: backend.as_str(),
+            schema_version: version,
+            pending,
+        },
+        json,
+    )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `db status` and `db migrate`: where the store is and what it holds.
+#[derive(serde::Serialize)]
+pub struct DbStatus {
+    location: String,
+    backend: &'static str,
+    schema_version: i64,
+    pending: u64,
+}
+
+impl Render for DbStatus {
+    fn human(&self, out: &mut Lines<'_>) -> std::io::Result<()> {
+        say!(
+            out,
+            "{} store at {}: schema version {}, {} ticket versions pending",
+            self.backend,
+            self.location,
+            self.schema_version,
+            self.pending
+        );
+        Ok(())
+    }
 }

@@ -27,7 +27,7 @@ use deskhost_protocol::run::{
     ShadowRef, StageFault, StageOutcome, StageReport,
 };
 use gate::{GateDecision, GateInput};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -187,11 +187,7 @@ impl StageRun {
     }
 
     fn proposal_json(&self) -> Option<Value> {
-        self.proposal().map(|p| match p {
-            Proposal::Triage(t) => json!(t),
-            Proposal::Reply(r) => json!(r),
-            Proposal::Escalation(e) => json!(e),
-        })
+        self.proposal().map(|p| to_json(&p))
     }
 
     fn outcome(&self) -> StageOutcome {
@@ -212,6 +208,8 @@ impl StageRun {
 }
 
 /// A stage's proposal, whichever kind.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
 enum Proposal {
     Triage(TriageProposal),
     Reply(ReplyProposal),
@@ -266,7 +264,7 @@ impl Pipeline {
         input: PolicyInput<'_>,
         answers: Answers,
     ) -> StageRun {
-        let input_json = input_json(input);
+        let input_json = to_json(&input);
         let invocation = self
             .runtime
             .invoke(plugin, self.services.clone(), scope.clone(), input, answers)
@@ -745,7 +743,7 @@ impl Pipeline {
         gated: &GateDecision,
     ) -> RunBundle {
         let run_id = record.run_id.as_str();
-        let inputs = json!(record.inputs);
+        let inputs = to_json(&record.inputs);
         let mut audit = vec![AuditEntry::run(run_id, "run-inputs", inputs.clone())];
         let mut rows = Vec::new();
         for s in stages {
@@ -757,11 +755,15 @@ impl Pipeline {
                 digest: identity.digest.clone(),
                 outcome: s.outcome().as_str().into(),
                 proposal: s.proposal_json(),
-                fault: fault.map(|f| json!(f)),
-                stats: json!(s.invocation.stats),
-                transcript: json!({ "calls": s.invocation.calls, "logs": s.invocation.logs, "stderr": s.invocation.stderr }),
+                fault: fault.map(|f| to_json(&f)),
+                stats: to_json(&s.invocation.stats),
+                transcript: to_json(&TranscriptRecord {
+                    calls: &s.invocation.calls,
+                    logs: &s.invocation.logs,
+                    stderr: &s.invocation.stderr,
+                }),
                 input: s.input.clone(),
-                output: s.invocation.result.as_ref().ok().map(|o| json!(o)),
+                output: s.invocation.result.as_ref().ok().map(to_json),
             });
         }
         let mut shadow_rows = Vec::new();
@@ -774,20 +776,26 @@ impl Pipeline {
                 digest: identity.digest.clone(),
                 outcome: s.outcome().as_str().into(),
                 proposal: s.proposal_json(),
-                fault: fault.map(|f| json!(f)),
-                stats: json!(s.invocation.stats),
+                fault: fault.map(|f| to_json(&f)),
+                stats: to_json(&s.invocation.stats),
             });
         }
         let review_id = record.gate.review.as_ref().map(|r| r.item_id.clone());
         audit.push(AuditEntry::run(
             run_id,
             "decision",
-            json!({ "outcome": record.gate.outcome, "applied": gated.apply, "held": gated.held, "reasons": gated.reasons, "review_item": review_id }),
+            to_json(&DecisionRecord {
+                outcome: record.gate.outcome,
+                applied: &gated.apply,
+                held: &gated.held,
+                reasons: &gated.reasons,
+                review_item: review_id.as_deref(),
+            }),
         ));
         let review = review_id.map(|id| NewReview {
             id,
-            reasons: json!(gated.reasons),
-            payload: json!(ReviewPayload {
+            reasons: to_json(&gated.reasons),
+            payload: to_json(&ReviewPayload {
                 triage: record.triage.as_ref().and_then(|s| s.proposal.clone()),
                 reply: record.reply.as_ref().and_then(|s| s.proposal.clone()),
                 escalation: record.escalation.as_ref().and_then(|s| s.proposal.clone()),
@@ -810,7 +818,7 @@ impl Pipeline {
             started_at,
             outcome: record.gate.outcome.as_str().to_string(),
             inputs,
-            result: json!(RunLine::Decided(Box::new(record.clone()))),
+            result: to_json(&RunLine::Decided(Box::new(record.clone()))),
             stages: rows,
             effects: gated.apply.clone(),
             status: if review.is_some() {
@@ -833,52 +841,85 @@ fn audit_stage(
     audit: &mut Vec<AuditEntry>,
 ) -> Option<Fault> {
     let identity = &s.plugin.identity;
+    let plugin = identity.key();
     for call in &s.invocation.calls {
-        let mut record = host_call_record(s.stage, &identity.key(), &identity.digest, call);
-        record["stage"] = json!(label);
-        audit.push(AuditEntry::run(run_id, "host-call", record));
+        let record = HostCallRecord {
+            stage: label,
+            plugin: &plugin,
+            digest: &identity.digest,
+            seq: call.seq,
+            capability: &call.capability,
+            function: &call.function,
+            args_digest: &call.args_digest,
+            result_bytes: call.result_bytes,
+            latency_us: call.latency_us,
+            outcome: &call.outcome,
+        };
+        audit.push(AuditEntry::run(run_id, "host-call", to_json(&record)));
     }
     let fault = s.fault();
-    audit.push(AuditEntry::run(
-        run_id,
-        "plugin-outcome",
-        json!({
-            "stage": label,
-            "plugin": identity.key(),
-            "digest": identity.digest,
-            "outcome": fault.as_ref().map_or("ok", |f| f.kind.as_str()),
-            "fault": fault,
-            "stats": s.invocation.stats,
-            "stderr_bytes": s.invocation.stderr.len(),
-        }),
-    ));
+    let outcome = PluginOutcomeRecord {
+        stage: label,
+        plugin: &plugin,
+        digest: &identity.digest,
+        outcome: fault.as_ref().map_or("ok", |f| f.kind.as_str()),
+        fault: fault.as_ref(),
+        stats: &s.invocation.stats,
+        stderr_bytes: s.invocation.stderr.len(),
+    };
+    audit.push(AuditEntry::run(run_id, "plugin-outcome", to_json(&outcome)));
     fault
 }
 
-/// A stage's input as JSON (the WIT values), for replay.
-fn input_json(input: PolicyInput<'_>) -> Value {
-    match input {
-        PolicyInput::Triage { ticket } => json!({ "ticket": ticket }),
-        PolicyInput::Reply { ticket, triage } => json!({ "ticket": ticket, "triage": triage }),
-        PolicyInput::Escalation {
-            ticket,
-            triage,
-            reply,
-        } => json!({ "ticket": ticket, "triage": triage, "reply": reply }),
-    }
+/// A value for a JSON column or an audit payload. The types written here serialize without
+/// error (no maps with non-string keys, no failing `Serialize`); should one ever fail, the
+/// record says so instead of the host panicking mid-commit.
+fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or_else(|e| Value::String(format!("not serializable: {e}")))
 }
 
-fn host_call_record(stage: PolicyKind, plugin: &str, digest: &str, call: &HostCall) -> Value {
-    json!({
-        "stage": stage.as_str(),
-        "plugin": plugin,
-        "digest": digest,
-        "seq": call.seq,
-        "capability": call.capability,
-        "function": call.function,
-        "args_digest": call.args_digest,
-        "result_bytes": call.result_bytes,
-        "latency_us": call.latency_us,
-        "outcome": call.outcome,
-    })
+/// A stage row's `transcript`: what replay answers host calls from.
+#[derive(serde::Serialize)]
+struct TranscriptRecord<'a> {
+    calls: &'a [HostCall],
+    logs: &'a [crate::caps::LogLine],
+    stderr: &'a str,
+}
+
+/// The payload of a `host-call` audit record (the arguments and answer are in the
+/// transcript; the record keeps their digest and size).
+#[derive(serde::Serialize)]
+struct HostCallRecord<'a> {
+    stage: &'a str,
+    plugin: &'a str,
+    digest: &'a str,
+    seq: u32,
+    capability: &'a crate::manifest::CapabilityName,
+    function: &'a str,
+    args_digest: &'a str,
+    result_bytes: usize,
+    latency_us: u64,
+    outcome: &'a crate::caps::CallOutcome,
+}
+
+/// The payload of a `plugin-outcome` audit record.
+#[derive(serde::Serialize)]
+struct PluginOutcomeRecord<'a> {
+    stage: &'a str,
+    plugin: &'a str,
+    digest: &'a str,
+    outcome: &'a str,
+    fault: Option<&'a Fault>,
+    stats: &'a crate::runtime::InvocationStats,
+    stderr_bytes: usize,
+}
+
+/// The payload of a `decision` audit record.
+#[derive(serde::Serialize)]
+struct DecisionRecord<'a> {
+    outcome: deskhost_protocol::run::GateOutcome,
+    applied: &'a [deskhost_protocol::gate::Effect],
+    held: &'a [deskhost_protocol::gate::Effect],
+    reasons: &'a [deskhost_protocol::gate::ReviewReason],
+    review_item: Option<&'a str>,
 }

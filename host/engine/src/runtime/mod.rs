@@ -378,8 +378,10 @@ impl wasmtime_wasi::HostMonotonicClock for StepClock {
     }
 }
 
-/// What a policy is called with.
-#[derive(Clone, Copy, Debug)]
+/// What a policy is called with. Serialized (untagged: `{"ticket", "triage", "reply"}` as
+/// the stage has them) it is the stage input replay feeds back.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+#[serde(untagged)]
 pub enum PolicyInput<'a> {
     /// `triage(ticket)`.
     Triage {

@@ -7,7 +7,8 @@ use crate::manifest::PolicyKind;
 use std::path::{Path, PathBuf};
 
 /// A plugin language.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Lang {
     /// Rust with wit-bindgen (cargo, wasm32-wasip2).
     Rust,

@@ -1,0 +1,45 @@
+//! The bodies of the HTTP API (`deskhost serve`) that are not records of their own.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Every API error: a stable `code` to branch on, a `type` grouping codes, and a message
+/// for a person.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiErrorBody {
+    /// What went wrong and what to do.
+    pub message: String,
+    /// Stable, e.g. `invalid_ticket`.
+    pub code: String,
+    /// `invalid_request` (fix the request) or `internal` (the host failed).
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// `GET /healthz`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+}
+
+/// `GET /v1/plugins`: the plugin key (`id@version`) active in each slot, and each shadow.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivePlugins {
+    /// The slot event this view follows (grows with every promote, rollback or shadow).
+    pub seq: i64,
+    /// Slot name → active plugin key.
+    pub active: BTreeMap<String, String>,
+    /// Slot name → shadow plugin key.
+    pub shadow: BTreeMap<String, String>,
+}
+
+/// A request body or answer that is one item or a list of them, as the client sent it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    /// A JSON array.
+    Many(Vec<T>),
+    /// A single JSON value.
+    One(T),
+}
