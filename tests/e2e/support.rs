@@ -104,6 +104,28 @@ impl Ws {
         Some(Self::create(Some(server.database("e2e"))))
     }
 
+    /// Another workspace (another directory, as on another machine) on this one's store.
+    /// `None` for SQLite workspaces: their store is a file in their own directory.
+    pub fn join(&self) -> Option<Self> {
+        self.db_url.clone().map(|url| Self::create(Some(url)))
+    }
+
+    /// `init --force` of this workspace's directory again (the same store settings).
+    pub fn reinit(&self) -> Out {
+        let template = repo().join("examples").join("workspace");
+        let plugins = plugin_dir();
+        self.ok(&[
+            "init",
+            self.path_str(),
+            "--from",
+            template.to_str().unwrap_or(""),
+            "--plugins",
+            plugins.to_str().unwrap_or(""),
+            "--force",
+            "--json",
+        ])
+    }
+
     fn create(db_url: Option<String>) -> Self {
         let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let ws = Ws { dir: tmp, db_url };

@@ -217,3 +217,40 @@ async fn workers_throughput() {
         eprintln!("  {what:<36} {rate:>7.0} tickets/s");
     }
 }
+
+/// Two workspaces (two machines) on one database: what one ingests the other decides, and
+/// `init --force` of a workspace replaces its directory but keeps the shared database.
+#[tokio::test]
+async fn workspaces_on_two_machines_share_one_store_and_init_force_keeps_it() {
+    let Some(a) = Ws::new_on_postgres() else {
+        return;
+    };
+    // A workspace directory is per machine: its plugins' files (the trained model) too.
+    let Some(b) = a.join().map(Ws::train) else {
+        panic!("a PostgreSQL workspace can be joined");
+    };
+    let file = a.many_tickets("J", 3, "three.jsonl");
+    a.ok(&["ingest", file.to_str().unwrap_or("")]);
+    let pending = |ws: &Ws| ws.ok(&["db", "status", "--json"]).json()["pending"].clone();
+    assert_eq!(pending(&b), 3, "b sees what a queued");
+    let decided = b.ok(&["worker", "--exit-when-idle", "--poll-ms", "50"]);
+    assert_eq!(decided.lines().len(), 3, "{decided:?}");
+    assert_eq!(pending(&a), 0);
+
+    let init = a.reinit().json();
+    assert_eq!(init["shared_store"], true, "{init}");
+    let shown = init["store"].as_str().unwrap_or_default();
+    assert!(
+        shown.starts_with("postgres://") && shown.contains("***"),
+        "the store is named with its password masked: {shown}"
+    );
+    // The runs b decided are still there, and the chain verifies from both directories.
+    let runs = a.db().await;
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs")
+        .fetch_one(&runs)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(count, 3);
+    a.ok(&["audit", "verify"]);
+    b.ok(&["audit", "verify"]);
+}

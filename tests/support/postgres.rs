@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 pub struct PgServer {
     /// TCP port on 127.0.0.1.
     pub port: u16,
+    /// With TLS ([`PgServer::start_tls`]): the CA certificate that signed the server's.
+    pub ca: Option<PathBuf>,
     password: String,
     bin: PathBuf,
     data: PathBuf,
@@ -105,6 +107,17 @@ fn free_port() -> Result<u16, String> {
 impl PgServer {
     /// initdb + postgres on a free port, ready to accept connections.
     pub fn start() -> Result<PgServer, String> {
+        Self::start_with(false)
+    }
+
+    /// As [`PgServer::start`], and TLS on: a test CA (made with `openssl`, which Debian's
+    /// `postgresql` brings through `ssl-cert`) signs a certificate for 127.0.0.1; the CA's
+    /// file is in [`PgServer::ca`]. Plain connections are still accepted.
+    pub fn start_tls() -> Result<PgServer, String> {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Result<PgServer, String> {
         let bin = bin_dir()?;
         let owner = if is_root() {
             Some(ids_of("postgres")?)
@@ -144,6 +157,11 @@ impl PgServer {
             ));
         }
         let _ = std::fs::remove_file(&pwfile);
+        let ca = if tls {
+            Some(make_certificates(&root, owner)?)
+        } else {
+            None
+        };
         let mut last = String::new();
         for _ in 0..3 {
             let port = free_port()?;
@@ -155,6 +173,18 @@ impl PgServer {
                 .arg("-c")
                 .arg(format!("unix_socket_directories={}", root.display()))
                 .args(["-c", "max_connections=200", "-c", "shared_buffers=64MB"])
+                .args(if tls {
+                    vec![
+                        "-c".to_string(),
+                        "ssl=on".to_string(),
+                        "-c".to_string(),
+                        format!("ssl_cert_file={}", root.join("server.pem").display()),
+                        "-c".to_string(),
+                        format!("ssl_key_file={}", root.join("server.key").display()),
+                    ]
+                } else {
+                    Vec::new()
+                })
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::from(
@@ -165,6 +195,7 @@ impl PgServer {
             watchdog(child.id(), &root);
             let server = PgServer {
                 port,
+                ca: ca.clone(),
                 password: password.clone(),
                 bin: bin.clone(),
                 data: data.clone(),
@@ -232,6 +263,82 @@ impl PgServer {
         );
         self.url(&name)
     }
+}
+
+/// A CA and a server certificate for IP 127.0.0.1 signed by it, in `root`; returns the CA's
+/// file. The server key is the server user's, mode 600 (PostgreSQL insists).
+fn make_certificates(root: &Path, owner: Option<(u32, u32)>) -> Result<PathBuf, String> {
+    let openssl = |args: &[&str]| -> Result<(), String> {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(root)
+            .output()
+            .map_err(|e| format!("openssl (needed for the TLS test): {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "openssl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let mut ca = vec![
+        "req",
+        "-x509",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=deskhost test CA",
+    ];
+    ca.extend(ec);
+    ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+    openssl(&ca)?;
+    let mut csr = vec!["req", "-subj", "/CN=127.0.0.1"];
+    csr.extend(ec);
+    csr.extend(["-keyout", "server.key", "-out", "server.csr"]);
+    openssl(&csr)?;
+    std::fs::write(
+        root.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .map_err(|e| e.to_string())?;
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.pem",
+    ])?;
+    let key = root.join("server.key");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(|e| e.to_string())?;
+    if let Some((uid, gid)) = owner {
+        for f in ["server.key", "server.pem"] {
+            std::os::unix::fs::chown(root.join(f), Some(uid), Some(gid))
+                .map_err(|e| format!("chown {f}: {e}"))?;
+        }
+    }
+    Ok(root.join("ca.pem"))
 }
 
 fn run_as(command: &mut Command, owner: Option<(u32, u32)>) {

@@ -336,6 +336,11 @@ pub struct InitReport {
     pub dir: PathBuf,
     /// Plugins installed: (manifest path, component sha256).
     pub plugins: Vec<(PathBuf, String)>,
+    /// Where its store is (a PostgreSQL URL with the password masked, or the SQLite file).
+    pub store: String,
+    /// The store is a server database other workspaces may share: `init` neither empties it
+    /// nor creates it (`--force` replaces the directory, not the database).
+    pub shared_store: bool,
 }
 
 /// Creates a workspace in `target` from the template directory `template`, installing each
@@ -403,9 +408,15 @@ pub fn init(target: &Path, template: &Path, components: &Path, force: bool) -> R
         std::fs::write(&manifest, filled + "\n").map_err(io(&manifest))?;
         plugins.push((manifest, digest));
     }
+    let config_path = target.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&config_path).map_err(io(&config_path))?;
+    let config = WorkspaceConfig::parse(&text, &config_path)?;
+    let location = Workspace::store_location(target, &config);
     Ok(InitReport {
         dir: target.to_path_buf(),
         plugins,
+        store: location.to_string(),
+        shared_store: matches!(location, Location::Url(_)),
     })
 }
 

@@ -137,6 +137,10 @@ pub enum DbError {
     },
 }
 
+const TLS_HINT: &str = " (the TLS handshake failed: with sslmode=verify-ca or verify-full the \
+     server's certificate must chain to a CA this machine trusts or to the one named by \
+     sslrootcert=PATH in the URL, and verify-full also checks the host name)";
+
 static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -218,10 +222,15 @@ pub async fn connect(
             })
         });
     }
-    let open_err = |source| DbError::Open {
+    let open_err = |source: sqlx::Error| DbError::Open {
         location: shown.clone(),
+        hint: match &source {
+            sqlx::Error::Tls(_) => TLS_HINT,
+            // rustls' verdicts (UnknownIssuer, NotValidForName, …) arrive as I/O errors.
+            sqlx::Error::Io(e) if e.to_string().contains("certificate") => TLS_HINT,
+            _ => hint,
+        },
         source,
-        hint,
     };
     // One attempt first: an unreachable server is named at once rather than after the
     // pool's retries run out.

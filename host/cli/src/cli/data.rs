@@ -74,6 +74,15 @@ impl Render for workspace::InitReport {
                 digest.get(..12).unwrap_or(digest)
             );
         }
+        if self.shared_store {
+            say!(
+                out,
+                "  store: {} (a shared database: init neither empties nor creates it; workspaces on other machines that name it share its tickets, plugins' slots and audit chain)",
+                self.store
+            );
+        } else {
+            say!(out, "  store: {}", self.store);
+        }
         say!(
             out,
             "next: deskhost -w {} kb import FILE, crm import FILE, train FILE, run FILE",
