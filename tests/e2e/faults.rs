@@ -602,7 +602,7 @@ fn a_prompt_injection_does_not_change_the_gate_for_risky_tickets() {
 async fn a_corrupt_file_on_a_watched_path_keeps_the_old_version() {
     let ws = Ws::trained();
     let server = ws.serve(&[("RUST_LOG", "deskhost=info")]);
-    let client = reqwest::Client::new();
+    let client = server.client();
     let decide = async |id: &str| -> Value {
         let r = client
             .post(format!("{}/v1/tickets", server.url))

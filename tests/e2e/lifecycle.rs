@@ -457,8 +457,8 @@ async fn hot_swap_under_load_fails_no_call_and_attributes_every_result() {
     let mut clients = Vec::new();
     for c in 0..4 {
         let (seen, done, sent, url) = (seen.clone(), done.clone(), sent.clone(), url.clone());
+        let client = server.client();
         clients.push(tokio::spawn(async move {
-            let client = reqwest::Client::new();
             let mut problems = Vec::new();
             let mut batch_no = 0;
             loop {
@@ -545,7 +545,10 @@ async fn hot_swap_under_load_fails_no_call_and_attributes_every_result() {
         "every promote and rollback reached the server: {warm:?} {cold:?}"
     );
     // The server's final state agrees with the registry.
-    let plugins: Value = reqwest::get(format!("{url}/v1/plugins"))
+    let plugins: Value = server
+        .client()
+        .get(format!("{url}/v1/plugins"))
+        .send()
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .json()
@@ -597,7 +600,7 @@ async fn a_changed_plugin_directory_is_reloaded_and_a_broken_change_keeps_the_ol
     ws.ok(&["plugin", "install", &src_path(src.path(), "1.0.0")]);
     ws.ok(&["plugin", "promote", &v1]);
     let server = ws.serve(&[("RUST_LOG", "deskhost=info")]);
-    let client = reqwest::Client::new();
+    let client = server.client();
     let category = async |n: usize| -> String {
         let results = post(&client, &server.url, &[load_ticket(n)])
             .await

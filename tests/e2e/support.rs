@@ -228,8 +228,21 @@ impl Ws {
         self.raw_env(&full, env)
     }
 
-    /// Starts `deskhost serve` on 127.0.0.1:0 and waits for its address.
+    /// Creates an API token through the CLI; returns its secret.
+    pub fn token(&self, name: &str, role: &str) -> String {
+        let created = self
+            .ok(&["token", "create", "--name", name, "--role", role, "--json"])
+            .json();
+        created["secret"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no secret in {created}"))
+            .to_string()
+    }
+
+    /// Starts `deskhost serve` on 127.0.0.1:0 and waits for its address; [`Server::client`]
+    /// carries an admin token.
     pub fn serve(&self, env: &[(&str, &str)]) -> Server {
+        let token = self.token(&format!("e2e-admin-{}", rand_suffix()), "admin");
         let log = self.path().join(format!("serve-{}.log", rand_suffix()));
         let stderr = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}"));
         let mut command = self.command(&[
@@ -263,7 +276,12 @@ impl Ws {
                 )
             })
             .to_string();
-        Server { child, url, log }
+        Server {
+            child,
+            url,
+            log,
+            token,
+        }
     }
 
     /// Starts `deskhost -w WS args...` in the background (output discarded).
@@ -422,9 +440,28 @@ pub struct Server {
     /// `http://127.0.0.1:PORT`.
     pub url: String,
     log: PathBuf,
+    /// An admin token's secret.
+    pub token: String,
 }
 
 impl Server {
+    /// An HTTP client that sends the admin token.
+    pub fn client(&self) -> reqwest::Client {
+        self.client_with(&self.token)
+    }
+
+    /// An HTTP client that sends `token`.
+    pub fn client_with(&self, token: &str) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Ok(value) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")) {
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// What the server wrote to standard error so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -47,7 +47,8 @@ mod cli;
 
 use cli::render::{Lines, Render, show};
 use cli::{
-    audit::*, data::*, eval::*, plugin::*, replay::*, review::*, run::*, serve::*, train::*,
+    audit::*, data::*, eval::*, plugin::*, replay::*, review::*, run::*, serve::*, token::*,
+    train::*,
 };
 
 #[derive(Parser)]
@@ -100,9 +101,12 @@ enum Command {
     Serve(ServeArgs),
     /// Re-execute a recorded run from its transcript, with the same or another plugin.
     Replay(ReplayArgs),
-    /// Review items.
+    /// The review queue: list, approve, reject, assign.
     #[command(subcommand)]
     Review(ReviewCommand),
+    /// API tokens for `serve`: create, list, revoke.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -174,9 +178,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Worker(args) => cli::work::worker(&ws_dir, args, shutdown_signal()).await,
         Command::Db(cmd) => cli::work::db_command(&ws_dir, cmd, cli.json).await,
         Command::Eval(args) => eval(&ws_dir, args, cli.json).await,
-        Command::Review(ReviewCommand::List { status }) => {
-            review_list(&ws_dir, status, cli.json).await
-        }
+        Command::Review(cmd) => review(&ws_dir, cmd, cli.json).await,
+        Command::Token(cmd) => token(&ws_dir, cmd, cli.json).await,
         Command::Audit(cmd) => audit_command(&ws_dir, cmd, cli.json).await,
         Command::Plugin(PluginCommand::List) => plugin_list(&ws_dir, cli.json).await,
         Command::Plugin(PluginCommand::New {

@@ -16,6 +16,7 @@ pub mod plugin_test;
 pub mod records;
 pub mod registry;
 pub mod replay;
+pub mod review;
 pub mod runtime;
 pub mod scaffold;
 pub mod train;

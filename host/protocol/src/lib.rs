@@ -11,5 +11,6 @@ pub mod gate;
 pub mod manifest;
 pub mod proposal;
 pub mod records;
+pub mod review;
 pub mod run;
 pub mod sanitize;

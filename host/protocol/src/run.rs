@@ -283,4 +283,40 @@ pub struct ReviewItem {
     pub payload: ReviewPayload,
     /// When it was created.
     pub created_at: String,
+    /// The reviewer it is assigned to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<String>,
+    /// Who approved or rejected it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+}
+
+impl ReviewItem {
+    /// How risky it is to leave waiting (higher first in the queue): an escalation, then a
+    /// risky category or customer, then faults and negative sentiment, then low confidence.
+    pub fn risk(&self) -> u8 {
+        use crate::gate::ReviewCode as C;
+        self.reasons
+            .iter()
+            .map(|r| match r.code {
+                C::Escalation => 4,
+                C::RiskCategory | C::RiskCustomerTier => 3,
+                C::RiskNegativeSentiment | C::PluginFault | C::InvalidProposal => 2,
+                C::LowConfidence | C::EmptyTicket => 1,
+                C::ReplyApproval => 0,
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The proposed priority (0 = none or low … 3 = urgent).
+    pub fn priority_rank(&self) -> u8 {
+        use crate::proposal::Priority as P;
+        match self.payload.triage.as_ref().map(|t| t.priority.value) {
+            Some(P::Urgent) => 3,
+            Some(P::High) => 2,
+            Some(P::Medium) => 1,
+            _ => 0,
+        }
+    }
 }

@@ -1,33 +1,68 @@
-//! The HTTP API of `deskhost serve`, thin over the pipeline.
+//! The HTTP API of `deskhost serve`, thin over the engine's use cases.
 //!
-//! - `POST /v1/tickets`: one ticket (object) or several (array), as in the JSON Lines input
-//!   of `deskhost run`; answers with the decision of each, in order.
-//! - `GET /v1/runs/{run_id}`: a recorded decision.
-//! - `GET /v1/plugins`: the active plugins and shadows (they change on promote/rollback).
-//! - `GET /healthz`.
+//! - `POST /v1/tickets` (role `ingest`): one ticket (object) or several (array), as in the
+//!   JSON Lines input of `deskhost run`; answers with the decision of each, in order.
+//! - `GET /v1/runs/{run_id}` (`reviewer`): a recorded decision.
+//! - `GET /v1/reviews` (`reviewer`): the review queue, riskiest first; `?status=`, `reason=`,
+//!   `queue=`, `plugin=`, `assignee=`, `limit=`.
+//! - `GET /v1/reviews/{id}` (`reviewer`), `POST /v1/reviews/{id}/actions` (`reviewer`):
+//!   `{"action": "approve", "edits": {…}}`, `{"action": "reject", "reason": …}`,
+//!   `{"action": "assign", "to": …}`; a second verdict on one item is a 409.
+//! - `GET /v1/plugins` (any token): the active plugins and shadows.
+//! - `GET /healthz` (no token).
 //!
-//! Errors are `{"message", "code", "type"}` with stable codes, mapped in [`ApiError`].
+//! Every request must name an allowed host (`Host`, and `Origin` when a browser sends one:
+//! a DNS-rebinding page cannot reach the API), bodies are limited (413), and every endpoint
+//! but health needs `Authorization: Bearer <token>` of a role that may (401, 403; nothing is
+//! stored). Errors are `{"message", "code", "type"}` with stable codes, mapped in [`ApiError`].
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use deskhost_engine::pipeline::Pipeline;
 use deskhost_engine::records::TicketInput;
+use deskhost_engine::review::{self, ReviewError, ReviewQuery};
 use deskhost_engine::workspace::Workspace;
 use deskhost_protocol::api::{ActivePlugins, ApiErrorBody, Health, OneOrMany};
-use deskhost_protocol::run::RunLine;
+use deskhost_protocol::review::{ReviewActed, ReviewAction, Role, TokenInfo};
+use deskhost_protocol::run::{ReviewItem, ReviewStatus, RunLine};
 use futures::StreamExt;
 use serde_json::Value;
 use std::future::Future;
+use std::sync::Arc;
 
 #[derive(Clone)]
 struct AppState {
     ws: Workspace,
     pipeline: Pipeline,
     concurrency: usize,
+    hosts: Arc<Vec<String>>,
+}
+
+/// How the server is reached and bounded.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// Decisions in flight per request.
+    pub concurrency: usize,
+    /// Host names (without port) requests may name in `Host` and `Origin`; loopback names
+    /// are always allowed.
+    pub allowed_hosts: Vec<String>,
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            allowed_hosts: Vec::new(),
+            max_body_bytes: 1 << 20,
+        }
+    }
 }
 
 /// API errors and their stable codes.
@@ -35,25 +70,37 @@ struct AppState {
 pub enum ApiError {
     /// A ticket in the request is not valid.
     InvalidTicket(String),
+    /// The request is not valid (other than a ticket).
+    Invalid(String),
     /// No run with that id.
     RunNotFound(String),
+    /// No review item with that id.
+    ReviewNotFound(String),
+    /// Someone decided the item first.
+    Conflict(String),
+    /// No token, or not a live one.
+    Unauthorized(String),
+    /// The token's role may not do this, or the host or origin is not allowed.
+    Forbidden(&'static str, String),
+    /// The body is over the limit.
+    TooLarge(String),
     /// The host failed.
     Internal(String),
 }
 
 impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, &'static str, &str) {
+        use StatusCode as S;
         match self {
-            ApiError::InvalidTicket(m) => (
-                StatusCode::BAD_REQUEST,
-                "invalid_ticket",
-                "invalid_request",
-                m,
-            ),
-            ApiError::RunNotFound(m) => {
-                (StatusCode::NOT_FOUND, "run_not_found", "invalid_request", m)
-            }
-            ApiError::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal", m),
+            ApiError::InvalidTicket(m) => (S::BAD_REQUEST, "invalid_ticket", "invalid_request", m),
+            ApiError::Invalid(m) => (S::BAD_REQUEST, "invalid_request", "invalid_request", m),
+            ApiError::RunNotFound(m) => (S::NOT_FOUND, "run_not_found", "invalid_request", m),
+            ApiError::ReviewNotFound(m) => (S::NOT_FOUND, "review_not_found", "invalid_request", m),
+            ApiError::Conflict(m) => (S::CONFLICT, "review_conflict", "invalid_request", m),
+            ApiError::Unauthorized(m) => (S::UNAUTHORIZED, "unauthorized", "auth", m),
+            ApiError::Forbidden(code, m) => (S::FORBIDDEN, code, "auth", m),
+            ApiError::TooLarge(m) => (S::PAYLOAD_TOO_LARGE, "body_too_large", "invalid_request", m),
+            ApiError::Internal(m) => (S::INTERNAL_SERVER_ERROR, "internal", "internal", m),
         }
     }
 }
@@ -66,16 +113,59 @@ impl IntoResponse for ApiError {
             code: code.into(),
             kind: kind.into(),
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}
+
+impl From<ReviewError> for ApiError {
+    fn from(e: ReviewError) -> Self {
+        match e {
+            ReviewError::NotFound(_) => ApiError::ReviewNotFound(e.to_string()),
+            ReviewError::Conflict { .. } => ApiError::Conflict(e.to_string()),
+            ReviewError::Invalid(m) => ApiError::Invalid(m),
+            ReviewError::Store(e) => ApiError::Internal(e.to_string()),
+        }
     }
 }
 
 /// The router over a workspace and its pipeline.
-pub fn router(ws: Workspace, pipeline: Pipeline, concurrency: usize) -> Router {
-    Router::new()
+pub fn router(ws: Workspace, pipeline: Pipeline, options: ServerOptions) -> Router {
+    let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "[::1]", "::1"]
+        .iter()
+        .map(|h| h.to_string())
+        .collect();
+    hosts.extend(options.allowed_hosts.iter().map(|h| h.to_ascii_lowercase()));
+    let state = AppState {
+        ws,
+        pipeline,
+        concurrency: options.concurrency.max(1),
+        hosts: Arc::new(hosts),
+    };
+    let needs =
+        |role: Option<Role>| middleware::from_fn_with_state((state.clone(), role), authorize);
+    let ingest = Router::new()
         .route("/v1/tickets", post(tickets))
+        .route_layer(needs(Some(Role::Ingest)));
+    let reviewer = Router::new()
         .route("/v1/runs/{run_id}", get(run))
+        .route("/v1/reviews", get(reviews))
+        .route("/v1/reviews/{id}", get(review_item))
+        .route("/v1/reviews/{id}/actions", post(review_action))
+        .route_layer(needs(Some(Role::Reviewer)));
+    let anyone = Router::new()
         .route("/v1/plugins", get(plugins))
+        .route_layer(needs(None));
+    Router::new()
+        .merge(ingest)
+        .merge(reviewer)
+        .merge(anyone)
         .route(
             "/healthz",
             get(|| async {
@@ -84,11 +174,107 @@ pub fn router(ws: Workspace, pipeline: Pipeline, concurrency: usize) -> Router {
                 })
             }),
         )
-        .with_state(AppState {
-            ws,
-            pipeline,
-            concurrency: concurrency.max(1),
-        })
+        .layer(middleware::from_fn_with_state(state.clone(), check_host))
+        .layer(DefaultBodyLimit::max(options.max_body_bytes))
+        .with_state(state)
+}
+
+/// The host part of a `Host` header or an origin's authority, lowercased, without port.
+fn host_of(authority: &str) -> String {
+    let a = authority.trim().to_ascii_lowercase();
+    if a.starts_with('[') {
+        return a
+            .split_inclusive(']')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+    }
+    match a.rsplit_once(':') {
+        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host.to_string(),
+        _ => a,
+    }
+}
+
+/// Refuses requests that name a host this server is not (DNS rebinding) or come from a web
+/// page of another origin.
+async fn check_host(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let allowed = |h: &str| state.hosts.iter().any(|a| a == h);
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(host_of)
+        .unwrap_or_default();
+    if !allowed(&host) {
+        return Err(ApiError::Forbidden(
+            "host_not_allowed",
+            format!(
+                "requests must be addressed to an allowed host, not {:?}; start `deskhost serve` with --allowed-host NAME to add one",
+                deskhost_engine::sanitize::field(&host)
+            ),
+        ));
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or_default();
+        let authority = origin
+            .split_once("://")
+            .map(|(_, rest)| rest)
+            .unwrap_or_default();
+        if !allowed(&host_of(authority)) {
+            return Err(ApiError::Forbidden(
+                "origin_not_allowed",
+                format!(
+                    "requests from the web origin {:?} are not allowed",
+                    deskhost_engine::sanitize::field(origin)
+                ),
+            ));
+        }
+    }
+    Ok(next.run(request).await)
+}
+
+/// Resolves the bearer token and checks its role; the handler sees the token's holder.
+async fn authorize(
+    State((state, needed)): State<(AppState, Option<Role>)>,
+    headers: HeaderMap,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let secret = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| {
+            ApiError::Unauthorized(
+                "send `Authorization: Bearer <token>`; `deskhost token create` makes one".into(),
+            )
+        })?;
+    let token = state
+        .ws
+        .store
+        .token_for(secret)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .ok_or_else(|| ApiError::Unauthorized("the token is not valid or was revoked".into()))?;
+    if let Some(needed) = needed
+        && !token.role.allows(needed)
+    {
+        return Err(ApiError::Forbidden(
+            "forbidden",
+            format!(
+                "a {} token may not do this; it needs the {} role",
+                token.role.as_str(),
+                needed.as_str()
+            ),
+        ));
+    }
+    request.extensions_mut().insert(token);
+    Ok(next.run(request).await)
 }
 
 /// Serves until `shutdown` resolves, then finishes the requests in flight.
@@ -96,24 +282,121 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     ws: Workspace,
     pipeline: Pipeline,
-    concurrency: usize,
+    options: ServerOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(ws, pipeline, concurrency))
+    axum::serve(listener, router(ws, pipeline, options))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// `GET /v1/reviews` filters.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReviewFilter {
+    status: Option<String>,
+    reason: Option<String>,
+    queue: Option<String>,
+    plugin: Option<String>,
+    assignee: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn reviews(
+    State(state): State<AppState>,
+    filter: Result<Query<ReviewFilter>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<ReviewItem>>, ApiError> {
+    let Query(f) = filter.map_err(|e| ApiError::Invalid(e.body_text()))?;
+    let status = match f.status.as_deref() {
+        None | Some("open") => Some(ReviewStatus::Open),
+        Some("approved") => Some(ReviewStatus::Approved),
+        Some("rejected") => Some(ReviewStatus::Rejected),
+        Some("all") => None,
+        Some(other) => {
+            return Err(ApiError::Invalid(format!(
+                "status {:?} is not open, approved, rejected or all",
+                deskhost_engine::sanitize::field(other)
+            )));
+        }
+    };
+    let query = ReviewQuery {
+        status,
+        reason: f.reason,
+        queue: f.queue,
+        plugin: f.plugin,
+        assignee: f.assignee,
+        limit: f.limit.unwrap_or(100).min(1000),
+    };
+    let items = state
+        .ws
+        .store
+        .review_items(&query)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(items))
+}
+
+async fn review_item(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ReviewItem>, ApiError> {
+    state
+        .ws
+        .store
+        .review_item(&id)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::ReviewNotFound(format!(
+                "no review item {}",
+                deskhost_engine::sanitize::field(&id)
+            ))
+        })
+}
+
+async fn review_action(
+    State(state): State<AppState>,
+    Extension(token): Extension<TokenInfo>,
+    Path(id): Path<String>,
+    body: Result<Json<ReviewAction>, JsonRejection>,
+) -> Result<Json<ReviewActed>, ApiError> {
+    let Json(action) = body.map_err(|e| {
+        body_error(
+            &e,
+            "a review action: {\"action\": \"approve\"|\"reject\"|\"assign\", …}",
+        )
+    })?;
+    Ok(Json(
+        review::act(&state.ws, &id, &token.name, &action).await?,
+    ))
+}
+
+/// A JSON body that did not arrive whole or does not parse.
+fn body_error(e: &JsonRejection, expected: &str) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::TooLarge(format!(
+            "the request body is over the server's limit; send {expected} in smaller requests"
+        ))
+    } else {
+        ApiError::Invalid(format!(
+            "the request body must be {expected}: {}",
+            e.body_text()
+        ))
+    }
 }
 
 async fn tickets(
     State(state): State<AppState>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<OneOrMany<RunLine>>, ApiError> {
-    let Json(body) = body.map_err(|e| {
-        ApiError::InvalidTicket(format!(
-            "the request body must be a JSON ticket object or an array of them: {}",
-            e.body_text()
-        ))
-    })?;
+    let Json(body) =
+        body.map_err(
+            |e| match body_error(&e, "a JSON ticket object or an array of them") {
+                ApiError::Invalid(m) => ApiError::InvalidTicket(m),
+                other => other,
+            },
+        )?;
     let (items, single) = match body {
         Value::Array(items) => (items, false),
         other => (vec![other], true),

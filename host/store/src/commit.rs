@@ -263,33 +263,20 @@ async fn write_one(
     });
     let mut tags: Vec<String> = serde_json::from_str(&state.tags_json).unwrap_or_default();
     for effect in &b.effects {
-        match effect {
-            Effect::Category { value } => state.category = Some(value.clone()),
-            Effect::Queue { value } => state.queue = Some(value.clone()),
-            Effect::Priority { value } => state.priority = Some(value.clone()),
-            Effect::Language { value } => state.language = Some(value.clone()),
-            Effect::Tags { values } => {
-                for v in values {
-                    if !tags.contains(v) {
-                        tags.push(v.clone());
-                    }
-                }
-            }
-            Effect::InternalNote { body } => {
-                sqlx::query(
-                    "INSERT INTO notes (ticket_id, run_id, body, created_at) VALUES ($1, $2, $3, $4)",
-                )
-                .bind(&b.ticket_id)
-                .bind(&b.run_id)
-                .bind(body)
-                .bind(&now)
-                .execute(&mut **tx)
-                .await?;
-                rows.notes.push(NoteRow {
-                    body: body.clone(),
-                    created_at: now.clone(),
-                });
-            }
+        if let Some(body) = apply_effect(&mut state, &mut tags, effect) {
+            sqlx::query(
+                "INSERT INTO notes (ticket_id, run_id, body, created_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&b.ticket_id)
+            .bind(&b.run_id)
+            .bind(body)
+            .bind(&now)
+            .execute(&mut **tx)
+            .await?;
+            rows.notes.push(NoteRow {
+                body: body.to_string(),
+                created_at: now.clone(),
+            });
         }
         let row = EffectRow {
             kind: effect_kind_name(effect).into(),
@@ -375,6 +362,31 @@ async fn write_one(
     ));
     audit::append(tx, head, &entries).await?;
     Ok(Committed::Written)
+}
+
+/// Applies `effect` to a ticket's state (`tags` is its tag list, decoded); returns the body
+/// of an internal note, which the caller stores. Decisions and approvals both change ticket
+/// state only through here.
+pub(crate) fn apply_effect<'e>(
+    state: &mut StateRow,
+    tags: &mut Vec<String>,
+    effect: &'e Effect,
+) -> Option<&'e str> {
+    match effect {
+        Effect::Category { value } => state.category = Some(value.clone()),
+        Effect::Queue { value } => state.queue = Some(value.clone()),
+        Effect::Priority { value } => state.priority = Some(value.clone()),
+        Effect::Language { value } => state.language = Some(value.clone()),
+        Effect::Tags { values } => {
+            for v in values {
+                if !tags.contains(v) {
+                    tags.push(v.clone());
+                }
+            }
+        }
+        Effect::InternalNote { body } => return Some(body),
+    }
+    None
 }
 
 fn effect_kind_name(e: &Effect) -> &'static str {

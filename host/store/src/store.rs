@@ -10,7 +10,6 @@ use crate::audit::{self, AuditEntry};
 use crate::db::{self, Backend, DbError, Location, Migrations, begin_write};
 use deskhost_protocol::digest::{now_rfc3339, sha256_hex};
 use deskhost_protocol::records::{ArticleRecord, CustomerRecord, TicketInput, TicketRecord};
-use deskhost_protocol::run::{ReviewItem, ReviewStatus};
 use serde::Serialize;
 use sqlx::{AnyPool, Row};
 use std::path::Path;
@@ -938,47 +937,6 @@ impl Store {
             .await
             .map_err(q("write meta"))?;
         Ok(())
-    }
-
-    /// Review items, oldest first, optionally only those with `status`. A row that does
-    /// not decode is an error naming the item, never a default.
-    pub async fn review_items(&self, status: Option<ReviewStatus>) -> Result<Vec<ReviewItem>> {
-        let rows = sqlx::query(
-            "SELECT id, run_id, ticket_id, ticket_version, status, reasons_json, payload_json, created_at
-             FROM review_items WHERE ($1::TEXT IS NULL OR status = $1) ORDER BY created_at, id",
-        )
-        .bind(status.map(ReviewStatus::as_str))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(q("read review items"))?;
-        rows.iter()
-            .map(|r| {
-                let id: String = r.try_get(0).map_err(q("read a review item"))?;
-                let corrupt = |detail: String| StoreError::Corrupt {
-                    what: format!("review item {id}"),
-                    detail,
-                };
-                let json = |i: usize| -> Result<String> {
-                    r.try_get(i).map_err(|e| corrupt(e.to_string()))
-                };
-                let status_text = json(4)?;
-                Ok(ReviewItem {
-                    run_id: json(1)?,
-                    ticket_id: json(2)?,
-                    ticket_version: r
-                        .try_get::<i64, _>(3)
-                        .map_err(|e| corrupt(e.to_string()))?
-                        .try_into()
-                        .map_err(|_| corrupt("ticket_version out of range".into()))?,
-                    status: serde_json::from_value(serde_json::Value::String(status_text.clone()))
-                        .map_err(|_| corrupt(format!("unknown status {status_text:?}")))?,
-                    reasons: serde_json::from_str(&json(5)?).map_err(|e| corrupt(e.to_string()))?,
-                    payload: serde_json::from_str(&json(6)?).map_err(|e| corrupt(e.to_string()))?,
-                    created_at: json(7)?,
-                    id,
-                })
-            })
-            .collect()
     }
 }
 

@@ -10,5 +10,6 @@ pub mod replay;
 pub mod review;
 pub mod run;
 pub mod serve;
+pub mod token;
 pub mod train;
 pub mod work;

@@ -10,6 +10,13 @@ pub(crate) struct ServeArgs {
     /// How often to look for promotions, rollbacks and changed plugin files, milliseconds.
     #[arg(long, default_value_t = 200)]
     watch_ms: u64,
+    /// A host name clients may address this server by (besides localhost, 127.0.0.1 and
+    /// ::1): needed when it listens beyond loopback. Repeatable.
+    #[arg(long = "allowed-host")]
+    allowed_hosts: Vec<String>,
+    /// Largest request body, bytes (larger: 413).
+    #[arg(long, default_value_t = 1 << 20)]
+    max_body_bytes: usize,
 }
 
 pub(crate) async fn shutdown_signal() {
@@ -50,9 +57,19 @@ pub(crate) async fn serve(dir: &Path, args: ServeArgs) -> Result<ExitCode> {
     } else {
         2 * std::thread::available_parallelism().map_or(2, |n| n.get())
     };
+    if !addr.ip().is_loopback() && args.allowed_hosts.is_empty() {
+        note!(
+            "note: listening on {addr} beyond loopback, but only requests addressed to localhost are accepted; pass --allowed-host NAME for the name clients use"
+        );
+    }
     out!("listening on http://{addr}");
     std::io::stdout().flush()?;
-    deskhost_server::serve(listener, ws, pipeline, concurrency, shutdown_signal()).await?;
+    let options = deskhost_server::ServerOptions {
+        concurrency,
+        allowed_hosts: args.allowed_hosts,
+        max_body_bytes: args.max_body_bytes,
+    };
+    deskhost_server::serve(listener, ws, pipeline, options, shutdown_signal()).await?;
     watcher.abort();
     note!("stopped");
     Ok(ExitCode::SUCCESS)

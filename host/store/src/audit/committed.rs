@@ -22,6 +22,59 @@ use std::collections::{BTreeMap, BTreeSet};
 pub const COMMITTED: &str = "committed";
 /// Audit record kind of an ingested ticket version.
 pub const INGESTED: &str = "ticket-ingested";
+/// Audit record kind of a reviewer's action.
+pub const REVIEWED: &str = "reviewed";
+
+/// A `review_actions` row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReviewActionRow {
+    /// Its place in the review log.
+    pub seq: i64,
+    /// The item.
+    pub item_id: String,
+    /// Its ticket.
+    pub ticket_id: String,
+    /// `approve`, `reject`, `assign`.
+    pub action: String,
+    /// Who.
+    pub actor: String,
+    /// What (JSON).
+    pub detail_json: String,
+    /// When.
+    pub created_at: String,
+}
+
+impl ReviewActionRow {
+    /// The digest its audit record carries.
+    pub fn digest(&self) -> String {
+        Fields::new("review_actions")
+            .int(self.seq)
+            .text(&self.item_id)
+            .text(&self.ticket_id)
+            .text(&self.action)
+            .text(&self.actor)
+            .text(&self.detail_json)
+            .text(&self.created_at)
+            .finish()
+    }
+}
+
+/// What a `reviewed` audit record says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewedRecord {
+    /// The review log row.
+    pub seq: i64,
+    /// The item.
+    pub item_id: String,
+    /// `approve`, `reject`, `assign`.
+    pub action: String,
+    /// Who.
+    pub actor: String,
+    /// The row's digest.
+    pub row: String,
+    /// The ticket state the action set (approve and reject).
+    pub state: Option<StateRef>,
+}
 
 /// A digest over typed fields: each field is tagged and length-prefixed, so `None` and
 /// `Some("")`, or two fields run together, never hash alike.
@@ -482,6 +535,8 @@ pub struct DecisionReport {
     pub ticket_versions: u64,
     /// Ticket states checked against the last audited one.
     pub ticket_states: u64,
+    /// Reviewers' actions checked against their audit records.
+    pub review_actions: u64,
     /// Every mismatch found, the first first (at most 100).
     pub problems: Vec<String>,
 }
@@ -517,10 +572,12 @@ pub async fn verify(pool: &AnyPool) -> Result<DecisionReport, sqlx::Error> {
     let mut committed: BTreeMap<String, (i64, CommitDigests)> = BTreeMap::new();
     let mut ingested: BTreeMap<(String, i64), (i64, IngestRecord)> = BTreeMap::new();
     let mut state_refs: BTreeMap<i64, (i64, String)> = BTreeMap::new();
+    let mut reviewed: BTreeMap<i64, (i64, ReviewedRecord)> = BTreeMap::new();
     let mut rows =
-        sqlx::query("SELECT seq, kind, payload FROM audit WHERE kind IN ($1, $2) ORDER BY seq")
+        sqlx::query("SELECT seq, kind, payload FROM audit WHERE kind IN ($1, $2, $3) ORDER BY seq")
             .bind(COMMITTED)
             .bind(INGESTED)
+            .bind(REVIEWED)
             .fetch(pool);
     while let Some(r) = rows.try_next().await? {
         let seq: i64 = r.try_get(0)?;
@@ -530,6 +587,13 @@ pub async fn verify(pool: &AnyPool) -> Result<DecisionReport, sqlx::Error> {
             if let Some(d) = decode::<CommitDigests>(&mut report, seq, &payload) {
                 state_refs.insert(d.state.seq, (seq, d.state.digest.clone()));
                 committed.insert(d.run_id.clone(), (seq, d));
+            }
+        } else if kind == REVIEWED {
+            if let Some(r) = decode::<ReviewedRecord>(&mut report, seq, &payload) {
+                if let Some(state) = &r.state {
+                    state_refs.insert(state.seq, (seq, state.digest.clone()));
+                }
+                reviewed.insert(r.seq, (seq, r));
             }
         } else if let Some(list) = decode::<Vec<IngestRecord>>(&mut report, seq, &payload) {
             for i in list {
@@ -630,6 +694,48 @@ pub async fn verify(pool: &AnyPool) -> Result<DecisionReport, sqlx::Error> {
             .await?;
         for o in orphans {
             report.problem(format!("{table} has rows of run {o}, which does not exist"));
+        }
+    }
+
+    // Reviewers' actions against their audit records.
+    let mut actions = sqlx::query(
+        "SELECT seq, item_id, ticket_id, action, actor, detail_json, created_at FROM review_actions ORDER BY seq",
+    )
+    .fetch(pool);
+    let mut seen_actions = BTreeSet::new();
+    while let Some(r) = actions.try_next().await? {
+        let row = ReviewActionRow {
+            seq: r.try_get(0)?,
+            item_id: r.try_get(1)?,
+            ticket_id: r.try_get(2)?,
+            action: r.try_get(3)?,
+            actor: r.try_get(4)?,
+            detail_json: r.try_get(5)?,
+            created_at: r.try_get(6)?,
+        };
+        report.review_actions += 1;
+        seen_actions.insert(row.seq);
+        match reviewed.get(&row.seq) {
+            None => report.problem(format!(
+                "review action {} on item {} has no audit record: it was written outside deskhost",
+                row.seq, row.item_id
+            )),
+            Some((seq, rec)) if rec.row != row.digest() || rec.item_id != row.item_id => {
+                report.problem(format!(
+                    "review action {} on item {}: it differs from what was recorded (audit record {seq})",
+                    row.seq, row.item_id
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    drop(actions);
+    for (action, (seq, rec)) in &reviewed {
+        if !seen_actions.contains(action) {
+            report.problem(format!(
+                "review action {action} on item {} was recorded (audit record {seq}) but its row is gone",
+                rec.item_id
+            ));
         }
     }
 

@@ -1,0 +1,46 @@
+//! The review queue's use cases, shared by the CLI and the HTTP API: list, show, act.
+//! Edits are checked against the workspace's taxonomy before anything is written.
+
+use crate::pipeline::checks::is_language_tag;
+use crate::workspace::Workspace;
+use deskhost_protocol::review::{ReviewActed, ReviewAction};
+pub use deskhost_store::review::{ReviewError, ReviewQuery};
+
+/// Takes `action` on item `item_id` as `actor` (see [`deskhost_store::store::Store::act_on_review`]).
+pub async fn act(
+    ws: &Workspace,
+    item_id: &str,
+    actor: &str,
+    action: &ReviewAction,
+) -> Result<ReviewActed, ReviewError> {
+    if let ReviewAction::Approve { edits } = action {
+        let t = &ws.config.taxonomy;
+        let known = |what: &str, value: &Option<String>, list: &[String]| match value {
+            Some(v) if !list.is_empty() && !list.contains(v) => Err(ReviewError::Invalid(format!(
+                "`{what}` {v:?} is not in the taxonomy of deskhost.toml (one of: {})",
+                list.join(", ")
+            ))),
+            _ => Ok(()),
+        };
+        known("category", &edits.category, &t.categories)?;
+        known("queue", &edits.queue, &t.queues)?;
+        if let Some(p) = &edits.priority
+            && serde_json::from_value::<deskhost_protocol::proposal::Priority>(
+                serde_json::Value::String(p.clone()),
+            )
+            .is_err()
+        {
+            return Err(ReviewError::Invalid(format!(
+                "`priority` {p:?} is not one of low, medium, high, urgent"
+            )));
+        }
+        if let Some(l) = &edits.language
+            && !is_language_tag(l)
+        {
+            return Err(ReviewError::Invalid(format!(
+                "`language` {l:?} is not a language tag such as en or pt-BR"
+            )));
+        }
+    }
+    ws.store.act_on_review(item_id, actor, action).await
+}
