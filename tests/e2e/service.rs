@@ -136,9 +136,7 @@ async fn decided_into_review(ws: &Ws, server: &Server) -> Vec<Value> {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let in_review = lines.as_array().map_or(0, |l| {
-        l.iter()
-            .filter(|r| !r["gate"]["review"].is_null())
-            .count()
+        l.iter().filter(|r| !r["gate"]["review"].is_null()).count()
     });
     assert!(
         in_review >= 2,
@@ -374,4 +372,96 @@ fn the_cli_acts_on_the_queue_as_the_operator() {
         "{missing:?}"
     );
     ws.ok(&["audit", "verify"]);
+}
+
+#[test]
+fn verdicts_become_labels_a_report_and_training_data() {
+    let ws = Ws::trained();
+    ws.ok(&["run", &ws.file("tickets.jsonl")]);
+    let empty = ws.ok(&["review", "report", "--json"]).json();
+    assert_eq!(
+        empty["fields"],
+        json!([]),
+        "no verdicts, no figures: {empty}"
+    );
+    let items = ws.ok(&["review", "list", "--json"]).json();
+    let items = items.as_array().cloned().unwrap_or_default();
+    let open_before = items.len();
+    let with_triage: Vec<&Value> = items
+        .iter()
+        .filter(|i| !i["payload"]["triage"].is_null())
+        .collect();
+    assert!(with_triage.len() >= 3, "{items:?}");
+    let id = |i: usize| {
+        with_triage[i]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let proposed_queue = with_triage[1]["payload"]["triage"]["queue"]["value"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let other_queue = if proposed_queue == "billing" {
+        "technical"
+    } else {
+        "billing"
+    };
+    ws.ok(&["review", "approve", &id(0), "--as", "erin"]);
+    ws.ok(&[
+        "review",
+        "approve",
+        &id(1),
+        "--queue",
+        other_queue,
+        "--as",
+        "erin",
+    ]);
+    ws.ok(&[
+        "review",
+        "reject",
+        &id(2),
+        "--reason",
+        "not ours",
+        "--as",
+        "erin",
+    ]);
+
+    let report = ws.ok(&["review", "report", "--json"]).json();
+    let queue = report["fields"]
+        .as_array()
+        .and_then(|f| f.iter().find(|x| x["field"] == "queue").cloned())
+        .unwrap_or_else(|| panic!("no queue figure: {report}"));
+    assert_eq!(
+        (queue["decided"].clone(), queue["unchanged"].clone()),
+        (json!(3), json!(1)),
+        "kept, edited, rejected: {report}"
+    );
+    assert_eq!(
+        report["backlog"]["open"],
+        json!(open_before - 3),
+        "{report}"
+    );
+    assert!(
+        report["automation"]["runs"].as_u64().unwrap_or(0) > 0,
+        "{report}"
+    );
+    let human = ws.ok(&["review", "report"]);
+    assert!(human.stdout.contains("kept unchanged"), "{human:?}");
+
+    let labels = ws.ok(&["review", "labels"]).lines();
+    assert_eq!(labels.len(), 2, "the approved items are labels: {labels:?}");
+    assert_eq!(
+        labels[1]["labels"]["queue"], other_queue,
+        "the reviewer's edit is the label"
+    );
+    ws.ok(&[
+        "train",
+        "--from-reviews",
+        &ws.file("history.jsonl"),
+        "--fields",
+        "category,queue,priority",
+    ]);
+    let eval = ws.ok(&["eval", "--from-reviews", "--json"]).json();
+    assert_eq!(eval["report"]["records"], json!(2), "{eval}");
 }

@@ -193,3 +193,83 @@ pub struct TokenInfo {
     /// When it was revoked, if it was.
     pub revoked_at: Option<String>,
 }
+
+/// Reviewers' verdicts as quality figures: what they kept, what the host applied on its own,
+/// and what still waits.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReviewReport {
+    /// Per plugin version and field: how often reviewers kept the proposed value.
+    pub fields: Vec<FieldKept>,
+    /// Per reply plugin version: drafts sent as written, edited, or rejected.
+    pub replies: Vec<Outcomes>,
+    /// Per escalation plugin version: hand-offs approved or rejected.
+    pub escalations: Vec<Outcomes>,
+    /// Decisions applied without a person.
+    pub automation: Automation,
+    /// What waits.
+    pub backlog: Backlog,
+}
+
+/// "Unchanged at review" for one field of one plugin version.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FieldKept {
+    /// `id@version` of the triage plugin.
+    pub plugin: String,
+    /// `category`, `queue`, `priority`, `language`.
+    pub field: String,
+    /// Items with a verdict and a proposal for this field.
+    pub decided: u64,
+    /// Of those, approved with the proposed value.
+    pub unchanged: u64,
+    /// `unchanged / decided` (0 when nothing was decided).
+    pub rate: f64,
+}
+
+/// Verdicts on one plugin version's proposals.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Outcomes {
+    /// `id@version`.
+    pub plugin: String,
+    /// Approved as proposed.
+    pub accepted: u64,
+    /// Approved with the reviewer's own text.
+    pub edited: u64,
+    /// Rejected.
+    pub rejected: u64,
+}
+
+/// Decisions applied without review.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Automation {
+    /// Runs decided.
+    pub runs: u64,
+    /// Of those, with no review item.
+    pub without_review: u64,
+    /// `without_review / runs`.
+    pub rate: f64,
+}
+
+/// The open review items.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Backlog {
+    /// Items without a verdict.
+    pub open: u64,
+    /// When the oldest was created.
+    pub oldest: Option<String>,
+}
+
+/// A ticket with the values reviewers settled on, in the training format (`labels`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReviewLabel {
+    /// Ticket id.
+    pub id: String,
+    /// Subject.
+    pub subject: String,
+    /// Body.
+    pub body: String,
+    /// Its language, as settled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    /// Field → value a reviewer approved (kept or edited).
+    pub labels: std::collections::BTreeMap<String, String>,
+}

@@ -5,6 +5,8 @@
 //! - `GET /v1/runs/{run_id}` (`reviewer`): a recorded decision.
 //! - `GET /v1/reviews` (`reviewer`): the review queue, riskiest first; `?status=`, `reason=`,
 //!   `queue=`, `plugin=`, `assignee=`, `limit=`.
+//! - `GET /v1/reviews/report` (`reviewer`): kept-unchanged share per plugin version and
+//!   field, reply and escalation outcomes, automation rate, backlog.
 //! - `GET /v1/reviews/{id}` (`reviewer`), `POST /v1/reviews/{id}/actions` (`reviewer`):
 //!   `{"action": "approve", "edits": {…}}`, `{"action": "reject", "reason": …}`,
 //!   `{"action": "assign", "to": …}`; a second verdict on one item is a 409.
@@ -156,6 +158,7 @@ pub fn router(ws: Workspace, pipeline: Pipeline, options: ServerOptions) -> Rout
     let reviewer = Router::new()
         .route("/v1/runs/{run_id}", get(run))
         .route("/v1/reviews", get(reviews))
+        .route("/v1/reviews/report", get(review_report))
         .route("/v1/reviews/{id}", get(review_item))
         .route("/v1/reviews/{id}/actions", post(review_action))
         .route_layer(needs(Some(Role::Reviewer)));
@@ -334,6 +337,18 @@ async fn reviews(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Json(items))
+}
+
+async fn review_report(
+    State(state): State<AppState>,
+) -> Result<Json<deskhost_protocol::review::ReviewReport>, ApiError> {
+    state
+        .ws
+        .store
+        .review_report()
+        .await
+        .map(Json)
+        .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 async fn review_item(

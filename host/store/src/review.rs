@@ -9,10 +9,14 @@ use crate::store::{Col, Store, StoreError, q};
 use deskhost_protocol::digest::{new_id, now_rfc3339};
 use deskhost_protocol::gate::Effect;
 use deskhost_protocol::proposal::{ReplyDraft, ReplyProposal};
-use deskhost_protocol::review::{ReviewActed, ReviewAction, ReviewEdits, Role, TokenInfo};
+use deskhost_protocol::review::{
+    Automation, Backlog, FieldKept, Outcomes, ReviewActed, ReviewAction, ReviewEdits, ReviewLabel,
+    ReviewReport, Role, TokenInfo,
+};
 use deskhost_protocol::run::{ReviewItem, ReviewPayload, ReviewStatus};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 
 /// Why a review action was not taken (nothing was written).
 #[derive(Debug, thiserror::Error)]
@@ -397,6 +401,185 @@ impl Store {
         })
     }
 
+    /// Every item with a verdict: (item, verdict action, its detail, the plugins of its
+    /// run's triage, reply and escalation stages, the ticket's stored input).
+    async fn verdicts(&self) -> Result<Vec<Verdict>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT r.id, r.payload_json, v.action, v.detail_json,
+               (SELECT s.plugin FROM run_stages s WHERE s.run_id = r.run_id AND s.stage = 'triage'),
+               (SELECT s.plugin FROM run_stages s WHERE s.run_id = r.run_id AND s.stage = 'reply'),
+               (SELECT s.plugin FROM run_stages s WHERE s.run_id = r.run_id AND s.stage = 'escalation'),
+               t.input_json
+             FROM review_items r
+             JOIN review_actions v ON v.item_id = r.id AND v.action IN ('approve', 'reject')
+             JOIN tickets t ON t.id = r.ticket_id AND t.version = r.ticket_version
+             ORDER BY v.seq",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(q("read review verdicts"))?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.col(0)?;
+                let corrupt = |detail: String| StoreError::Corrupt {
+                    what: format!("review item {id}"),
+                    detail,
+                };
+                #[derive(serde::Deserialize, Default)]
+                struct Detail {
+                    #[serde(default)]
+                    edits: Option<ReviewEdits>,
+                }
+                let detail: Detail = serde_json::from_str(r.col::<&str>(3)?)
+                    .map_err(|e| corrupt(format!("its verdict: {e}")))?;
+                Ok(Verdict {
+                    payload: serde_json::from_str(r.col::<&str>(1)?)
+                        .map_err(|e| corrupt(e.to_string()))?,
+                    approved: r.col::<&str>(2)? == "approve",
+                    edits: detail.edits.unwrap_or_default(),
+                    triage: r.col(4)?,
+                    reply: r.col(5)?,
+                    escalation: r.col(6)?,
+                    ticket: serde_json::from_str(r.col::<&str>(7)?)
+                        .map_err(|e| corrupt(format!("its ticket: {e}")))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Reviewers' verdicts as figures: per triage plugin version and field the share kept
+    /// unchanged (a rejection keeps nothing), reply and escalation outcomes per plugin
+    /// version, the automation rate and the backlog.
+    pub async fn review_report(&self) -> Result<ReviewReport, StoreError> {
+        let mut fields: BTreeMap<(String, &'static str), (u64, u64)> = BTreeMap::new();
+        let mut replies: BTreeMap<String, Outcomes> = BTreeMap::new();
+        let mut escalations: BTreeMap<String, Outcomes> = BTreeMap::new();
+        let outcomes = |plugin: &str| Outcomes {
+            plugin: plugin.to_string(),
+            accepted: 0,
+            edited: 0,
+            rejected: 0,
+        };
+        for v in self.verdicts().await? {
+            if let (Some(plugin), Some(t)) = (&v.triage, &v.payload.triage) {
+                let proposed = [
+                    ("category", t.category.value.clone(), &v.edits.category),
+                    ("queue", t.queue.value.clone(), &v.edits.queue),
+                    (
+                        "priority",
+                        t.priority.value.as_str().to_string(),
+                        &v.edits.priority,
+                    ),
+                    ("language", t.language.value.clone(), &v.edits.language),
+                ];
+                for (field, value, edit) in proposed {
+                    let kept = v.approved && edit.as_ref().is_none_or(|e| *e == value);
+                    let entry = fields.entry((plugin.clone(), field)).or_default();
+                    entry.0 += 1;
+                    entry.1 += u64::from(kept);
+                }
+            }
+            if let (Some(plugin), Some(ReplyProposal::Draft(_))) = (&v.reply, &v.payload.reply) {
+                let o = replies
+                    .entry(plugin.clone())
+                    .or_insert_with(|| outcomes(plugin));
+                match (v.approved, v.edits.reply.is_some()) {
+                    (false, _) => o.rejected += 1,
+                    (true, false) => o.accepted += 1,
+                    (true, true) => o.edited += 1,
+                }
+            }
+            if let (Some(plugin), Some(_)) = (&v.escalation, &v.payload.escalation) {
+                let o = escalations
+                    .entry(plugin.clone())
+                    .or_insert_with(|| outcomes(plugin));
+                if v.approved {
+                    o.accepted += 1;
+                } else {
+                    o.rejected += 1;
+                }
+            }
+        }
+        let runs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs")
+            .fetch_one(self.pool())
+            .await
+            .map_err(q("count runs"))?;
+        let reviewed: i64 = sqlx::query_scalar("SELECT COUNT(DISTINCT run_id) FROM review_items")
+            .fetch_one(self.pool())
+            .await
+            .map_err(q("count review items"))?;
+        let open = sqlx::query(
+            "SELECT COUNT(*), MIN(r.created_at) FROM review_items r
+             WHERE NOT EXISTS (SELECT 1 FROM review_actions a WHERE a.item_id = r.id AND a.action IN ('approve', 'reject'))",
+        )
+        .fetch_one(self.pool())
+        .await
+        .map_err(q("measure the backlog"))?;
+        let runs = u64::try_from(runs).unwrap_or(0);
+        let without_review = runs.saturating_sub(u64::try_from(reviewed).unwrap_or(0));
+        let rate = |part: u64, whole: u64| {
+            if whole == 0 {
+                0.0
+            } else {
+                part as f64 / whole as f64
+            }
+        };
+        Ok(ReviewReport {
+            fields: fields
+                .into_iter()
+                .map(|((plugin, field), (decided, unchanged))| FieldKept {
+                    plugin,
+                    field: field.to_string(),
+                    decided,
+                    unchanged,
+                    rate: rate(unchanged, decided),
+                })
+                .collect(),
+            replies: replies.into_values().collect(),
+            escalations: escalations.into_values().collect(),
+            automation: Automation {
+                runs,
+                without_review,
+                rate: rate(without_review, runs),
+            },
+            backlog: Backlog {
+                open: u64::try_from(open.col::<i64>(0)?).unwrap_or(0),
+                oldest: open.col(1)?,
+            },
+        })
+    }
+
+    /// The approved items as labeled tickets (the values the reviewer kept or set), in the
+    /// format `train` and `eval` read.
+    pub async fn review_labels(&self) -> Result<Vec<ReviewLabel>, StoreError> {
+        let mut out = Vec::new();
+        for v in self.verdicts().await? {
+            let Some(t) = v.payload.triage.as_ref().filter(|_| v.approved) else {
+                continue;
+            };
+            let pick = |edit: &Option<String>, proposed: String| edit.clone().unwrap_or(proposed);
+            let mut labels = BTreeMap::new();
+            labels.insert(
+                "category".into(),
+                pick(&v.edits.category, t.category.value.clone()),
+            );
+            labels.insert("queue".into(), pick(&v.edits.queue, t.queue.value.clone()));
+            labels.insert(
+                "priority".into(),
+                pick(&v.edits.priority, t.priority.value.as_str().to_string()),
+            );
+            let language = pick(&v.edits.language, t.language.value.clone());
+            out.push(ReviewLabel {
+                id: v.ticket.id,
+                subject: v.ticket.subject,
+                body: v.ticket.body,
+                language: Some(language),
+                labels,
+            });
+        }
+        Ok(out)
+    }
+
     /// Creates an API token; returns it and its secret (shown once; only its hash is kept).
     pub async fn create_token(
         &self,
@@ -565,4 +748,15 @@ fn token_row(r: &sqlx::any::AnyRow) -> Result<TokenInfo, StoreError> {
         created_at: r.col(3)?,
         revoked_at: r.col(4)?,
     })
+}
+
+/// An item with a verdict, as the report and the labels read it.
+struct Verdict {
+    payload: ReviewPayload,
+    approved: bool,
+    edits: ReviewEdits,
+    triage: Option<String>,
+    reply: Option<String>,
+    escalation: Option<String>,
+    ticket: deskhost_protocol::records::TicketInput,
 }

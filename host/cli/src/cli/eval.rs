@@ -5,7 +5,14 @@ use crate::*;
 #[derive(Args)]
 pub(crate) struct EvalArgs {
     /// Labeled records (JSON Lines: tickets with labels, KB scenarios, or conversations).
-    file: PathBuf,
+    #[arg(
+        required_unless_present = "from_reviews",
+        conflicts_with = "from_reviews"
+    )]
+    file: Option<PathBuf>,
+    /// Score the plugins against what reviewers approved (their edits are the labels).
+    #[arg(long)]
+    from_reviews: bool,
     /// Label fields to score, comma-separated (default: every field in the data).
     #[arg(long, value_delimiter = ',')]
     fields: Vec<String>,
@@ -34,13 +41,26 @@ pub(crate) struct EvalArgs {
 
 pub(crate) async fn eval(dir: &Path, args: EvalArgs, json: bool) -> Result<ExitCode> {
     let ws = Workspace::open(dir).await?;
-    let (records, rejected) = deskhost_engine::eval::read_records(&args.file, args.limit)
-        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let file = match &args.file {
+        Some(file) => file.clone(),
+        None => {
+            let (file, n) = crate::cli::review::labels_file(&ws).await?;
+            if n == 0 {
+                bail!(
+                    "no approved review items yet: approve some (`deskhost review approve`) before `eval --from-reviews`"
+                );
+            }
+            note!("{n} reviewed tickets from {}", file.display());
+            file
+        }
+    };
+    let (records, rejected) = deskhost_engine::eval::read_records(&file, args.limit)
+        .with_context(|| format!("cannot read {}", file.display()))?;
     for r in &rejected {
         note!("{r}; line skipped");
     }
     if records.is_empty() {
-        bail!("{} has no usable records", args.file.display());
+        bail!("{} has no usable records", file.display());
     }
     let mut pipeline = ws.pipeline().await?;
     let runtime = pipeline.runtime.clone();
@@ -63,7 +83,7 @@ pub(crate) async fn eval(dir: &Path, args: EvalArgs, json: bool) -> Result<ExitC
         concurrency: args.concurrency,
         ..deskhost_engine::eval::EvalOptions::default()
     };
-    let dataset = args.file.display().to_string();
+    let dataset = file.display().to_string();
     let runs = if args.compare.is_some() { 2 } else { 1 };
     let bar = progress_bar(records.len() * runs, "records");
     let tick = || bar.inc(1);
@@ -110,9 +130,10 @@ pub(crate) async fn eval(dir: &Path, args: EvalArgs, json: bool) -> Result<ExitC
 
     let stem = args
         .file
-        .file_stem()
+        .as_ref()
+        .and_then(|f| f.file_stem())
         .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "data".into());
+        .unwrap_or_else(|| "reviews".into());
     let out_dir = args
         .out
         .clone()

@@ -27,6 +27,16 @@ pub(crate) enum ReviewCommand {
         #[arg(long, default_value_t = 0)]
         limit: usize,
     },
+    /// Reviewers' verdicts as figures: kept-unchanged share per plugin version and field,
+    /// reply and escalation outcomes, automation rate, backlog.
+    Report,
+    /// The approved items as labeled tickets (JSON Lines, the format `train` and `eval`
+    /// read).
+    Labels {
+        /// Write here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Approve: apply the held effects (with any edits) and queue the reply for delivery.
     Approve {
         /// The review item.
@@ -131,6 +141,31 @@ pub(crate) async fn review(dir: &Path, cmd: ReviewCommand, json: bool) -> Result
             )?;
             return Ok(ExitCode::SUCCESS);
         }
+        ReviewCommand::Report => {
+            show(&ws.store.review_report().await?, json)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        ReviewCommand::Labels { out } => {
+            let labels = ws.store.review_labels().await?;
+            let mut text = String::new();
+            for l in &labels {
+                text.push_str(&serde_json::to_string(l)?);
+                text.push('\n');
+            }
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, text)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    note!(
+                        "{} labeled tickets written to {}",
+                        labels.len(),
+                        path.display()
+                    );
+                }
+                None => std::io::stdout().write_all(text.as_bytes())?,
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
         ReviewCommand::Approve {
             id,
             category,
@@ -215,6 +250,71 @@ impl Render for ReviewList {
             );
             for r in &item.reasons {
                 say!(out, "    - {}", deskhost_engine::sanitize::field(&r.detail));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes the reviewers' labels to `reports/review-labels.jsonl` in the workspace (for
+/// `train --from-reviews` and `eval --from-reviews`); returns the file and how many.
+pub(crate) async fn labels_file(ws: &Workspace) -> Result<(PathBuf, usize)> {
+    let labels = ws.store.review_labels().await?;
+    let dir = ws.dir.join("reports");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join("review-labels.jsonl");
+    let mut text = String::new();
+    for l in &labels {
+        text.push_str(&serde_json::to_string(l)?);
+        text.push('\n');
+    }
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok((path, labels.len()))
+}
+
+impl Render for deskhost_protocol::review::ReviewReport {
+    fn human(&self, out: &mut Lines<'_>) -> std::io::Result<()> {
+        say!(
+            out,
+            "automation: {} of {} runs applied without review ({:.1}%)",
+            self.automation.without_review,
+            self.automation.runs,
+            self.automation.rate * 100.0
+        );
+        say!(
+            out,
+            "backlog: {} open{}",
+            self.backlog.open,
+            self.backlog
+                .oldest
+                .as_deref()
+                .map(|o| format!(", oldest since {o}"))
+                .unwrap_or_default()
+        );
+        if self.fields.is_empty() {
+            say!(out, "no verdicts yet: approve or reject items to measure");
+        }
+        for f in &self.fields {
+            say!(
+                out,
+                "  {:<28} {:<9} kept unchanged {:>5.1}% ({}/{})",
+                f.plugin,
+                f.field,
+                f.rate * 100.0,
+                f.unchanged,
+                f.decided
+            );
+        }
+        for (what, list) in [("reply", &self.replies), ("escalation", &self.escalations)] {
+            for o in list {
+                say!(
+                    out,
+                    "  {:<28} {what}: {} accepted, {} edited, {} rejected",
+                    o.plugin,
+                    o.accepted,
+                    o.edited,
+                    o.rejected
+                );
             }
         }
         Ok(())

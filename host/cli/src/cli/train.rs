@@ -6,8 +6,11 @@ use crate::*;
 pub(crate) struct TrainArgs {
     /// Labeled tickets (JSON Lines with subject, body, labels); several files are read in
     /// order, and each field is learned from the lines that label it.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "from_reviews")]
     files: Vec<PathBuf>,
+    /// Also learn from what reviewers approved (their edits are the labels).
+    #[arg(long)]
+    from_reviews: bool,
     /// Label fields to learn, comma-separated (e.g. category,queue,priority).
     #[arg(long, value_delimiter = ',', required = true)]
     fields: Vec<String>,
@@ -45,13 +48,19 @@ pub(crate) struct TrainArgs {
     sublinear_tf: bool,
 }
 
-pub(crate) async fn train(dir: &Path, args: TrainArgs, json: bool) -> Result<ExitCode> {
+pub(crate) async fn train(dir: &Path, mut args: TrainArgs, json: bool) -> Result<ExitCode> {
+    if args.from_reviews {
+        let ws = Workspace::open(dir).await?;
+        let (file, n) = crate::cli::review::labels_file(&ws).await?;
+        note!("{n} reviewed tickets from {}", file.display());
+        args.files.push(file);
+    }
     let dtype = match args.dtype.as_str() {
         "i8" => deskhost_nlp::DType::I8,
         "f32" => deskhost_nlp::DType::F32,
         other => bail!("--dtype {other}: use i8 or f32"),
     };
-    let ws = if args.out.is_none() {
+    let ws = if args.out.is_none() || args.from_reviews {
         Some(Workspace::open(dir).await?)
     } else {
         None
