@@ -605,7 +605,7 @@ async fn a_corrupt_file_on_a_watched_path_keeps_the_old_version() {
     let client = server.client();
     let decide = async |id: &str| -> Value {
         let r = client
-            .post(format!("{}/v1/tickets", server.url))
+            .post(format!("{}/v1/tickets?wait=true", server.url))
             .json(&json!({"id": id, "subject": "Charged twice", "body": "Please refund the duplicate charge.", "customer_id": "C-1010"}))
             .send()
             .await

@@ -333,7 +333,7 @@ async fn post(
     tickets: &[Value],
 ) -> Result<Vec<Value>, String> {
     let response = client
-        .post(format!("{url}/v1/tickets"))
+        .post(format!("{url}/v1/tickets?wait=true"))
         .json(&tickets)
         .send()
         .await

@@ -127,7 +127,7 @@ async fn decided_into_review(ws: &Ws, server: &Server) -> Vec<Value> {
     let ingest = ws.token("intake", "ingest");
     let lines: Value = server
         .client_with(&ingest)
-        .post(format!("{}/v1/tickets", server.url))
+        .post(format!("{}/v1/tickets?wait=true", server.url))
         .json(&ws.demo_tickets())
         .send()
         .await
@@ -464,4 +464,149 @@ fn verdicts_become_labels_a_report_and_training_data() {
     ]);
     let eval = ws.ok(&["eval", "--from-reviews", "--json"]).json();
     assert_eq!(eval["report"]["records"], json!(2), "{eval}");
+}
+
+/// Polls until `done` says so (30 s at most).
+async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !done().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+async fn pending(ws: &Ws) -> i64 {
+    let db = ws.db().await;
+    sqlx::query_scalar("SELECT COUNT(*) FROM work_queue WHERE state = 'pending'")
+        .fetch_one(&db)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_is_accepted_and_decided_in_the_background() {
+    let ws = Ws::trained();
+    let server = ws.serve(&[]);
+    let ingest = ws.token("intake", "ingest");
+    let response = server
+        .client_with(&ingest)
+        .post(format!("{}/v1/tickets", server.url))
+        .json(&ticket("B-1"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let accepted: Value = response.json().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        accepted,
+        json!({"ticket_id": "B-1", "ticket_version": 1, "new_version": true, "pending": true})
+    );
+    let follow = format!("{}/v1/tickets/B-1/versions/1", server.url);
+    let mut seen = Value::Null;
+    eventually("the background worker decides B-1", async || {
+        seen = server
+            .client()
+            .get(&follow)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .json()
+            .await
+            .unwrap_or(Value::Null);
+        seen["state"] == "done"
+    })
+    .await;
+    assert_eq!(seen["decision"]["ticket_id"], "B-1", "{seen}");
+    assert!(!seen["decision"]["gate"].is_null(), "{seen}");
+    let missing = server
+        .client()
+        .get(format!("{}/v1/tickets/B-1/versions/9", server.url))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        status_and_code(missing).await,
+        (StatusCode::NOT_FOUND, "version_not_found".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_429_with_retry_after_and_stores_nothing() {
+    let ws = Ws::trained();
+    let file = ws.many_tickets("Q", 5, "five.jsonl");
+    ws.ok(&["ingest", file.to_str().unwrap_or("")]);
+    // An ingest-only server (its workers run elsewhere) with room for five pending versions.
+    let server = ws.serve_with(&["--workers", "0", "--max-pending", "5"], &[]);
+    let before = count(&ws, "tickets").await;
+    let response = server
+        .client()
+        .post(format!("{}/v1/tickets", server.url))
+        .json(&ticket("Q-extra"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("2")
+    );
+    assert_eq!(
+        status_and_code(response).await,
+        (StatusCode::TOO_MANY_REQUESTS, "queue_full".into())
+    );
+    assert_eq!(count(&ws, "tickets").await, before, "nothing stored");
+    assert_eq!(
+        pending(&ws).await,
+        5,
+        "an ingest-only server decides nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_a_restarted_server_resumes_pending_work() {
+    let ws = Ws::trained();
+    let file = ws.many_tickets("R", 300, "many.jsonl");
+    ws.ok(&["ingest", file.to_str().unwrap_or("")]);
+    assert_eq!(pending(&ws).await, 300);
+    let server = ws.serve_with(&["--workers", "2"], &[]);
+    eventually("some of the queue is decided", async || {
+        pending(&ws).await < 290
+    })
+    .await;
+    let (code, log) = server.terminate();
+    assert_eq!(code, Some(0), "a clean exit on SIGTERM: {log}");
+    assert!(log.contains("drained:"), "{log}");
+    let db = ws.db().await;
+    let leased: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM work_queue WHERE state = 'pending' AND lease_owner IS NOT NULL",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        leased, 0,
+        "the round in flight was finished, no claim left behind"
+    );
+    let left = pending(&ws).await;
+    let runs = count(&ws, "runs").await;
+    assert_eq!(
+        runs + left,
+        300,
+        "every version decided once or still pending"
+    );
+
+    // A new server picks up what is pending by itself.
+    let again = ws.serve(&[]);
+    eventually("the restarted server drains the queue", async || {
+        pending(&ws).await == 0
+    })
+    .await;
+    drop(again);
+    assert_eq!(count(&ws, "runs").await, 300);
+    ws.ok(&["audit", "verify"]);
 }

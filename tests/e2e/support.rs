@@ -242,6 +242,11 @@ impl Ws {
     /// Starts `deskhost serve` on 127.0.0.1:0 and waits for its address; [`Server::client`]
     /// carries an admin token.
     pub fn serve(&self, env: &[(&str, &str)]) -> Server {
+        self.serve_with(&[], env)
+    }
+
+    /// [`Ws::serve`] with more `serve` arguments.
+    pub fn serve_with(&self, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let token = self.token(&format!("e2e-admin-{}", rand_suffix()), "admin");
         let log = self.path().join(format!("serve-{}.log", rand_suffix()));
         let stderr = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}"));
@@ -254,6 +259,7 @@ impl Ws {
             "--watch-ms",
             "10",
         ]);
+        command.args(extra);
         for (k, v) in env {
             command.env(k, v);
         }
@@ -445,6 +451,24 @@ pub struct Server {
 }
 
 impl Server {
+    /// SIGTERM, then waits (up to 60 s) for the exit; returns the exit code and the log.
+    pub fn terminate(mut self) -> (Option<i32>, String) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let code = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break status.code(),
+                Ok(None) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                _ => break None,
+            }
+        };
+        (code, self.log())
+    }
+
     /// An HTTP client that sends the admin token.
     pub fn client(&self) -> reqwest::Client {
         self.client_with(&self.token)

@@ -43,3 +43,26 @@ pub enum OneOrMany<T> {
     /// A single JSON value.
     One(T),
 }
+
+/// `POST /v1/tickets` without `?wait=true` (202): what was stored and queued.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accepted {
+    /// Ticket id.
+    pub ticket_id: String,
+    /// The version its content maps to (follow it at `/v1/tickets/{id}/versions/{version}`).
+    pub ticket_version: u32,
+    /// A new version was stored (an unchanged ticket is not decided twice).
+    pub new_version: bool,
+    /// It waits for a decision.
+    pub pending: bool,
+}
+
+/// `GET /v1/tickets/{id}/versions/{version}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VersionState {
+    /// `pending` or `done`.
+    pub state: String,
+    /// The decision, once done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<serde_json::Value>,
+}

@@ -1,7 +1,10 @@
 //! The HTTP API of `deskhost serve`, thin over the engine's use cases.
 //!
 //! - `POST /v1/tickets` (role `ingest`): one ticket (object) or several (array), as in the
-//!   JSON Lines input of `deskhost run`; answers with the decision of each, in order.
+//!   JSON Lines input of `deskhost run`. Stores and queues them and answers 202 with each
+//!   version (`?wait=true`: 200 with each decision, in order); 429 with `Retry-After` when
+//!   the queue holds `--max-pending` versions (nothing is stored).
+//! - `GET /v1/tickets/{id}/versions/{version}` (`reviewer`): pending, or done with the decision.
 //! - `GET /v1/runs/{run_id}` (`reviewer`): a recorded decision.
 //! - `GET /v1/reviews` (`reviewer`): the review queue, riskiest first; `?status=`, `reason=`,
 //!   `queue=`, `plugin=`, `assignee=`, `limit=`.
@@ -29,7 +32,9 @@ use deskhost_engine::pipeline::Pipeline;
 use deskhost_engine::records::TicketInput;
 use deskhost_engine::review::{self, ReviewError, ReviewQuery};
 use deskhost_engine::workspace::Workspace;
-use deskhost_protocol::api::{ActivePlugins, ApiErrorBody, Health, OneOrMany};
+use deskhost_protocol::api::{
+    Accepted, ActivePlugins, ApiErrorBody, Health, OneOrMany, VersionState,
+};
 use deskhost_protocol::review::{ReviewActed, ReviewAction, Role, TokenInfo};
 use deskhost_protocol::run::{ReviewItem, ReviewStatus, RunLine};
 use futures::StreamExt;
@@ -43,6 +48,7 @@ struct AppState {
     pipeline: Pipeline,
     concurrency: usize,
     hosts: Arc<Vec<String>>,
+    max_pending: u64,
 }
 
 /// How the server is reached and bounded.
@@ -55,6 +61,8 @@ pub struct ServerOptions {
     pub allowed_hosts: Vec<String>,
     /// Largest request body, bytes.
     pub max_body_bytes: usize,
+    /// Pending ticket versions beyond which ingest answers 429 (0: no limit).
+    pub max_pending: u64,
 }
 
 impl Default for ServerOptions {
@@ -63,6 +71,7 @@ impl Default for ServerOptions {
             concurrency: 4,
             allowed_hosts: Vec::new(),
             max_body_bytes: 1 << 20,
+            max_pending: 10_000,
         }
     }
 }
@@ -80,6 +89,10 @@ pub enum ApiError {
     ReviewNotFound(String),
     /// Someone decided the item first.
     Conflict(String),
+    /// No such ticket version.
+    VersionNotFound(String),
+    /// The queue is full: try again later.
+    Busy(String),
     /// No token, or not a live one.
     Unauthorized(String),
     /// The token's role may not do this, or the host or origin is not allowed.
@@ -99,6 +112,10 @@ impl ApiError {
             ApiError::RunNotFound(m) => (S::NOT_FOUND, "run_not_found", "invalid_request", m),
             ApiError::ReviewNotFound(m) => (S::NOT_FOUND, "review_not_found", "invalid_request", m),
             ApiError::Conflict(m) => (S::CONFLICT, "review_conflict", "invalid_request", m),
+            ApiError::VersionNotFound(m) => {
+                (S::NOT_FOUND, "version_not_found", "invalid_request", m)
+            }
+            ApiError::Busy(m) => (S::TOO_MANY_REQUESTS, "queue_full", "busy", m),
             ApiError::Unauthorized(m) => (S::UNAUTHORIZED, "unauthorized", "auth", m),
             ApiError::Forbidden(code, m) => (S::FORBIDDEN, code, "auth", m),
             ApiError::TooLarge(m) => (S::PAYLOAD_TOO_LARGE, "body_too_large", "invalid_request", m),
@@ -116,6 +133,11 @@ impl IntoResponse for ApiError {
             kind: kind.into(),
         };
         let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("2"));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -149,6 +171,7 @@ pub fn router(ws: Workspace, pipeline: Pipeline, options: ServerOptions) -> Rout
         pipeline,
         concurrency: options.concurrency.max(1),
         hosts: Arc::new(hosts),
+        max_pending: options.max_pending,
     };
     let needs =
         |role: Option<Role>| middleware::from_fn_with_state((state.clone(), role), authorize);
@@ -157,6 +180,7 @@ pub fn router(ws: Workspace, pipeline: Pipeline, options: ServerOptions) -> Rout
         .route_layer(needs(Some(Role::Ingest)));
     let reviewer = Router::new()
         .route("/v1/runs/{run_id}", get(run))
+        .route("/v1/tickets/{id}/versions/{version}", get(version_state))
         .route("/v1/reviews", get(reviews))
         .route("/v1/reviews/report", get(review_report))
         .route("/v1/reviews/{id}", get(review_item))
@@ -401,10 +425,21 @@ fn body_error(e: &JsonRejection, expected: &str) -> ApiError {
     }
 }
 
+/// `POST /v1/tickets` options.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IngestParams {
+    /// Answer with the decisions (200) instead of accepting for the background workers (202).
+    #[serde(default)]
+    wait: bool,
+}
+
 async fn tickets(
     State(state): State<AppState>,
+    params: Result<Query<IngestParams>, axum::extract::rejection::QueryRejection>,
     body: Result<Json<Value>, JsonRejection>,
-) -> Result<Json<OneOrMany<RunLine>>, ApiError> {
+) -> Result<Response, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::Invalid(e.body_text()))?;
     let Json(body) =
         body.map_err(
             |e| match body_error(&e, "a JSON ticket object or an array of them") {
@@ -429,13 +464,47 @@ async fn tickets(
             .map_err(|e| ApiError::InvalidTicket(format!("{where_}: {e}")))?;
         inputs.push(t);
     }
+    if state.max_pending > 0 {
+        let pending = state
+            .ws
+            .store
+            .pending_count()
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        if pending >= state.max_pending {
+            return Err(ApiError::Busy(format!(
+                "{pending} ticket versions wait for a decision (the limit is {}); nothing was stored, send again after Retry-After",
+                state.max_pending
+            )));
+        }
+    }
     let ingested = state
         .ws
         .store
         .ingest_tickets(&inputs)
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
+    if !params.wait {
+        let mut accepted: Vec<Accepted> = ingested
+            .into_iter()
+            .map(|i| Accepted {
+                ticket_id: i.id,
+                ticket_version: i.version,
+                new_version: i.new_version,
+                pending: i.pending,
+            })
+            .collect();
+        let body = match accepted.pop() {
+            Some(one) if single => OneOrMany::One(one),
+            last => {
+                accepted.extend(last);
+                OneOrMany::Many(accepted)
+            }
+        };
+        return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+    }
     let pipeline = &state.pipeline;
+    let patience = std::time::Duration::from_secs(state.ws.config.store.lease_seconds.max(1));
     let mut results: Vec<RunLine> = futures::stream::iter(ingested)
         .map(|i| async move {
             if !i.pending {
@@ -444,7 +513,7 @@ async fn tickets(
                     ticket_version: i.version,
                 };
             }
-            pipeline.decide_line(&i.id, i.version).await
+            pipeline.decide_or_wait(&i.id, i.version, patience).await
         })
         .buffered(state.concurrency)
         .collect()
@@ -455,6 +524,34 @@ async fn tickets(
             results.extend(last);
             OneOrMany::Many(results)
         }
+    })
+    .into_response())
+}
+
+/// Where a ticket version stands, and its decision once made.
+async fn version_state(
+    State(state): State<AppState>,
+    Path((id, version)): Path<(String, u32)>,
+) -> Result<Json<VersionState>, ApiError> {
+    let (queue_state, decision) = state
+        .ws
+        .store
+        .version_state(&id, version)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .ok_or_else(|| {
+            ApiError::VersionNotFound(format!(
+                "ticket {} has no version {version}",
+                deskhost_engine::sanitize::field(&id)
+            ))
+        })?;
+    let decision = decision
+        .map(|text| serde_json::from_str(&text))
+        .transpose()
+        .map_err(|e| ApiError::Internal(format!("a stored decision does not decode: {e}")))?;
+    Ok(Json(VersionState {
+        state: queue_state,
+        decision,
     }))
 }
 

@@ -68,6 +68,26 @@ impl Store {
         row.map(|r| r.col(0)).transpose()
     }
 
+    /// Where a ticket version stands in the work queue: `None` when it was never queued,
+    /// else its state (`pending` or `done`) and, once done, the decision as stored (a run
+    /// line's JSON).
+    pub async fn version_state(
+        &self,
+        ticket_id: &str,
+        version: u32,
+    ) -> Result<Option<(String, Option<String>)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT w.state, r.result_json FROM work_queue w LEFT JOIN runs r ON r.run_id = w.run_id
+             WHERE w.ticket_id = $1 AND w.version = $2",
+        )
+        .bind(ticket_id)
+        .bind(i64::from(version))
+        .fetch_optional(self.pool())
+        .await
+        .map_err(q("read a ticket version's state"))?;
+        row.map(|r| Ok((r.col(0)?, r.col(1)?))).transpose()
+    }
+
     /// A run's header, if there is such a run.
     pub async fn run(&self, run_id: &str) -> Result<Option<StoredRun>, StoreError> {
         let row = sqlx::query(

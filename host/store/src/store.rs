@@ -129,6 +129,19 @@ impl WorkerId {
         )
     }
 
+    /// Another id of this process (same host and pid, a new nonce): a second claimant in
+    /// one process, e.g. `serve`'s background worker beside its request handlers, so that
+    /// neither takes the other's claim for its own.
+    pub fn another() -> Self {
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+        Self(format!(
+            "{}:{}:{}",
+            hostname(),
+            std::process::id(),
+            &nonce[..8]
+        ))
+    }
+
     /// A given id (tests, other processes' leases).
     pub fn new(id: impl Into<String>) -> Self {
         Self(id.into())

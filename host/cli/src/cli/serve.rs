@@ -17,6 +17,15 @@ pub(crate) struct ServeArgs {
     /// Largest request body, bytes (larger: 413).
     #[arg(long, default_value_t = 1 << 20)]
     max_body_bytes: usize,
+    /// Background decisions at once (the server's own worker; it resumes whatever is
+    /// pending at start). 0: none, for a server that only takes tickets in while
+    /// `deskhost worker` processes decide them.
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Pending ticket versions beyond which ingest answers 429 with Retry-After (0: no
+    /// limit).
+    #[arg(long, default_value_t = 10_000)]
+    max_pending: u64,
 }
 
 pub(crate) async fn shutdown_signal() {
@@ -62,14 +71,61 @@ pub(crate) async fn serve(dir: &Path, args: ServeArgs) -> Result<ExitCode> {
             "note: listening on {addr} beyond loopback, but only requests addressed to localhost are accepted; pass --allowed-host NAME for the name clients use"
         );
     }
+    // One stop signal for both: the HTTP server stops taking requests and finishes those in
+    // flight; the worker finishes the round it claimed. Then the process exits.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let workers = args.workers.unwrap_or(concurrency);
+    let background = (workers > 0).then(|| {
+        // Its own claimant id: a request that must answer with a decision waits for the
+        // worker's claim instead of taking it for its own.
+        let pipeline = pipeline.as_worker(deskhost_engine::store::WorkerId::another());
+        let options = deskhost_engine::worker::WorkerOptions {
+            concurrency: workers,
+            batch: u32::try_from(workers * 2).unwrap_or(u32::MAX),
+            exit_when_idle: false,
+            idle_poll: Duration::from_millis(200),
+        };
+        let stop = until_stopped(stopped.clone());
+        tokio::spawn(async move {
+            deskhost_engine::worker::run(&pipeline, &options, stop, |line| {
+                if let RunLine::Error {
+                    ticket_id, error, ..
+                } = line
+                {
+                    note!("background: ticket {ticket_id}: {error}");
+                }
+            })
+            .await
+        })
+    });
     out!("listening on http://{addr}");
     std::io::stdout().flush()?;
     let options = deskhost_server::ServerOptions {
         concurrency,
         allowed_hosts: args.allowed_hosts,
         max_body_bytes: args.max_body_bytes,
+        max_pending: args.max_pending,
     };
-    deskhost_server::serve(listener, ws, pipeline, options, shutdown_signal()).await?;
+    deskhost_server::serve(listener, ws, pipeline, options, until_stopped(stopped)).await?;
+    if let Some(task) = background {
+        match task.await {
+            Ok(Ok(s)) => note!(
+                "drained: {} decided in the background, {} already decided elsewhere, {} failed (still pending)",
+                s.decided,
+                s.already,
+                s.failed
+            ),
+            Ok(Err(e)) => note!("the background worker stopped: {e}"),
+            Err(e) => note!("the background worker stopped: {e}"),
+        }
+    }
     watcher.abort();
     note!("stopped");
     Ok(ExitCode::SUCCESS)

@@ -500,6 +500,55 @@ impl Pipeline {
         }
     }
 
+    /// As [`Pipeline::decide_line`] for a caller that must answer with the decision while
+    /// background workers share the queue: a version another worker holds is waited for
+    /// (up to `patience`) and the decision it committed is returned.
+    pub async fn decide_or_wait(
+        &self,
+        ticket_id: &str,
+        version: u32,
+        patience: Duration,
+    ) -> RunLine {
+        let deadline = Instant::now() + patience;
+        loop {
+            let claims = self
+                .services
+                .store
+                .claim(
+                    &self.worker,
+                    &[(ticket_id.to_string(), version)],
+                    self.lease(),
+                )
+                .await;
+            let error = |e: String| RunLine::Error {
+                ticket_id: ticket_id.to_string(),
+                ticket_version: version,
+                error: e,
+            };
+            match claims.as_deref() {
+                Ok([Claim::Claimed | Claim::Unknown]) => {
+                    return self.decide_claimed_line(ticket_id, version).await;
+                }
+                Ok([Claim::Done]) => {
+                    return match self.services.store.version_state(ticket_id, version).await {
+                        Ok(Some((_, Some(text)))) => {
+                            serde_json::from_str(&text).unwrap_or_else(|e| {
+                                error(format!("the stored decision does not decode: {e}"))
+                            })
+                        }
+                        Ok(_) => unclaimed_line(ticket_id, version, Some(&Claim::Done)),
+                        Err(e) => error(e.to_string()),
+                    };
+                }
+                Ok([Claim::Held { .. }]) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Ok(other) => return unclaimed_line(ticket_id, version, other.first()),
+                Err(e) => return error(e.to_string()),
+            }
+        }
+    }
+
     /// Decides a ticket version this process has claimed (see [`Store::claim`]) as a line
     /// of output; on an error the claim is given back so another worker may try.
     ///
@@ -534,6 +583,14 @@ impl Pipeline {
     /// This process's identity on the work queue.
     pub fn worker(&self) -> &WorkerId {
         &self.worker
+    }
+
+    /// The same pipeline (same plugins, following the same swaps) claiming as `worker`.
+    pub fn as_worker(&self, worker: WorkerId) -> Pipeline {
+        Pipeline {
+            worker,
+            ..self.clone()
+        }
     }
 
     /// Renews this process's leases every third of a lease until the handle is aborted, so
