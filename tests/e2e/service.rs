@@ -521,6 +521,32 @@ async fn ingest_is_accepted_and_decided_in_the_background() {
     .await;
     assert_eq!(seen["decision"]["ticket_id"], "B-1", "{seen}");
     assert!(!seen["decision"]["gate"].is_null(), "{seen}");
+    let metrics = server
+        .client()
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .text()
+        .await
+        .unwrap_or_default();
+    for line in [
+        "deskhost_tickets_ingested_total 1",
+        "deskhost_decisions_total{result=\"decided\"} 1",
+        "deskhost_stage_seconds_bucket{stage=\"triage\",le=\"+Inf\"} 1",
+        "deskhost_decision_seconds_count 1",
+        "deskhost_queue_pending 0",
+        "# TYPE deskhost_review_backlog gauge",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no `{line}` in:\n{metrics}"
+        );
+    }
+    let anonymous = reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
     let missing = server
         .client()
         .get(format!("{}/v1/tickets/B-1/versions/9", server.url))

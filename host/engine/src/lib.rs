@@ -11,6 +11,7 @@ pub mod eval;
 pub mod kb;
 pub mod lifecycle;
 pub mod manifest;
+pub mod metrics;
 pub mod pipeline;
 pub mod plugin_test;
 pub mod records;

@@ -39,6 +39,30 @@ pub fn format_rfc3339(secs: i64, micros: u32) -> String {
     )
 }
 
+/// Seconds since the epoch of a UTC timestamp in the form [`format_rfc3339`] writes
+/// (`YYYY-MM-DDTHH:MM:SS[.fraction]Z`); `None` for anything else.
+pub fn parse_rfc3339_secs(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || !text.ends_with('Z') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| text.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // Howard Hinnant's civil date → days algorithm.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
+}
+
 // Howard Hinnant's days → civil date algorithm.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -61,6 +85,18 @@ pub fn new_id(prefix: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_parse_back_to_their_seconds() {
+        for secs in [0_i64, 951_782_400, 1_796_169_600, 4_102_444_799] {
+            assert_eq!(
+                parse_rfc3339_secs(&format_rfc3339(secs, 123_456)),
+                Some(secs)
+            );
+        }
+        assert_eq!(parse_rfc3339_secs("2026-13-01T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339_secs("yesterday"), None);
+    }
 
     #[test]
     fn rfc3339_known_dates() {

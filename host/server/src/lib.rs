@@ -14,6 +14,9 @@
 //!   `{"action": "approve", "edits": {…}}`, `{"action": "reject", "reason": …}`,
 //!   `{"action": "assign", "to": …}`; a second verdict on one item is a 409.
 //! - `GET /v1/plugins` (any token): the active plugins and shadows.
+//! - `GET /metrics` (any token): Prometheus text — tickets ingested and decided, gate
+//!   outcomes, faults by class and plugin version, per-stage latency histograms, queue
+//!   depth, review backlog and the oldest item's age.
 //! - `GET /healthz` (no token).
 //!
 //! Every request must name an allowed host (`Host`, and `Origin` when a browser sends one:
@@ -188,6 +191,7 @@ pub fn router(ws: Workspace, pipeline: Pipeline, options: ServerOptions) -> Rout
         .route_layer(needs(Some(Role::Reviewer)));
     let anyone = Router::new()
         .route("/v1/plugins", get(plugins))
+        .route("/metrics", get(metrics))
         .route_layer(needs(None));
     Router::new()
         .merge(ingest)
@@ -484,6 +488,10 @@ async fn tickets(
         .ingest_tickets(&inputs)
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
+    state
+        .pipeline
+        .metrics
+        .ingested(ingested.iter().filter(|i| i.new_version).count() as u64);
     if !params.wait {
         let mut accepted: Vec<Accepted> = ingested
             .into_iter()
@@ -526,6 +534,33 @@ async fn tickets(
         }
     })
     .into_response())
+}
+
+/// Prometheus text: this process's counters and latencies, the store's queue and backlog.
+async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let store = &state.ws.store;
+    let internal = |e: deskhost_engine::store::StoreError| ApiError::Internal(e.to_string());
+    let backlog = store.review_backlog().await.map_err(internal)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let gauges = deskhost_engine::metrics::StoreGauges {
+        pending: store.pending_count().await.map_err(internal)?,
+        review_open: backlog.open,
+        review_oldest_seconds: backlog
+            .oldest
+            .as_deref()
+            .and_then(deskhost_protocol::digest::parse_rfc3339_secs)
+            .map(|t| u64::try_from(now - t).unwrap_or(0)),
+    };
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.pipeline.metrics.render(&gauges),
+    )
+        .into_response())
 }
 
 /// Where a ticket version stands, and its decision once made.

@@ -508,13 +508,7 @@ impl Store {
             .fetch_one(self.pool())
             .await
             .map_err(q("count review items"))?;
-        let open = sqlx::query(
-            "SELECT COUNT(*), MIN(r.created_at) FROM review_items r
-             WHERE NOT EXISTS (SELECT 1 FROM review_actions a WHERE a.item_id = r.id AND a.action IN ('approve', 'reject'))",
-        )
-        .fetch_one(self.pool())
-        .await
-        .map_err(q("measure the backlog"))?;
+        let backlog = self.review_backlog().await?;
         let runs = u64::try_from(runs).unwrap_or(0);
         let without_review = runs.saturating_sub(u64::try_from(reviewed).unwrap_or(0));
         let rate = |part: u64, whole: u64| {
@@ -542,10 +536,22 @@ impl Store {
                 without_review,
                 rate: rate(without_review, runs),
             },
-            backlog: Backlog {
-                open: u64::try_from(open.col::<i64>(0)?).unwrap_or(0),
-                oldest: open.col(1)?,
-            },
+            backlog,
+        })
+    }
+
+    /// The open review items: how many, and when the oldest was created.
+    pub async fn review_backlog(&self) -> Result<Backlog, StoreError> {
+        let open = sqlx::query(
+            "SELECT COUNT(*), MIN(r.created_at) FROM review_items r
+             WHERE NOT EXISTS (SELECT 1 FROM review_actions a WHERE a.item_id = r.id AND a.action IN ('approve', 'reject'))",
+        )
+        .fetch_one(self.pool())
+        .await
+        .map_err(q("measure the backlog"))?;
+        Ok(Backlog {
+            open: u64::try_from(open.col::<i64>(0)?).unwrap_or(0),
+            oldest: open.col(1)?,
         })
     }
 

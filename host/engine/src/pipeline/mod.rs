@@ -117,6 +117,8 @@ pub struct Pipeline {
     pub plugins: Arc<ArcSwap<ActivePlugins>>,
     committer: Committer,
     worker: WorkerId,
+    /// This process's decision counters and latencies (`GET /metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The result of one stage.
@@ -253,6 +255,7 @@ impl Pipeline {
             plugins: Arc::new(ArcSwap::from_pointee(plugins)),
             committer,
             worker: WorkerId::current(),
+            metrics: Arc::default(),
         }
     }
 
@@ -554,6 +557,12 @@ impl Pipeline {
     ///
     /// [`Store::claim`]: crate::store::Store::claim
     pub async fn decide_claimed_line(&self, ticket_id: &str, version: u32) -> RunLine {
+        let line = self.decide_claimed(ticket_id, version).await;
+        self.metrics.observe(&line);
+        line
+    }
+
+    async fn decide_claimed(&self, ticket_id: &str, version: u32) -> RunLine {
         match self.decide(ticket_id, version).await {
             Ok(o) if o.already_decided => RunLine::AlreadyDecided {
                 ticket_id: ticket_id.to_string(),
