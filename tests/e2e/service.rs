@@ -489,7 +489,7 @@ async fn pending(ws: &Ws) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_is_accepted_and_decided_in_the_background() {
     let ws = Ws::trained();
-    let server = ws.serve(&[]);
+    let server = ws.serve(&[("RUST_LOG", "deskhost_engine::pipeline=debug")]);
     let ingest = ws.token("intake", "ingest");
     let response = server
         .client_with(&ingest)
@@ -521,6 +521,13 @@ async fn ingest_is_accepted_and_decided_in_the_background() {
     .await;
     assert_eq!(seen["decision"]["ticket_id"], "B-1", "{seen}");
     assert!(!seen["decision"]["gate"].is_null(), "{seen}");
+    let run_id = seen["decision"]["run_id"].as_str().unwrap_or_default();
+    let log = server.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("decided") && l.contains(run_id)),
+        "the decision's log line carries its run id {run_id}:\n{log}"
+    );
     let metrics = server
         .client()
         .get(format!("{}/metrics", server.url))

@@ -621,6 +621,11 @@ impl Pipeline {
     }
 
     /// Decides one ticket version and commits the decision.
+    #[tracing::instrument(
+        name = "decide",
+        skip(self),
+        fields(ticket = %ticket_id, version, run_id = tracing::field::Empty)
+    )]
     pub async fn decide(
         &self,
         ticket_id: &str,
@@ -636,6 +641,7 @@ impl Pipeline {
             .ok_or_else(|| PipelineError::UnknownTicket(ticket_id.to_string(), version))?;
         let ticket = Arc::new(ticket);
         let run_id = new_id("run");
+        tracing::Span::current().record("run_id", run_id.as_str());
         let plugins = self.active();
         let scope = RunScope::new(run_id.clone(), ticket.clone());
         // A ticket with nothing to read is not guessed at: a human opens it (attachments,
@@ -788,6 +794,11 @@ impl Pipeline {
                     ticket: ticket_id.to_string(),
                     message,
                 })?;
+        tracing::debug!(
+            outcome = record.gate.outcome.as_str(),
+            elapsed_us = record.elapsed_us,
+            "decided"
+        );
         Ok(TicketOutcome {
             record,
             outcome,
