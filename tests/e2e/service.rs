@@ -44,6 +44,18 @@ async fn every_request_is_authenticated_and_checked_before_anything_is_stored() 
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(health.status(), StatusCode::OK, "health needs no token");
+    let openapi: Value = plain
+        .get(format!("{}/v1/openapi.json", server.url))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        openapi["openapi"], "3.0.3",
+        "the API describes itself without a token"
+    );
 
     let cases: Vec<(&str, reqwest::RequestBuilder, StatusCode, &str)> = vec![
         ("no token", plain.post(&url).json(&ticket("A-1")), StatusCode::UNAUTHORIZED, "unauthorized"),

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 /// Every API error: a stable `code` to branch on, a `type` grouping codes, and a message
 /// for a person.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ApiErrorBody {
     /// What went wrong and what to do.
     pub message: String,
@@ -17,14 +17,14 @@ pub struct ApiErrorBody {
 }
 
 /// `GET /healthz`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Health {
     /// `ok`.
     pub status: String,
 }
 
 /// `GET /v1/plugins`: the plugin key (`id@version`) active in each slot, and each shadow.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ActivePlugins {
     /// The slot event this view follows (grows with every promote, rollback or shadow).
     pub seq: i64,
@@ -35,7 +35,7 @@ pub struct ActivePlugins {
 }
 
 /// A request body or answer that is one item or a list of them, as the client sent it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum OneOrMany<T> {
     /// A JSON array.
@@ -45,7 +45,7 @@ pub enum OneOrMany<T> {
 }
 
 /// `POST /v1/tickets` without `?wait=true` (202): what was stored and queued.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Accepted {
     /// Ticket id.
     pub ticket_id: String,
@@ -58,7 +58,7 @@ pub struct Accepted {
 }
 
 /// `GET /v1/tickets/{id}/versions/{version}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VersionState {
     /// `pending` or `done`.
     pub state: String,

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// An effect on the ticket.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Effect {
     /// Set the category.
@@ -39,7 +39,19 @@ pub enum Effect {
 }
 
 /// Why a ticket needs a person.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum ReviewCode {
     /// A plugin faulted (deadline, fuel, memory, panic, ...).
@@ -86,7 +98,7 @@ impl std::fmt::Display for ReviewCode {
 }
 
 /// Why a ticket needs a person: the code and a readable detail.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReviewReason {
     /// The kind of reason.
     pub code: ReviewCode,
@@ -113,7 +125,7 @@ impl ReviewReason {
 }
 
 /// What the gate decided.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct GateDecision {
     /// Effects to apply now.
     pub apply: Vec<Effect>,

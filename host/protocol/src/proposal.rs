@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Where a piece of evidence comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum EvidenceSource {
     /// The ticket's own text or fields.
@@ -26,7 +26,7 @@ pub enum EvidenceSource {
 }
 
 /// What a decision rests on.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Evidence {
     /// Its source.
     pub source: EvidenceSource,
@@ -37,20 +37,23 @@ pub struct Evidence {
 }
 
 /// A value with its confidence and evidence.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Labeled<T> {
     /// The value.
     pub value: T,
     /// Probability in 0..1, rounded to four decimals (`null` when a plugin sent NaN or an
     /// infinity, which JSON cannot hold).
     #[serde(with = "confidence")]
+    #[schemars(with = "Option<f64>")]
     pub confidence: f64,
     /// What it rests on.
     pub evidence: Vec<Evidence>,
 }
 
 /// A ticket's priority.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     /// Low.
@@ -76,7 +79,7 @@ impl Priority {
 }
 
 /// The customer's sentiment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Sentiment {
     /// Negative.
@@ -99,7 +102,7 @@ impl Sentiment {
 }
 
 /// A request for a person to take over.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct EscalationRequest {
     /// Why, as a code (`legal-threat`, `self-harm`, ...).
     pub code: String,
@@ -110,7 +113,7 @@ pub struct EscalationRequest {
 }
 
 /// A triage decision.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TriageProposal {
     /// Category (intent).
     pub category: Labeled<String>,
@@ -133,7 +136,7 @@ pub struct TriageProposal {
 }
 
 /// A citation of a knowledge-base article.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Citation {
     /// The article.
     pub article_id: String,
@@ -142,7 +145,7 @@ pub struct Citation {
 }
 
 /// A reply draft grounded in the knowledge base.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReplyDraft {
     /// The text for the customer.
     pub body: String,
@@ -152,11 +155,12 @@ pub struct ReplyDraft {
     pub citations: Vec<Citation>,
     /// Confidence, rounded to four decimals (`null` for NaN or an infinity).
     #[serde(with = "confidence")]
+    #[schemars(with = "Option<f64>")]
     pub confidence: f64,
 }
 
 /// Why the reply policy wrote nothing.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReplyAbstention {
     /// A code (`needs-human`, `no-relevant-article`, ...).
     pub reason: String,
@@ -165,7 +169,7 @@ pub struct ReplyAbstention {
 }
 
 /// A reply proposal: `{"draft": …}` or `{"abstain": …}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReplyProposal {
     /// A draft for a person to approve.
@@ -175,7 +179,9 @@ pub enum ReplyProposal {
 }
 
 /// How serious an escalation is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Low.
@@ -189,7 +195,7 @@ pub enum Severity {
 }
 
 /// A statement in a hand-off packet with its evidence.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Fact {
     /// The statement.
     pub statement: String,
@@ -202,7 +208,7 @@ pub struct Fact {
 }
 
 /// The hand-off packet for the person who takes over.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct EscalationPacket {
     /// One line.
     pub headline: String,
@@ -228,6 +234,7 @@ pub struct EscalationPacket {
     pub citations: Vec<Citation>,
     /// Confidence, rounded to four decimals (`null` for NaN or an infinity).
     #[serde(with = "confidence")]
+    #[schemars(with = "Option<f64>")]
     pub confidence: f64,
 }
 

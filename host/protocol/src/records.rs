@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 /// A ticket as it arrives (one JSON object per line). Also accepts the labeled-history
 /// format of evaluation data (`labels`, `reference_answer`, ...), which `run` ignores.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TicketInput {
     /// Stable id from the help desk.
@@ -54,7 +54,7 @@ pub struct TicketInput {
 }
 
 /// A follow-up message.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MessageInput {
     /// `customer`, `agent` or `system`.
@@ -181,7 +181,7 @@ impl TicketInput {
 }
 
 /// A stored ticket version.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct TicketRecord {
     /// Content.
     pub input: TicketInput,
@@ -192,7 +192,7 @@ pub struct TicketRecord {
 }
 
 /// A CRM customer as imported (one JSON object per line) and stored.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Default)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomerRecord {
     /// CRM id.
@@ -230,7 +230,7 @@ pub struct CustomerRecord {
 }
 
 /// A knowledge-base article as imported and stored.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ArticleRecord {
     /// Article id.
@@ -291,7 +291,7 @@ pub const PLUGIN_MESSAGES: usize = 50;
 
 /// A part of a ticket the host shortened before handing it to plugins (recorded in the run's
 /// inputs).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Cut {
     /// `subject`, `body`, `messages` or `messages[i]`.
     pub field: String,

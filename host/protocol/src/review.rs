@@ -11,7 +11,7 @@ pub const MAX_REASON_CHARS: usize = 2_000;
 pub const MAX_REPLY_CHARS: usize = 20_000;
 
 /// A reviewer's step on a review item.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ReviewAction {
     /// Apply the held effects (with the reviewer's edits) and queue the reply for delivery.
@@ -63,7 +63,7 @@ impl ReviewAction {
 }
 
 /// A reviewer's corrections to the proposals. Each field set replaces the proposal's value.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewEdits {
     /// Category.
@@ -115,7 +115,7 @@ impl ReviewEdits {
 }
 
 /// What a review action did.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReviewActed {
     /// Its place in the review log.
     pub seq: i64,
@@ -138,7 +138,9 @@ pub struct ReviewActed {
 }
 
 /// What an API token may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Send tickets in.
@@ -180,7 +182,7 @@ impl std::str::FromStr for Role {
 }
 
 /// An API token as listed (its secret is shown once, at creation, and stored only hashed).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TokenInfo {
     /// Id (not secret).
     pub id: String,
@@ -196,7 +198,7 @@ pub struct TokenInfo {
 
 /// Reviewers' verdicts as quality figures: what they kept, what the host applied on its own,
 /// and what still waits.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReviewReport {
     /// Per plugin version and field: how often reviewers kept the proposed value.
     pub fields: Vec<FieldKept>,
@@ -211,7 +213,7 @@ pub struct ReviewReport {
 }
 
 /// "Unchanged at review" for one field of one plugin version.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FieldKept {
     /// `id@version` of the triage plugin.
     pub plugin: String,
@@ -226,7 +228,7 @@ pub struct FieldKept {
 }
 
 /// Verdicts on one plugin version's proposals.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Outcomes {
     /// `id@version`.
     pub plugin: String,
@@ -239,7 +241,7 @@ pub struct Outcomes {
 }
 
 /// Decisions applied without review.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Automation {
     /// Runs decided.
     pub runs: u64,
@@ -250,7 +252,7 @@ pub struct Automation {
 }
 
 /// The open review items.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Backlog {
     /// Items without a verdict.
     pub open: u64,
@@ -259,7 +261,7 @@ pub struct Backlog {
 }
 
 /// A ticket with the values reviewers settled on, in the training format (`labels`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReviewLabel {
     /// Ticket id.
     pub id: String,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// One line of output per ticket.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "status", rename_all = "kebab-case")]
 pub enum RunLine {
     /// The ticket version was decided now.
@@ -33,7 +33,7 @@ pub enum RunLine {
 }
 
 /// Everything one run decided and what it rested on.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunRecord {
     /// Ticket.
     pub ticket_id: String,
@@ -74,6 +74,19 @@ impl StageOutcome {
     }
 }
 
+impl schemars::JsonSchema for StageOutcome {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "StageOutcome".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "`ok`, or the kind of the stage's fault (as in `fault.kind`)"
+        })
+    }
+}
+
 impl Serialize for StageOutcome {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
@@ -93,7 +106,7 @@ impl<'de> Deserialize<'de> for StageOutcome {
 }
 
 /// One policy stage of a run.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StageReport<P> {
     /// `id@version` of the plugin that ran.
     pub plugin: String,
@@ -108,7 +121,7 @@ pub struct StageReport<P> {
 }
 
 /// Measurements of one plugin call.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InvocationStats {
     /// Total wall time, microseconds.
     pub wall_us: u64,
@@ -123,7 +136,7 @@ pub struct InvocationStats {
 }
 
 /// What the gate did with a run's proposals.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum GateOutcome {
     /// Everything allowed was applied; nothing waits for a person.
     #[serde(rename = "applied")]
@@ -148,7 +161,7 @@ impl GateOutcome {
 }
 
 /// The gate's part of a run.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct GateReport {
     /// Outcome.
     pub outcome: GateOutcome,
@@ -161,7 +174,7 @@ pub struct GateReport {
 }
 
 /// A review item created by a run.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReviewRef {
     /// Its id.
     pub item_id: String,
@@ -170,7 +183,7 @@ pub struct ReviewRef {
 }
 
 /// The versions of everything a run read: what makes it replayable.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunInputs {
     /// Ticket.
     pub ticket_id: String,
@@ -196,7 +209,7 @@ pub struct RunInputs {
 }
 
 /// A plugin that decided a stage.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PluginRef {
     /// Slot.
     pub slot: String,
@@ -209,7 +222,7 @@ pub struct PluginRef {
 }
 
 /// A shadow candidate.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ShadowRef {
     /// Slot.
     pub slot: String,
@@ -218,7 +231,7 @@ pub struct ShadowRef {
 }
 
 /// What a review item holds for the person.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReviewPayload {
     /// The triage decision, if one was made.
     pub triage: Option<TriageProposal>,
@@ -233,7 +246,7 @@ pub struct ReviewPayload {
 }
 
 /// A stage's fault.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StageFault {
     /// `triage`, `reply` or `escalation`.
     pub stage: String,
@@ -242,7 +255,7 @@ pub struct StageFault {
 }
 
 /// Where a review item stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ReviewStatus {
     /// Waiting for a person.
@@ -265,7 +278,7 @@ impl ReviewStatus {
 }
 
 /// A review item as stored and listed.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReviewItem {
     /// Item id.
     pub id: String,

@@ -17,7 +17,8 @@
 //! - `GET /metrics` (any token): Prometheus text — tickets ingested and decided, gate
 //!   outcomes, faults by class and plugin version, per-stage latency histograms, queue
 //!   depth, review backlog and the oldest item's age.
-//! - `GET /healthz` (no token).
+//! - `GET /healthz`, `GET /v1/openapi.json` (no token): liveness; the OpenAPI 3 document,
+//!   its schemas generated from the protocol types ([`openapi`]).
 //!
 //! Every request must name an allowed host (`Host`, and `Origin` when a browser sends one:
 //! a DNS-rebinding page cannot reach the API), bodies are limited (413), and every endpoint
@@ -43,6 +44,8 @@ use deskhost_protocol::run::{ReviewItem, ReviewStatus, RunLine};
 use futures::StreamExt;
 use serde_json::Value;
 use std::future::Future;
+
+pub mod openapi;
 use std::sync::Arc;
 
 #[derive(Clone)]
@@ -197,6 +200,10 @@ pub fn router(ws: Workspace, pipeline: Pipeline, options: ServerOptions) -> Rout
         .merge(ingest)
         .merge(reviewer)
         .merge(anyone)
+        .route(
+            "/v1/openapi.json",
+            get(|| async { Json(openapi::document()) }),
+        )
         .route(
             "/healthz",
             get(|| async {
