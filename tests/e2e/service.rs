@@ -274,6 +274,22 @@ async fn a_reviewer_approves_with_edits_over_http_and_the_help_desk_state_follow
         ),
         (json!("approved"), json!("alice"), json!("bob"))
     );
+    assert_eq!(
+        shown["ticket"]["id"], ticket_id,
+        "the item carries its ticket: {shown}"
+    );
+    let cited: Vec<Value> = shown["payload"]["reply"]["draft"]["citations"]
+        .as_array()
+        .map(|c| c.iter().map(|x| x["article_id"].clone()).collect())
+        .unwrap_or_default();
+    let articles: Vec<Value> = shown["articles"]
+        .as_array()
+        .map(|a| a.iter().map(|x| x["id"].clone()).collect())
+        .unwrap_or_default();
+    assert!(
+        cited.iter().all(|c| articles.contains(c)),
+        "every cited article's text comes with the item: {cited:?} vs {articles:?}"
+    );
     let again = server
         .client_with(&alice)
         .post(&actions)
@@ -377,6 +393,21 @@ fn the_cli_acts_on_the_queue_as_the_operator() {
     assert!(
         again.stderr.contains("already rejected by cli:carol"),
         "{again:?}"
+    );
+    let shown = ws.ok(&["review", "show", &id]);
+    assert!(
+        shown.stdout.contains("subject:") && shown.stdout.contains("why a person:"),
+        "{shown:?}"
+    );
+    let detail = ws.ok(&["review", "show", &id, "--json"]).json();
+    assert!(
+        detail["ticket"]["body"].is_string(),
+        "the ticket text is shown: {detail}"
+    );
+    let missing_show = ws.cmd(&["review", "show", "rv_missing"]);
+    assert!(
+        missing_show.stderr.contains("no review item rv_missing"),
+        "{missing_show:?}"
     );
     let missing = ws.cmd(&["review", "approve", "rv_missing"]);
     assert!(

@@ -3,8 +3,44 @@
 
 use crate::pipeline::checks::is_language_tag;
 use crate::workspace::Workspace;
+use deskhost_protocol::api::ReviewDetail;
+use deskhost_protocol::proposal::ReplyProposal;
 use deskhost_protocol::review::{ReviewActed, ReviewAction};
 pub use deskhost_store::review::{ReviewError, ReviewQuery};
+
+/// Review item `id` with its ticket version and the articles its reply draft cites.
+pub async fn detail(
+    ws: &Workspace,
+    id: &str,
+) -> Result<Option<ReviewDetail>, deskhost_store::store::StoreError> {
+    let Some(item) = ws.store.review_item(id).await? else {
+        return Ok(None);
+    };
+    let ticket = ws
+        .store
+        .ticket(&item.ticket_id, item.ticket_version)
+        .await?
+        .map(|t| t.input);
+    let mut cited: Vec<&str> = match &item.payload.reply {
+        Some(ReplyProposal::Draft(d)) => {
+            d.citations.iter().map(|c| c.article_id.as_str()).collect()
+        }
+        _ => Vec::new(),
+    };
+    cited.sort_unstable();
+    cited.dedup();
+    let mut articles = Vec::new();
+    for article_id in cited {
+        if let Some(a) = ws.store.article(article_id).await? {
+            articles.push(a);
+        }
+    }
+    Ok(Some(ReviewDetail {
+        item,
+        ticket,
+        articles,
+    }))
+}
 
 /// Takes `action` on item `item_id` as `actor` (see [`deskhost_store::store::Store::act_on_review`]).
 pub async fn act(

@@ -66,3 +66,15 @@ pub struct VersionState {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decision: Option<serde_json::Value>,
 }
+
+/// `GET /v1/reviews/{id}`: the item with what a reviewer reads beside it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ReviewDetail {
+    /// The item (proposals with confidence and evidence, gate reasons, faults, held effects).
+    #[serde(flatten)]
+    pub item: crate::run::ReviewItem,
+    /// The ticket version it is about.
+    pub ticket: Option<crate::records::TicketInput>,
+    /// The articles the reply draft cites, as stored now (a deleted one is missing).
+    pub articles: Vec<crate::records::ArticleRecord>,
+}

@@ -37,7 +37,7 @@ use deskhost_engine::records::TicketInput;
 use deskhost_engine::review::{self, ReviewError, ReviewQuery};
 use deskhost_engine::workspace::Workspace;
 use deskhost_protocol::api::{
-    Accepted, ActivePlugins, ApiErrorBody, Health, OneOrMany, VersionState,
+    Accepted, ActivePlugins, ApiErrorBody, Health, OneOrMany, ReviewDetail, VersionState,
 };
 use deskhost_protocol::review::{ReviewActed, ReviewAction, Role, TokenInfo};
 use deskhost_protocol::run::{ReviewItem, ReviewStatus, RunLine};
@@ -389,11 +389,8 @@ async fn review_report(
 async fn review_item(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<ReviewItem>, ApiError> {
-    state
-        .ws
-        .store
-        .review_item(&id)
+) -> Result<Json<ReviewDetail>, ApiError> {
+    review::detail(&state.ws, &id)
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .map(Json)

@@ -3,7 +3,7 @@
 //! the code; the paths are listed here, one per route in [`crate::router`].
 
 use deskhost_protocol::api::{
-    Accepted, ActivePlugins, ApiErrorBody, Health, OneOrMany, VersionState,
+    Accepted, ActivePlugins, ApiErrorBody, Health, OneOrMany, ReviewDetail, VersionState,
 };
 use deskhost_protocol::records::TicketInput;
 use deskhost_protocol::review::{ReviewActed, ReviewAction, ReviewReport};
@@ -21,7 +21,7 @@ pub fn document() -> Value {
     let run = schema(g.subschema_for::<RunLine>());
     let version = schema(g.subschema_for::<VersionState>());
     let items = schema(g.subschema_for::<Vec<ReviewItem>>());
-    let item = schema(g.subschema_for::<ReviewItem>());
+    let item = schema(g.subschema_for::<ReviewDetail>());
     let report = schema(g.subschema_for::<ReviewReport>());
     let action = schema(g.subschema_for::<ReviewAction>());
     let acted = schema(g.subschema_for::<ReviewActed>());
@@ -84,7 +84,7 @@ pub fn document() -> Value {
             "responses": with(failures(&auth), "200", ok("the report", &report)),
         } },
         "/v1/reviews/{id}": { "get": {
-            "summary": "One review item (role reviewer)",
+            "summary": "One review item with its ticket and the cited articles (role reviewer)",
             "parameters": [ path_param("id") ],
             "responses": with(failures(&[auth[0], auth[1], ("404", "no such item")]), "200", ok("the item", &item)),
         } },

@@ -910,6 +910,28 @@ impl Store {
         Ok((outcome, version))
     }
 
+    /// One article, as stored now.
+    pub async fn article(&self, id: &str) -> Result<Option<ArticleRecord>> {
+        let row = sqlx::query(
+            "SELECT id, title, body, language, collection, version FROM kb_articles WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(q("read an article"))?;
+        row.map(|r| {
+            Ok(ArticleRecord {
+                id: r.col(0)?,
+                title: r.col(1)?,
+                body: r.col(2)?,
+                language: r.col(3)?,
+                collection: r.col(4)?,
+                version: r.version(5)?,
+            })
+        })
+        .transpose()
+    }
+
     /// All articles, by id.
     pub async fn articles(&self) -> Result<Vec<ArticleRecord>> {
         let rows = sqlx::query(

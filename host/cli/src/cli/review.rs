@@ -27,6 +27,12 @@ pub(crate) enum ReviewCommand {
         #[arg(long, default_value_t = 0)]
         limit: usize,
     },
+    /// One item: the ticket, each proposal with its confidence and evidence, the cited
+    /// articles, the gate's reasons, held effects and faults.
+    Show {
+        /// The review item.
+        id: String,
+    },
     /// Reviewers' verdicts as figures: kept-unchanged share per plugin version and field,
     /// reply and escalation outcomes, automation rate, backlog.
     Report,
@@ -139,6 +145,16 @@ pub(crate) async fn review(dir: &Path, cmd: ReviewCommand, json: bool) -> Result
                 },
                 json,
             )?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        ReviewCommand::Show { id } => {
+            let Some(detail) = review_case::detail(&ws, &id).await? else {
+                bail!(
+                    "no review item {}; `deskhost review list` shows them",
+                    deskhost_engine::sanitize::field(&id)
+                );
+            };
+            show(&detail, json)?;
             return Ok(ExitCode::SUCCESS);
         }
         ReviewCommand::Report => {
@@ -316,6 +332,82 @@ impl Render for deskhost_protocol::review::ReviewReport {
                     o.rejected
                 );
             }
+        }
+        Ok(())
+    }
+}
+
+impl Render for deskhost_protocol::api::ReviewDetail {
+    fn human(&self, out: &mut Lines<'_>) -> std::io::Result<()> {
+        use deskhost_protocol::proposal::ReplyProposal;
+        let item = &self.item;
+        say!(
+            out,
+            "{}  ticket {} v{}  {}{}",
+            item.id,
+            item.ticket_id,
+            item.ticket_version,
+            item.status.as_str(),
+            item.decided_by
+                .as_deref()
+                .map(|d| format!(" by {d}"))
+                .unwrap_or_default()
+        );
+        if let Some(t) = &self.ticket {
+            say!(out, "subject: {}", t.subject);
+            for line in t.body.lines().take(40) {
+                say!(out, "  | {line}");
+            }
+        }
+        say!(out, "why a person:");
+        for r in &item.reasons {
+            say!(out, "  - {}: {}", r.code.as_str(), r.detail);
+        }
+        if let Some(t) = &item.payload.triage {
+            say!(
+                out,
+                "triage: category {} ({:.2}), queue {} ({:.2}), priority {} ({:.2}), language {} ({:.2})",
+                t.category.value,
+                t.category.confidence,
+                t.queue.value,
+                t.queue.confidence,
+                t.priority.value.as_str(),
+                t.priority.confidence,
+                t.language.value,
+                t.language.confidence
+            );
+            for e in t.category.evidence.iter().take(3) {
+                say!(out, "  evidence: {} \"{}\"", e.reference, e.quote);
+            }
+        }
+        match &item.payload.reply {
+            Some(ReplyProposal::Draft(d)) => {
+                say!(out, "reply draft ({}, {:.2}):", d.language, d.confidence);
+                for line in d.body.lines() {
+                    say!(out, "  > {line}");
+                }
+                for c in &d.citations {
+                    let title = self
+                        .articles
+                        .iter()
+                        .find(|a| a.id == c.article_id)
+                        .map_or("(article gone)", |a| a.title.as_str());
+                    say!(out, "  cites {} {title}: \"{}\"", c.article_id, c.quote);
+                }
+            }
+            Some(ReplyProposal::Abstain(a)) => {
+                say!(out, "reply: none ({}: {})", a.reason, a.detail)
+            }
+            None => {}
+        }
+        if let Some(e) = &item.payload.escalation {
+            say!(out, "escalation: {} ({})", e.headline, e.reason);
+        }
+        for e in &item.payload.held_effects {
+            say!(out, "held: {}", serde_json::to_string(e)?);
+        }
+        for f in &item.payload.faults {
+            say!(out, "fault in {}: {}", f.stage, f.fault.kind.as_str());
         }
         Ok(())
     }
