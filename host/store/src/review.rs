@@ -115,6 +115,20 @@ pub fn effects_with_edits(held: &[Effect], edits: &ReviewEdits) -> Vec<Effect> {
     out
 }
 
+/// A review item's columns as [`review_row`] reads them: the stored row, the status its
+/// verdict gives it, its latest assignment and who decided it.
+macro_rules! review_item_select {
+    () => {
+        "SELECT r.id, r.run_id, r.ticket_id, r.ticket_version,
+           COALESCE((SELECT CASE a.action WHEN 'approve' THEN 'approved' ELSE 'rejected' END
+                     FROM review_actions a WHERE a.item_id = r.id AND a.action IN ('approve', 'reject')), r.status) AS status,
+           r.reasons_json, r.payload_json, r.created_at,
+           (SELECT a.detail_json FROM review_actions a WHERE a.item_id = r.id AND a.action = 'assign' ORDER BY a.seq DESC LIMIT 1) AS assigned,
+           (SELECT a.actor FROM review_actions a WHERE a.item_id = r.id AND a.action IN ('approve', 'reject')) AS decided_by
+         FROM review_items r"
+    };
+}
+
 /// Which review items to list.
 #[derive(Clone, Debug, Default)]
 pub struct ReviewQuery {
@@ -136,18 +150,12 @@ impl Store {
     /// Review items in queue order: riskiest first, then by proposed priority, then oldest.
     /// A row that does not decode is an error naming the item, never a default.
     pub async fn review_items(&self, query: &ReviewQuery) -> Result<Vec<ReviewItem>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT x.* FROM (
-               SELECT r.id, r.run_id, r.ticket_id, r.ticket_version,
-                 COALESCE((SELECT CASE a.action WHEN 'approve' THEN 'approved' ELSE 'rejected' END
-                           FROM review_actions a WHERE a.item_id = r.id AND a.action IN ('approve', 'reject')), r.status) AS status,
-                 r.reasons_json, r.payload_json, r.created_at,
-                 (SELECT a.detail_json FROM review_actions a WHERE a.item_id = r.id AND a.action = 'assign' ORDER BY a.seq DESC LIMIT 1) AS assigned,
-                 (SELECT a.actor FROM review_actions a WHERE a.item_id = r.id AND a.action IN ('approve', 'reject')) AS decided_by
-               FROM review_items r
-               WHERE (CAST($2 AS TEXT) IS NULL OR EXISTS (SELECT 1 FROM run_stages s WHERE s.run_id = r.run_id AND s.plugin = $2))
+        let rows = sqlx::query(concat!(
+            "SELECT x.* FROM (",
+            review_item_select!(),
+            " WHERE (CAST($2 AS TEXT) IS NULL OR EXISTS (SELECT 1 FROM run_stages s WHERE s.run_id = r.run_id AND s.plugin = $2))
              ) x WHERE (CAST($1 AS TEXT) IS NULL OR x.status = $1)",
-        )
+        ))
         .bind(query.status.map(ReviewStatus::as_str))
         .bind(query.plugin.as_deref())
         .fetch_all(self.pool())
@@ -188,19 +196,11 @@ impl Store {
 
     /// One review item.
     pub async fn review_item(&self, id: &str) -> Result<Option<ReviewItem>, StoreError> {
-        let row = sqlx::query(
-            "SELECT r.id, r.run_id, r.ticket_id, r.ticket_version,
-               COALESCE((SELECT CASE a.action WHEN 'approve' THEN 'approved' ELSE 'rejected' END
-                         FROM review_actions a WHERE a.item_id = r.id AND a.action IN ('approve', 'reject')), r.status) AS status,
-               r.reasons_json, r.payload_json, r.created_at,
-               (SELECT a.detail_json FROM review_actions a WHERE a.item_id = r.id AND a.action = 'assign' ORDER BY a.seq DESC LIMIT 1) AS assigned,
-               (SELECT a.actor FROM review_actions a WHERE a.item_id = r.id AND a.action IN ('approve', 'reject')) AS decided_by
-             FROM review_items r WHERE r.id = $1",
-        )
-        .bind(id)
-        .fetch_optional(self.pool())
-        .await
-        .map_err(q("read a review item"))?;
+        let row = sqlx::query(concat!(review_item_select!(), " WHERE r.id = $1"))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(q("read a review item"))?;
         row.as_ref().map(review_row).transpose()
     }
 

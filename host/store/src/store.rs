@@ -919,17 +919,7 @@ impl Store {
         .fetch_optional(&self.pool)
         .await
         .map_err(q("read an article"))?;
-        row.map(|r| {
-            Ok(ArticleRecord {
-                id: r.col(0)?,
-                title: r.col(1)?,
-                body: r.col(2)?,
-                language: r.col(3)?,
-                collection: r.col(4)?,
-                version: r.version(5)?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(article_row).transpose()
     }
 
     /// All articles, by id.
@@ -940,18 +930,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .map_err(q("read articles"))?;
-        rows.iter()
-            .map(|r| {
-                Ok(ArticleRecord {
-                    id: r.col(0)?,
-                    title: r.col(1)?,
-                    body: r.col(2)?,
-                    language: r.col(3)?,
-                    collection: r.col(4)?,
-                    version: r.version(5)?,
-                })
-            })
-            .collect()
+        rows.iter().map(article_row).collect()
     }
 
     /// A value from the `meta` table.
@@ -973,6 +952,18 @@ impl Store {
             .map_err(q("write meta"))?;
         Ok(())
     }
+}
+
+/// An article from `SELECT id, title, body, language, collection, version`.
+fn article_row(r: &sqlx::any::AnyRow) -> Result<ArticleRecord> {
+    Ok(ArticleRecord {
+        id: r.col(0)?,
+        title: r.col(1)?,
+        body: r.col(2)?,
+        language: r.col(3)?,
+        collection: r.col(4)?,
+        version: r.version(5)?,
+    })
 }
 
 fn decode_ticket(id: &str, r: &sqlx::any::AnyRow) -> Result<TicketRecord> {

@@ -163,11 +163,7 @@ pub(crate) async fn review(dir: &Path, cmd: ReviewCommand, json: bool) -> Result
         }
         ReviewCommand::Labels { out } => {
             let labels = ws.store.review_labels().await?;
-            let mut text = String::new();
-            for l in &labels {
-                text.push_str(&serde_json::to_string(l)?);
-                text.push('\n');
-            }
+            let text = jsonl_text(&labels)?;
             match out {
                 Some(path) => {
                     std::fs::write(&path, text)
@@ -272,6 +268,16 @@ impl Render for ReviewList {
     }
 }
 
+/// Labeled tickets as JSON Lines.
+fn jsonl_text(labels: &[deskhost_protocol::review::ReviewLabel]) -> Result<String> {
+    let mut text = String::new();
+    for l in labels {
+        text.push_str(&serde_json::to_string(l)?);
+        text.push('\n');
+    }
+    Ok(text)
+}
+
 /// Writes the reviewers' labels to `reports/review-labels.jsonl` in the workspace (for
 /// `train --from-reviews` and `eval --from-reviews`); returns the file and how many.
 pub(crate) async fn labels_file(ws: &Workspace) -> Result<(PathBuf, usize)> {
@@ -279,12 +285,8 @@ pub(crate) async fn labels_file(ws: &Workspace) -> Result<(PathBuf, usize)> {
     let dir = ws.dir.join("reports");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join("review-labels.jsonl");
-    let mut text = String::new();
-    for l in &labels {
-        text.push_str(&serde_json::to_string(l)?);
-        text.push('\n');
-    }
-    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::write(&path, jsonl_text(&labels)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok((path, labels.len()))
 }
 

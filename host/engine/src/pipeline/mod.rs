@@ -476,36 +476,11 @@ impl Pipeline {
         out
     }
 
-    /// Claims one ticket version for this process, then decides it as a line of output:
-    /// decided, already decided by another run, or an error (the version stays pending;
-    /// also when another worker holds it). What `POST /v1/tickets` answers.
-    pub async fn decide_line(&self, ticket_id: &str, version: u32) -> RunLine {
-        let claims = self
-            .services
-            .store
-            .claim(
-                &self.worker,
-                &[(ticket_id.to_string(), version)],
-                self.lease(),
-            )
-            .await;
-        match claims.as_deref() {
-            // Unknown: decide reports the missing version itself.
-            Ok([Claim::Claimed | Claim::Unknown]) => {
-                self.decide_claimed_line(ticket_id, version).await
-            }
-            Ok(other) => unclaimed_line(ticket_id, version, other.first()),
-            Err(e) => RunLine::Error {
-                ticket_id: ticket_id.to_string(),
-                ticket_version: version,
-                error: e.to_string(),
-            },
-        }
-    }
-
-    /// As [`Pipeline::decide_line`] for a caller that must answer with the decision while
-    /// background workers share the queue: a version another worker holds is waited for
-    /// (up to `patience`) and the decision it committed is returned.
+    /// Claims one ticket version for this process and decides it as a line of output, for
+    /// a caller that must answer with the decision (`POST /v1/tickets?wait=true`) while
+    /// background workers share the queue: a version another worker holds is waited for (up
+    /// to `patience`) and the decision it committed is returned; one decided before is
+    /// returned as stored. Otherwise an error line (the version stays pending).
     pub async fn decide_or_wait(
         &self,
         ticket_id: &str,
@@ -513,27 +488,27 @@ impl Pipeline {
         patience: Duration,
     ) -> RunLine {
         let deadline = Instant::now() + patience;
+        let store = &self.services.store;
+        let error = |e: String| RunLine::Error {
+            ticket_id: ticket_id.to_string(),
+            ticket_version: version,
+            error: e,
+        };
         loop {
-            let claims = self
-                .services
-                .store
+            let claims = store
                 .claim(
                     &self.worker,
                     &[(ticket_id.to_string(), version)],
                     self.lease(),
                 )
                 .await;
-            let error = |e: String| RunLine::Error {
-                ticket_id: ticket_id.to_string(),
-                ticket_version: version,
-                error: e,
-            };
             match claims.as_deref() {
+                // Unknown: decide reports the missing version itself.
                 Ok([Claim::Claimed | Claim::Unknown]) => {
                     return self.decide_claimed_line(ticket_id, version).await;
                 }
                 Ok([Claim::Done]) => {
-                    return match self.services.store.version_state(ticket_id, version).await {
+                    return match store.version_state(ticket_id, version).await {
                         Ok(Some((_, Some(text)))) => {
                             serde_json::from_str(&text).unwrap_or_else(|e| {
                                 error(format!("the stored decision does not decode: {e}"))
@@ -543,8 +518,22 @@ impl Pipeline {
                         Err(e) => error(e.to_string()),
                     };
                 }
-                Ok([Claim::Held { .. }]) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                Ok([Claim::Held { until_ms, .. }]) if Instant::now() < deadline => {
+                    // Wait by reading (a claim is a write transaction) until the holder has
+                    // committed or its lease may have run out, then claim again.
+                    loop {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        let done = matches!(
+                            store.version_state(ticket_id, version).await,
+                            Ok(Some((state, _))) if state == "done"
+                        );
+                        if done
+                            || crate::store::unix_ms() >= *until_ms
+                            || Instant::now() >= deadline
+                        {
+                            break;
+                        }
+                    }
                 }
                 Ok(other) => return unclaimed_line(ticket_id, version, other.first()),
                 Err(e) => return error(e.to_string()),
