@@ -21,5 +21,6 @@ mod e2e {
     pub mod service;
     pub mod shadow_replay;
     pub mod support;
+    pub mod ui;
     pub mod workers;
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command. CI runs it through .ci/run; run it yourself from a fresh clone.
 #
-# It installs what it needs (the wasm32-wasip2 target, chromium, postgresql, componentize-py
+# It installs what it needs (the wasm32-wasip2 target, chromium + chromium-driver, postgresql, componentize-py
 # from PyPI, jco + componentize-js from npm), checks formatting and lints, builds the plugin
 # components once (Rust, Python, JavaScript), then runs every unit and end-to-end test, the
 # end-to-end suite a second time on PostgreSQL. Builds go to
@@ -18,10 +18,11 @@ started=$SECONDS
 step "toolchain"
 rustup target add wasm32-wasip2
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
-# The HTML report is tested in a real browser: Debian's chromium.
-if ! command -v chromium >/dev/null 2>&1; then
+# The HTML report and the review UI are tested in a real browser: Debian's chromium, driven
+# through WebDriver by its chromedriver (the tests start and stop it on 127.0.0.1).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
   sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_="sudo"
-  $sudo_ apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq chromium >/dev/null
+  $sudo_ apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 export DESKHOST_REQUIRE_BROWSER=1
 # The store tests and the second end-to-end pass run on a real PostgreSQL: Debian's

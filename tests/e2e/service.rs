@@ -372,6 +372,11 @@ fn the_cli_acts_on_the_queue_as_the_operator() {
     ws.ok(&["run", &ws.file("tickets.jsonl")]);
     let items = ws.ok(&["review", "list", "--json"]).json();
     let id = items[0]["id"].as_str().unwrap_or_default().to_string();
+    let hidden = ws.cmd(&["review", "approve", &id, "--as", "carol\u{1b}[2J"]);
+    assert!(
+        hidden.code != 0 && hidden.stderr.contains("`--as`"),
+        "a name with a terminal escape is refused before anything is written: {hidden:?}"
+    );
     let rejected = ws
         .ok(&[
             "review",
@@ -564,6 +569,18 @@ async fn ingest_is_accepted_and_decided_in_the_background() {
     .await;
     assert_eq!(seen["decision"]["ticket_id"], "B-1", "{seen}");
     assert!(!seen["decision"]["gate"].is_null(), "{seen}");
+    // The ingest client follows its ticket too, without reading the decision (which can
+    // carry CRM context).
+    let as_ingest: Value = server
+        .client_with(&ingest)
+        .get(&follow)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or(Value::Null);
+    assert_eq!(as_ingest, json!({"state": "done"}));
     let run_id = seen["decision"]["run_id"].as_str().unwrap_or_default();
     let log = server.log();
     assert!(

@@ -62,7 +62,7 @@ pub struct Accepted {
 pub struct VersionState {
     /// `pending` or `done`.
     pub state: String,
-    /// The decision, once done.
+    /// The decision, once done (for reviewer and admin tokens only: it can carry CRM context).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decision: Option<serde_json::Value>,
 }

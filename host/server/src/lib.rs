@@ -4,7 +4,8 @@
 //!   JSON Lines input of `deskhost run`. Stores and queues them and answers 202 with each
 //!   version (`?wait=true`: 200 with each decision, in order); 429 with `Retry-After` when
 //!   the queue holds `--max-pending` versions (nothing is stored).
-//! - `GET /v1/tickets/{id}/versions/{version}` (`reviewer`): pending, or done with the decision.
+//! - `GET /v1/tickets/{id}/versions/{version}` (any token): pending or done; with a `reviewer`
+//!   or `admin` token, the decision too (it can carry CRM context an ingest client must not read).
 //! - `GET /v1/runs/{run_id}` (`reviewer`): a recorded decision.
 //! - `GET /v1/reviews` (`reviewer`): the review queue, riskiest first; `?status=`, `reason=`,
 //!   `queue=`, `plugin=`, `assignee=`, `limit=`.
@@ -17,6 +18,7 @@
 //! - `GET /metrics` (any token): Prometheus text — tickets ingested and decided, gate
 //!   outcomes, faults by class and plugin version, per-stage latency histograms, queue
 //!   depth, review backlog and the oldest item's age.
+//! - `/ui/…`: the review UI for browsers (sign in with a reviewer token; see `ui/mod.rs`).
 //! - `GET /healthz`, `GET /v1/openapi.json` (no token): liveness; the OpenAPI 3 document,
 //!   its schemas generated from the protocol types ([`openapi`]).
 //!
@@ -46,6 +48,7 @@ use serde_json::Value;
 use std::future::Future;
 
 pub mod openapi;
+mod ui;
 use std::sync::Arc;
 
 #[derive(Clone)]
@@ -55,6 +58,7 @@ struct AppState {
     concurrency: usize,
     hosts: Arc<Vec<String>>,
     max_pending: u64,
+    secure_cookies: bool,
 }
 
 /// How the server is reached and bounded.
@@ -69,6 +73,8 @@ pub struct ServerOptions {
     pub max_body_bytes: usize,
     /// Pending ticket versions beyond which ingest answers 429 (0: no limit).
     pub max_pending: u64,
+    /// Mark the review UI's session cookie `Secure` (when a TLS proxy is in front).
+    pub secure_cookies: bool,
 }
 
 impl Default for ServerOptions {
@@ -78,6 +84,7 @@ impl Default for ServerOptions {
             allowed_hosts: Vec::new(),
             max_body_bytes: 1 << 20,
             max_pending: 10_000,
+            secure_cookies: false,
         }
     }
 }
@@ -178,6 +185,7 @@ pub fn router(ws: Workspace, pipeline: Pipeline, options: ServerOptions) -> Rout
         concurrency: options.concurrency.max(1),
         hosts: Arc::new(hosts),
         max_pending: options.max_pending,
+        secure_cookies: options.secure_cookies,
     };
     let needs =
         |role: Option<Role>| middleware::from_fn_with_state((state.clone(), role), authorize);
@@ -186,7 +194,6 @@ pub fn router(ws: Workspace, pipeline: Pipeline, options: ServerOptions) -> Rout
         .route_layer(needs(Some(Role::Ingest)));
     let reviewer = Router::new()
         .route("/v1/runs/{run_id}", get(run))
-        .route("/v1/tickets/{id}/versions/{version}", get(version_state))
         .route("/v1/reviews", get(reviews))
         .route("/v1/reviews/report", get(review_report))
         .route("/v1/reviews/{id}", get(review_item))
@@ -194,12 +201,14 @@ pub fn router(ws: Workspace, pipeline: Pipeline, options: ServerOptions) -> Rout
         .route_layer(needs(Some(Role::Reviewer)));
     let anyone = Router::new()
         .route("/v1/plugins", get(plugins))
+        .route("/v1/tickets/{id}/versions/{version}", get(version_state))
         .route("/metrics", get(metrics))
         .route_layer(needs(None));
     Router::new()
         .merge(ingest)
         .merge(reviewer)
         .merge(anyone)
+        .merge(ui::routes(state.clone()))
         .route(
             "/v1/openapi.json",
             get(|| async { Json(openapi::document()) }),
@@ -570,6 +579,7 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
 /// Where a ticket version stands, and its decision once made.
 async fn version_state(
     State(state): State<AppState>,
+    Extension(token): Extension<TokenInfo>,
     Path((id, version)): Path<(String, u32)>,
 ) -> Result<Json<VersionState>, ApiError> {
     let (queue_state, decision) = state
@@ -585,6 +595,7 @@ async fn version_state(
             ))
         })?;
     let decision = decision
+        .filter(|_| token.role.allows(Role::Reviewer))
         .map(|text| serde_json::from_str(&text))
         .transpose()
         .map_err(|e| ApiError::Internal(format!("a stored decision does not decode: {e}")))?;

@@ -65,7 +65,7 @@ pub fn document() -> Value {
                 "202", ok("stored and queued", &accepted)), "200", ok("with ?wait=true: the decisions", &decided)),
         } },
         "/v1/tickets/{id}/versions/{version}": { "get": {
-            "summary": "Where a ticket version stands, and its decision (role reviewer)",
+            "summary": "Where a ticket version stands (any token), and its decision (role reviewer)",
             "parameters": [ path_param("id"), path_param("version") ],
             "responses": with(failures(&[auth[0], auth[1], ("404", "no such version")]), "200", ok("pending or done", &version)),
         } },

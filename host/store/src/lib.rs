@@ -16,6 +16,7 @@ pub mod db;
 pub mod jsonl;
 pub mod review;
 pub mod runs;
+pub mod sessions;
 pub mod slots;
 pub mod store;
 

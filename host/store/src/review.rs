@@ -742,7 +742,7 @@ fn secret_digest(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-fn token_row(r: &sqlx::any::AnyRow) -> Result<TokenInfo, StoreError> {
+pub(crate) fn token_row(r: &sqlx::any::AnyRow) -> Result<TokenInfo, StoreError> {
     let role: String = r.col(2)?;
     Ok(TokenInfo {
         id: r.col(0)?,

@@ -335,6 +335,66 @@ conformance!(the_audit_log_refuses_updates_and_deletes, |store| {
 });
 
 /// A database migrated to `upto` (an older binary's schema).
+conformance!(ui_sessions_end_on_expiry_sign_out_and_revocation, |store| {
+    use deskhost_protocol::review::Role;
+    let (alice, alice_secret) = store
+        .create_token("alice", Role::Reviewer)
+        .await
+        .expect("token");
+    assert!(
+        store
+            .token_for(&alice_secret)
+            .await
+            .expect("lookup")
+            .is_some()
+    );
+    let open = store.open_session(&alice, 3600).await.expect("open");
+    let live = store
+        .session_for(&open.secret)
+        .await
+        .expect("lookup")
+        .expect("a fresh session is live");
+    assert_eq!((live.token.name.as_str(), live.csrf.len()), ("alice", 64));
+    assert_ne!(
+        open.secret, live.csrf,
+        "the cookie and the CSRF secret differ"
+    );
+    assert!(
+        store
+            .session_for(&"0".repeat(64))
+            .await
+            .expect("lookup")
+            .is_none(),
+        "an unknown secret opens nothing"
+    );
+    let expired = store.open_session(&alice, 0).await.expect("open");
+    assert!(
+        store
+            .session_for(&expired.secret)
+            .await
+            .expect("lookup")
+            .is_none()
+    );
+    store.close_session(&open.secret).await.expect("close");
+    assert!(
+        store
+            .session_for(&open.secret)
+            .await
+            .expect("lookup")
+            .is_none()
+    );
+    let again = store.open_session(&alice, 3600).await.expect("open");
+    store.revoke_token("alice").await.expect("revoke");
+    assert!(
+        store
+            .session_for(&again.secret)
+            .await
+            .expect("lookup")
+            .is_none(),
+        "revoking the token ends its sessions"
+    );
+});
+
 async fn old_database(backend: Backend, upto: i64) -> (Location, Option<tempfile::TempDir>) {
     let (location, dir, url) = match backend {
         Backend::Sqlite => {

@@ -104,13 +104,20 @@ pub(crate) enum StatusFilter {
 }
 
 /// The operator acting from the command line: `cli:NAME`, so the audit log tells it from an
-/// API token's holder.
-fn operator(actor: Option<String>) -> String {
-    let name = actor
-        .or_else(|| std::env::var("USER").ok())
-        .filter(|n| !n.trim().is_empty())
-        .unwrap_or_else(|| "operator".into());
-    format!("cli:{name}")
+/// API token's holder. `--as NAME` is checked like a token's name; `$USER` is used only when
+/// it would pass that check.
+fn operator(actor: Option<String>) -> Result<String> {
+    let name = match actor {
+        Some(name) => {
+            deskhost_protocol::records::check_id("--as", &name).map_err(anyhow::Error::msg)?;
+            name
+        }
+        None => std::env::var("USER")
+            .ok()
+            .filter(|n| deskhost_protocol::records::check_id("USER", n).is_ok())
+            .unwrap_or_else(|| "operator".into()),
+    };
+    Ok(format!("cli:{name}"))
 }
 
 pub(crate) async fn review(dir: &Path, cmd: ReviewCommand, json: bool) -> Result<ExitCode> {
@@ -205,7 +212,7 @@ pub(crate) async fn review(dir: &Path, cmd: ReviewCommand, json: bool) -> Result
         ReviewCommand::Reject { id, reason, actor } => (id, actor, ReviewAction::Reject { reason }),
         ReviewCommand::Assign { id, to, actor } => (id, actor, ReviewAction::Assign { to }),
     };
-    let acted = review_case::act(&ws, &id, &operator(actor), &action).await?;
+    let acted = review_case::act(&ws, &id, &operator(actor)?, &action).await?;
     show(&acted, json)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -26,6 +26,10 @@ pub(crate) struct ServeArgs {
     /// limit).
     #[arg(long, default_value_t = 10_000)]
     max_pending: u64,
+    /// Mark the review UI's session cookie `Secure`: use it when a TLS proxy serves the UI
+    /// over HTTPS (browsers then never send the cookie over plain HTTP).
+    #[arg(long)]
+    secure_cookies: bool,
 }
 
 pub(crate) async fn shutdown_signal() {
@@ -106,12 +110,14 @@ pub(crate) async fn serve(dir: &Path, args: ServeArgs) -> Result<ExitCode> {
         })
     });
     out!("listening on http://{addr}");
+    note!("review UI: http://{addr}/ui/ (sign in with a reviewer token)");
     std::io::stdout().flush()?;
     let options = deskhost_server::ServerOptions {
         concurrency,
         allowed_hosts: args.allowed_hosts,
         max_body_bytes: args.max_body_bytes,
         max_pending: args.max_pending,
+        secure_cookies: args.secure_cookies,
     };
     deskhost_server::serve(listener, ws, pipeline, options, until_stopped(stopped)).await?;
     if let Some(task) = background {
