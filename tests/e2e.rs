@@ -18,6 +18,7 @@ mod e2e {
     pub mod hardening;
     pub mod languages;
     pub mod lifecycle;
+    pub mod load;
     pub mod service;
     pub mod shadow_replay;
     pub mod support;

@@ -451,6 +451,11 @@ pub struct Server {
 }
 
 impl Server {
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGTERM, then waits (up to 60 s) for the exit; returns the exit code and the log.
     pub fn terminate(mut self) -> (Option<i32>, String) {
         let _ = Command::new("kill")

@@ -4,8 +4,9 @@
 //! are taken over when its leases run out (at once on the same machine). Commits are
 //! exactly-once whatever happens to leases (the committer only writes a pending version).
 //!
-//! On PostgreSQL an idle worker sleeps on `LISTEN deskhost_work` (a trigger notifies on
-//! every enqueue); on SQLite it polls.
+//! An idle worker wakes at once when its own process queues work (`serve`'s ingest); on
+//! PostgreSQL it also sleeps on `LISTEN deskhost_work` (a trigger notifies on every
+//! enqueue, from any process); otherwise it looks again after `idle_poll`.
 
 use crate::pipeline::Pipeline;
 use crate::store::StoreError;

@@ -188,20 +188,26 @@ fn duration_ms(d: Duration) -> i64 {
 /// notifies on every enqueue); on SQLite, or when the listener fails, a timer.
 pub struct WorkSignal {
     listener: Option<sqlx::postgres::PgListener>,
+    local: Arc<tokio::sync::Notify>,
 }
 
 impl WorkSignal {
-    /// Returns when work may have been queued, or after `at_most`.
+    /// Returns when work may have been queued (by this process: at once; by another, on
+    /// PostgreSQL, through the listener), or after `at_most`.
     pub async fn wait(&mut self, at_most: Duration) {
         match self.listener.as_mut() {
             Some(listener) => tokio::select! {
                 _ = tokio::time::sleep(at_most) => {},
+                _ = self.local.notified() => {},
                 got = listener.recv() => if let Err(e) = got {
                     tracing::warn!("LISTEN deskhost_work: {e}; polling instead");
                     self.listener = None;
                 },
             },
-            None => tokio::time::sleep(at_most).await,
+            None => tokio::select! {
+                _ = tokio::time::sleep(at_most) => {},
+                _ = self.local.notified() => {},
+            },
         }
     }
 }
@@ -247,6 +253,8 @@ pub struct Store {
     pool: AnyPool,
     location: Location,
     checkpoints: Option<Arc<Checkpointer>>,
+    /// Wakes this process's idle worker when this process queues work (no poll delay).
+    local_work: Arc<tokio::sync::Notify>,
 }
 
 impl Store {
@@ -272,6 +280,7 @@ impl Store {
             pool,
             location: location.clone(),
             checkpoints: None,
+            local_work: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -458,6 +467,10 @@ impl Store {
         }
         tx.commit().await.map_err(q("commit ingest"))?;
         self.published(checkpoint);
+        if out.iter().any(|i| i.new_version) {
+            // A permit is kept if the worker is not waiting yet: it looks again at once.
+            self.local_work.notify_one();
+        }
         Ok(out)
     }
 
@@ -721,7 +734,10 @@ impl Store {
             },
             Location::File(_) => None,
         };
-        WorkSignal { listener }
+        WorkSignal {
+            listener,
+            local: self.local_work.clone(),
+        }
     }
 
     /// How many versions wait for a decision (leased or not).

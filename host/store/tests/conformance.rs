@@ -334,7 +334,6 @@ conformance!(the_audit_log_refuses_updates_and_deletes, |store| {
     }
 });
 
-/// A database migrated to `upto` (an older binary's schema).
 conformance!(ui_sessions_end_on_expiry_sign_out_and_revocation, |store| {
     use deskhost_protocol::review::Role;
     let (alice, alice_secret) = store
@@ -395,6 +394,7 @@ conformance!(ui_sessions_end_on_expiry_sign_out_and_revocation, |store| {
     );
 });
 
+/// A database migrated to `upto` (an older binary's schema).
 async fn old_database(backend: Backend, upto: i64) -> (Location, Option<tempfile::TempDir>) {
     let (location, dir, url) = match backend {
         Backend::Sqlite => {
