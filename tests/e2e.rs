@@ -7,6 +7,8 @@
 
 #[path = "support/postgres.rs"]
 mod postgres;
+#[path = "support/rt.rs"]
+mod rt;
 
 mod e2e {
     pub mod audit;
@@ -19,6 +21,7 @@ mod e2e {
     pub mod languages;
     pub mod lifecycle;
     pub mod load;
+    pub mod rt;
     pub mod service;
     pub mod shadow_replay;
     pub mod support;

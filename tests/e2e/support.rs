@@ -301,6 +301,21 @@ impl Ws {
             .unwrap_or_else(|e| panic!("cannot start deskhost: {e}"))
     }
 
+    /// [`Ws::spawn`] with extra environment variables.
+    pub fn spawn_env(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
+        let mut full = vec!["-w", self.path_str()];
+        full.extend_from_slice(args);
+        let mut command = self.command(&full);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start deskhost: {e}"))
+    }
+
     /// Starts `deskhost -w WS args...` in the background with its output in files.
     pub fn spawn_logged(&self, args: &[&str], stdout: &Path, stderr: &Path) -> std::process::Child {
         let mut full = vec!["-w", self.path_str()];
@@ -319,6 +334,13 @@ impl Ws {
         let mut full = vec!["-w", self.path_str()];
         full.extend_from_slice(args);
         self.raw(&full)
+    }
+
+    /// [`Ws::cmd_env`] that must succeed.
+    pub fn ok_env(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
+        let out = self.cmd_env(args, env);
+        assert_eq!(out.code, 0, "deskhost {args:?} failed: {out:?}");
+        out
     }
 
     /// Runs a command that must succeed.

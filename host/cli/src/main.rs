@@ -47,8 +47,8 @@ mod cli;
 
 use cli::render::{Lines, Render, show};
 use cli::{
-    audit::*, data::*, eval::*, plugin::*, replay::*, review::*, run::*, serve::*, token::*,
-    train::*,
+    audit::*, connector::*, data::*, eval::*, plugin::*, replay::*, review::*, run::*, serve::*,
+    token::*, train::*,
 };
 
 #[derive(Parser)]
@@ -113,6 +113,12 @@ enum Command {
     /// Installed plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Help-desk connectors: status, one sync pass, or keep running.
+    #[command(subcommand)]
+    Connector(ConnectorCommand),
+    /// What goes back to the help desks: list, retry dead items.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
 }
 
 fn main() -> ExitCode {
@@ -191,6 +197,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Plugin(cmd) => plugin(&ws_dir, cmd, cli.json).await,
         Command::Serve(args) => serve(&ws_dir, args).await,
         Command::Replay(args) => replay(&ws_dir, args, cli.json).await,
+        Command::Connector(cmd) => connector(&ws_dir, cmd, cli.json).await,
+        Command::Outbox(cmd) => outbox(&ws_dir, cmd, cli.json).await,
     }
 }
 

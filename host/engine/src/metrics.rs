@@ -71,6 +71,9 @@ pub struct StoreGauges {
     pub review_open: u64,
     /// Age of the oldest of them, seconds.
     pub review_oldest_seconds: Option<u64>,
+    /// Outbox items per connector and state (`pending`, `sending`, `delivered`, `skipped`,
+    /// `dead`).
+    pub outbox: Vec<(String, String, u64)>,
 }
 
 /// This process's decision metrics.
@@ -197,6 +200,20 @@ impl Metrics {
             "deskhost_review_oldest_seconds {}",
             gauges.review_oldest_seconds.unwrap_or(0)
         );
+        family(
+            &mut out,
+            "deskhost_outbox_items",
+            "gauge",
+            "Outbox items (effects and replies for the help desks) by connector and state.",
+        );
+        for (connector, state, n) in &gauges.outbox {
+            let _ = writeln!(
+                out,
+                "deskhost_outbox_items{{connector=\"{}\",state=\"{}\"}} {n}",
+                label(connector),
+                label(state)
+            );
+        }
         out
     }
 }

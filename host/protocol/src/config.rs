@@ -64,6 +64,117 @@ pub struct WorkspaceConfig {
     /// Where decisions are stored.
     #[serde(default)]
     pub store: StoreConfig,
+    /// Help desks tickets come from and decisions go back to, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub connectors: BTreeMap<String, ConnectorConfig>,
+}
+
+/// `[connectors.NAME]`: a help desk deskhost reads tickets from and writes decisions back to.
+///
+/// Credentials never appear in this file: `secret_env` names an environment variable or
+/// `secret_file` a file holding the password (Request Tracker) or API token (Zendesk).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorConfig {
+    /// `rt` (Request Tracker 5, REST2) or `zendesk`.
+    pub kind: ConnectorKind,
+    /// The help desk's base URL (`https://rt.example.com`, `https://ACME.zendesk.com`).
+    pub base_url: String,
+    /// The user deskhost acts as (RT user name; Zendesk agent email).
+    pub user: String,
+    /// Environment variable holding the password or API token.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// File holding the password or API token (first line).
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    /// What deskhost may write back: any of `category`, `queue`, `priority`, `language`,
+    /// `tags`, `internal_note`, `reply`. The rest is skipped (and shown as skipped). deskhost
+    /// never changes a ticket's status: closing is the help desk's.
+    #[serde(default = "all_write_back")]
+    pub write_back: Vec<String>,
+    /// Help-desk queues whose tickets are taken in (empty: all).
+    #[serde(default)]
+    pub intake_queues: Vec<String>,
+    /// deskhost queue → help-desk queue name, where they differ.
+    #[serde(default)]
+    pub queue_map: BTreeMap<String, String>,
+    /// Seconds between polls for new and changed tickets.
+    #[serde(default = "default_poll_seconds")]
+    pub poll_seconds: u64,
+    /// Attempts before an outbox item is dead-lettered.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Environment variable holding the webhook signing secret (Zendesk).
+    #[serde(default)]
+    pub webhook_secret_env: Option<String>,
+}
+
+/// The kinds of help desk deskhost connects to.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectorKind {
+    /// Request Tracker 5 through its REST2 API.
+    Rt,
+    /// Zendesk Support through its REST API.
+    Zendesk,
+}
+
+impl ConnectorKind {
+    /// `rt` or `zendesk`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectorKind::Rt => "rt",
+            ConnectorKind::Zendesk => "zendesk",
+        }
+    }
+}
+
+fn all_write_back() -> Vec<String> {
+    crate::outbox::KINDS.iter().map(|k| k.to_string()).collect()
+}
+
+fn default_poll_seconds() -> u64 {
+    30
+}
+
+fn default_max_attempts() -> u32 {
+    8
+}
+
+impl ConnectorConfig {
+    /// Checks what needs no I/O: the name, the URL, the write-back kinds.
+    pub fn check(&self, name: &str) -> Result<(), String> {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        {
+            return Err(format!(
+                "[connectors.{name}]: a connector name is lowercase letters, digits, `-` and `_` (it prefixes ticket ids: NAME:ID)"
+            ));
+        }
+        if !(self.base_url.starts_with("https://") || self.base_url.starts_with("http://")) {
+            return Err(format!(
+                "[connectors.{name}] base_url {:?} must start with https:// (or http:// on a trusted network)",
+                self.base_url
+            ));
+        }
+        for kind in &self.write_back {
+            if !crate::outbox::KINDS.contains(&kind.as_str()) {
+                return Err(format!(
+                    "[connectors.{name}] write_back {kind:?} is not one of {}",
+                    crate::outbox::KINDS.join(", ")
+                ));
+            }
+        }
+        if self.secret_env.is_none() && self.secret_file.is_none() {
+            return Err(format!(
+                "[connectors.{name}] needs secret_env (an environment variable) or secret_file holding the password or token"
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[store]`: the embedded SQLite file (default) or a PostgreSQL database shared by workers.
@@ -347,6 +458,11 @@ impl WorkspaceConfig {
                 crate::manifest::parse_plugin_key(value)
                     .map_err(|e| at("slots", slot, format!("[slots] {slot}: {e}")))?;
             }
+        }
+        for (name, connector) in &self.connectors {
+            connector
+                .check(name)
+                .map_err(|m| at(&format!("connectors.{name}"), "base_url", m))?;
         }
         for field in self.gate.thresholds.keys() {
             if !THRESHOLD_FIELDS.contains(&field.as_str()) {

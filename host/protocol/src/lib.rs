@@ -9,6 +9,7 @@ pub mod digest;
 pub mod fault;
 pub mod gate;
 pub mod manifest;
+pub mod outbox;
 pub mod proposal;
 pub mod records;
 pub mod review;

@@ -210,6 +210,10 @@ pub struct ReviewReport {
     pub automation: Automation,
     /// What waits.
     pub backlog: Backlog,
+    /// Per plugin version and field: how often the help desk closed a ticket with the
+    /// proposed value ("unchanged at close", from the connectors' close-time feedback).
+    #[serde(default)]
+    pub at_close: Vec<FieldKept>,
 }
 
 /// "Unchanged at review" for one field of one plugin version.

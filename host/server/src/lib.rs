@@ -565,6 +565,7 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
             .as_deref()
             .and_then(deskhost_protocol::digest::parse_rfc3339_secs)
             .map(|t| u64::try_from(now - t).unwrap_or(0)),
+        outbox: store.outbox_states().await.map_err(internal)?,
     };
     Ok((
         [(

@@ -5,6 +5,7 @@
 //! and the run's audit records. A ticket version is decided exactly once: a bundle whose
 //! version another run already decided is dropped whole.
 
+use deskhost_protocol::outbox::Outgoing;
 use crate::audit::committed::{self, CommittedRows, EffectRow, NoteRow, RunRow, StateRow};
 use crate::audit::{self, AuditEntry, AuditHead};
 use crate::store::Store;
@@ -293,6 +294,9 @@ async fn write_one(
             .await?;
         rows.effects.push(row);
     }
+    // What was applied goes back to the help desk the ticket came from, if any.
+    let outgoing: Vec<Outgoing> = b.effects.iter().cloned().map(Outgoing::Effect).collect();
+    crate::outbox::enqueue(tx, &b.ticket_id, &format!("run:{}", b.run_id), &outgoing).await?;
     state.status = b.status.clone();
     state.tags_json = serde_json::to_string(&tags).unwrap_or_else(|_| "[]".into());
     state.updated_at = now.clone();

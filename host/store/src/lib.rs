@@ -14,6 +14,7 @@ pub mod audit;
 pub mod commit;
 pub mod db;
 pub mod jsonl;
+pub mod outbox;
 pub mod review;
 pub mod runs;
 pub mod sessions;

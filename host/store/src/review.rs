@@ -8,6 +8,7 @@ use crate::commit::apply_effect;
 use crate::store::{Col, Store, StoreError, q};
 use deskhost_protocol::digest::{new_id, now_rfc3339};
 use deskhost_protocol::gate::Effect;
+use deskhost_protocol::outbox::Outgoing;
 use deskhost_protocol::proposal::{ReplyDraft, ReplyProposal};
 use deskhost_protocol::review::{
     Automation, Backlog, FieldKept, Outcomes, ReviewActed, ReviewAction, ReviewEdits, ReviewLabel,
@@ -354,6 +355,15 @@ impl Store {
             .await
             .map_err(q("queue an approved reply"))?;
         }
+        // Approved effects and the reply go back to the help desk the ticket came from.
+        let mut outgoing: Vec<Outgoing> = applied.iter().cloned().map(Outgoing::Effect).collect();
+        if let Some((body, citations)) = &reply {
+            let ids: Vec<String> = serde_json::from_str(citations).unwrap_or_default();
+            outgoing.push(Outgoing::reply(body.clone(), ids));
+        }
+        crate::outbox::enqueue(&mut tx, &ticket_id, &format!("review:{item_id}"), &outgoing)
+            .await
+            .map_err(q("queue the approval for the help desk"))?;
         let row = ReviewActionRow {
             seq,
             item_id: item_id.to_string(),
@@ -537,6 +547,18 @@ impl Store {
                 rate: rate(without_review, runs),
             },
             backlog,
+            at_close: self
+                .close_accuracy()
+                .await?
+                .into_iter()
+                .map(|(plugin, field, decided, unchanged)| FieldKept {
+                    plugin,
+                    field,
+                    decided,
+                    unchanged,
+                    rate: rate(unchanged, decided),
+                })
+                .collect(),
         })
     }
 

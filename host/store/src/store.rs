@@ -153,7 +153,7 @@ impl WorkerId {
     }
 
     /// The id names a process of this machine that is gone.
-    fn is_dead_here(&self) -> bool {
+    pub(crate) fn is_dead_here(&self) -> bool {
         let mut parts = self.0.rsplitn(3, ':');
         let (_nonce, pid, host) = (parts.next(), parts.next(), parts.next());
         match (host, pid.and_then(|p| p.parse::<u32>().ok())) {
@@ -355,6 +355,16 @@ impl Store {
 
     /// Stores each ticket as a new version if its content changed, and queues new versions.
     pub async fn ingest_tickets(&self, inputs: &[TicketInput]) -> Result<Vec<Ingested>> {
+        self.ingest_tickets_with(inputs, None).await
+    }
+
+    /// [`Store::ingest_tickets`], recording for each ticket id in `source.1` the connector
+    /// `source.0` and the help desk's id (same transaction).
+    pub(crate) async fn ingest_tickets_with(
+        &self,
+        inputs: &[TicketInput],
+        source: Option<(&str, &[(String, String)])>,
+    ) -> Result<Vec<Ingested>> {
         // IMMEDIATE: this transaction reads, then writes; a deferred one would fail with
         // SQLITE_BUSY (no wait) when another writer commits between its read and its write.
         let mut tx = begin_write(&self.pool).await.map_err(q("begin ingest"))?;
@@ -451,6 +461,20 @@ impl Store {
                 new_version: true,
                 pending: true,
             });
+        }
+        if let Some((connector, links)) = source {
+            for (ticket_id, external_id) in links {
+                sqlx::query(
+                    "INSERT INTO ticket_sources (ticket_id, connector, external_id) VALUES ($1, $2, $3)
+                     ON CONFLICT (ticket_id) DO NOTHING",
+                )
+                .bind(ticket_id)
+                .bind(connector)
+                .bind(external_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(q("record a ticket's source"))?;
+            }
         }
         if !audited.is_empty() {
             let mut head = audit::load_head(&mut *tx)

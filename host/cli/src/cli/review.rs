@@ -330,6 +330,17 @@ impl Render for deskhost_protocol::review::ReviewReport {
                 f.decided
             );
         }
+        for f in &self.at_close {
+            say!(
+                out,
+                "  {:<28} {:<9} unchanged at close {:>5.1}% ({}/{}, help desk)",
+                f.plugin,
+                f.field,
+                f.rate * 100.0,
+                f.unchanged,
+                f.decided
+            );
+        }
         for (what, list) in [("reply", &self.replies), ("escalation", &self.escalations)] {
             for o in list {
                 say!(

@@ -85,6 +85,17 @@ pub(crate) async fn serve(dir: &Path, args: ServeArgs) -> Result<ExitCode> {
     let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    // Help-desk connectors: intake and delivery beside the API (a bad configuration stops
+    // the start, with the reason).
+    let connectors = deskhost_connectors::connectors(&ws.config)?;
+    let connector_loops: Vec<_> = connectors
+        .into_iter()
+        .map(|c| {
+            let (store, stop) = (ws.store.clone(), until_stopped(stopped.clone()));
+            note!("connector {} ({})", c.name, c.config.base_url);
+            tokio::spawn(async move { deskhost_connectors::run_loop(&c, &store, stop).await })
+        })
+        .collect();
     let workers = args.workers.unwrap_or(concurrency);
     let background = (workers > 0).then(|| {
         // Its own claimant id: a request that must answer with a decision waits for the
@@ -131,6 +142,9 @@ pub(crate) async fn serve(dir: &Path, args: ServeArgs) -> Result<ExitCode> {
             Ok(Err(e)) => note!("the background worker stopped: {e}"),
             Err(e) => note!("the background worker stopped: {e}"),
         }
+    }
+    for l in connector_loops {
+        let _ = l.await;
     }
     watcher.abort();
     note!("stopped");

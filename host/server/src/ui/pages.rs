@@ -676,6 +676,17 @@ pub(crate) fn report(session: &UiSession, r: &ReviewReport, now: i64) -> Markup 
                     }
                 }
             }
+            h2 { "Triage fields unchanged at close (help desk)" }
+            @if r.at_close.is_empty() { p.muted { "No ticket closed in a connected help desk yet." } } @else {
+                table.report #at-close {
+                    thead { tr { th { "Plugin" } th { "Field" } th.num { "Closed" } th.num { "Unchanged" } th.num { "Kept" } } }
+                    tbody {
+                        @for f in &r.at_close {
+                            tr { td { code { (line(&f.plugin)) } } td { (line(&f.field)) } td.num { (f.decided) } td.num { (f.unchanged) } td.num { (percent(f.rate)) } }
+                        }
+                    }
+                }
+            }
             h2 { "Replies" }
             (outcomes("replies", &r.replies))
             h2 { "Escalations" }

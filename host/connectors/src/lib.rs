@@ -1,0 +1,480 @@
+//! Help-desk connectors: tickets in (polling with a durable cursor; Zendesk also pushes by
+//! webhook), decisions out (the outbox, delivered once each with retries, backoff, Retry-After
+//! and a dead letter), and close-time feedback.
+//!
+//! A connector is named in `deskhost.toml` (`[connectors.NAME]`); its tickets are deskhost
+//! tickets `NAME:ID`. [`Connector::intake`] takes in what changed since the cursor and
+//! records the final fields of closed tickets; [`Connector::deliver_due`] sends what the
+//! outbox holds for it. `deskhost connector sync` runs both once, `deskhost serve` and
+//! `deskhost connector run` keep running them.
+
+pub mod rt;
+
+use deskhost_engine::store::Store;
+use deskhost_engine::store::outbox::{Attempt, Claimed, Incoming};
+use deskhost_protocol::config::{ConnectorConfig, ConnectorKind};
+use deskhost_protocol::outbox::{ConnectorStatus, OutboxState};
+use deskhost_protocol::records::TicketInput;
+use std::time::Duration;
+
+/// Why a help-desk call failed; each kind is handled differently by the delivery worker.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The credentials were refused (401/403): the connector pauses.
+    #[error("the help desk refused the credentials: {0}")]
+    Auth(String),
+    /// Too many requests: try again after this many seconds.
+    #[error("the help desk asks to slow down (retry after {1} s): {0}")]
+    RateLimited(String, u64),
+    /// Not reachable, or a server error: retry with backoff.
+    #[error("the help desk is unavailable: {0}")]
+    Unreachable(String),
+    /// Refused for good (bad request, no such ticket): dead-lettered.
+    #[error("the help desk refused it: {0}")]
+    Refused(String),
+    /// The answer was not what the API documents.
+    #[error("unexpected answer: {0}")]
+    Protocol(String),
+    /// The configuration is not usable (missing secret).
+    #[error("{0}")]
+    Config(String),
+    /// deskhost's store failed.
+    #[error(transparent)]
+    Store(#[from] deskhost_engine::store::StoreError),
+}
+
+/// What a successful delivery left in the help desk.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Delivery {
+    /// Its reference there (a transaction or comment id), when there is one.
+    pub reference: Option<String>,
+}
+
+/// A help-desk ticket as intake reads it.
+#[derive(Clone, Debug)]
+pub struct HelpDeskTicket {
+    /// The help desk's id.
+    pub external_id: String,
+    /// The ticket as deskhost takes it in (`NAME:ID`).
+    pub ticket: TicketInput,
+    /// Closed (resolved, rejected, solved).
+    pub closed: bool,
+    /// Its last update, in the form the cursor takes.
+    pub updated_at: String,
+    /// Its fields now (for close-time feedback): queue, priority, category, language.
+    pub final_fields: Vec<(String, String)>,
+}
+
+/// The `Retry-After` header in seconds (delta-seconds form; an HTTP date counts as 60 s).
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<u64> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    Some(value.trim().parse().unwrap_or(60).min(3600))
+}
+
+/// At most 300 bytes of a body, on one line, for an error message.
+pub(crate) fn excerpt(body: &str) -> String {
+    let cut: String = body.chars().take(300).collect();
+    deskhost_engine::sanitize::field(&cut).into_owned()
+}
+
+/// Maps an HTTP status to the error kinds above (2xx is fine).
+pub(crate) fn classify(
+    status: reqwest::StatusCode,
+    retry_after: Option<u64>,
+    what: &str,
+    body: &str,
+) -> Result<(), Error> {
+    use reqwest::StatusCode as S;
+    if status.is_success() {
+        return Ok(());
+    }
+    let detail = format!("{what}: HTTP {status}: {}", excerpt(body));
+    Err(match status {
+        S::UNAUTHORIZED | S::FORBIDDEN => Error::Auth(detail),
+        S::TOO_MANY_REQUESTS => Error::RateLimited(detail, retry_after.unwrap_or(60)),
+        s if s.is_server_error() || s == S::REQUEST_TIMEOUT => Error::Unreachable(detail),
+        _ => Error::Refused(detail),
+    })
+}
+
+/// Exponential backoff with full jitter: up to 1 s × 2^(attempt-1), capped at 5 minutes.
+pub fn backoff(attempt: u32) -> Duration {
+    let cap_ms = (1000u64 << attempt.saturating_sub(1).min(9)).min(300_000);
+    let mut bytes = [0u8; 8];
+    let r = getrandom::fill(&mut bytes).map_or(u64::MAX / 2, |()| u64::from_le_bytes(bytes));
+    Duration::from_millis(cap_ms / 2 + r % (cap_ms / 2 + 1))
+}
+
+/// The client of one help desk.
+enum Client {
+    Rt(rt::RtClient),
+}
+
+/// A configured connector.
+pub struct Connector {
+    /// Its name.
+    pub name: String,
+    /// Its configuration.
+    pub config: ConnectorConfig,
+    client: Client,
+}
+
+/// What one intake pass did.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct IntakeSummary {
+    /// Help-desk tickets read.
+    pub read: usize,
+    /// New ticket versions (to be decided).
+    pub new_versions: usize,
+    /// Closed tickets whose final fields were recorded.
+    pub closed: usize,
+}
+
+/// What one delivery pass did.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct DeliverySummary {
+    /// Delivered (including found already delivered).
+    pub delivered: usize,
+    /// Of those, found already in the help desk (not sent again).
+    pub already_there: usize,
+    /// Skipped by `write_back`.
+    pub skipped: usize,
+    /// Failed, to be retried.
+    pub retrying: usize,
+    /// Dead-lettered.
+    pub dead: usize,
+}
+
+fn read_secret(name: &str, config: &ConnectorConfig) -> Result<String, Error> {
+    if let Some(var) = &config.secret_env {
+        return std::env::var(var).map_err(|_| {
+            Error::Config(format!(
+                "connector {name}: the environment variable {var} (secret_env) is not set"
+            ))
+        });
+    }
+    if let Some(path) = &config.secret_file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::Config(format!(
+                "connector {name}: cannot read secret_file {}: {e}",
+                path.display()
+            ))
+        })?;
+        return Ok(text.lines().next().unwrap_or_default().trim().to_string());
+    }
+    Err(Error::Config(format!(
+        "connector {name}: set secret_env or secret_file"
+    )))
+}
+
+impl Connector {
+    /// The connector `name` of a workspace's configuration.
+    pub fn new(name: &str, config: &ConnectorConfig) -> Result<Self, Error> {
+        let secret = read_secret(name, config)?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("deskhost/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::Config(format!("connector {name}: {e}")))?;
+        let client = match config.kind {
+            ConnectorKind::Rt => Client::Rt(rt::RtClient::new(
+                http,
+                &config.base_url,
+                &config.user,
+                &secret,
+            )),
+            ConnectorKind::Zendesk => {
+                return Err(Error::Config(format!(
+                    "connector {name}: the Zendesk connector is not built yet (kind = \"zendesk\")"
+                )));
+            }
+        };
+        Ok(Self {
+            name: name.to_string(),
+            config: config.clone(),
+            client,
+        })
+    }
+
+    /// Its stored state, with its kind and URL.
+    pub async fn status(&self, store: &Store) -> Result<ConnectorStatus, Error> {
+        let mut status = store.connector_status(&self.name).await?;
+        status.kind = self.config.kind.as_str().into();
+        status.base_url = self.config.base_url.clone();
+        Ok(status)
+    }
+
+    /// Checks the credentials; a refusal pauses the connector (recorded), success clears a
+    /// pause.
+    pub async fn check_credentials(&self, store: &Store) -> Result<bool, Error> {
+        let probe = match &self.client {
+            Client::Rt(c) => c.probe().await,
+        };
+        match probe {
+            Ok(()) => {
+                let status = store.connector_status(&self.name).await?;
+                if status.paused.is_some() {
+                    store
+                        .set_connector_state(&self.name, None, None, None)
+                        .await?;
+                }
+                Ok(true)
+            }
+            Err(Error::Auth(m)) => {
+                store
+                    .set_connector_state(
+                        &self.name,
+                        None,
+                        Some(&m),
+                        Some("the help desk refused the credentials; fix the user or secret, deliveries wait"),
+                    )
+                    .await?;
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Takes in the tickets changed since the cursor; records the final fields of closed
+    /// ones. The cursor moves only after everything read is stored.
+    pub async fn intake(&self, store: &Store) -> Result<IntakeSummary, Error> {
+        let status = store.connector_status(&self.name).await?;
+        let read = match &self.client {
+            Client::Rt(c) => {
+                c.updated_since(
+                    status.cursor.as_deref(),
+                    &self.config.intake_queues,
+                    &self.name,
+                )
+                .await
+            }
+        };
+        let (tickets, cursor) = match read {
+            Ok(r) => r,
+            Err(e) => {
+                store
+                    .set_connector_state(&self.name, None, Some(&e.to_string()), None)
+                    .await?;
+                return Err(e);
+            }
+        };
+        let mut summary = IntakeSummary {
+            read: tickets.len(),
+            ..IntakeSummary::default()
+        };
+        let open: Vec<Incoming> = tickets
+            .iter()
+            .filter(|t| !t.closed)
+            .map(|t| Incoming {
+                external_id: t.external_id.clone(),
+                ticket: t.ticket.clone(),
+            })
+            .collect();
+        for chunk in open.chunks(100) {
+            let ingested = store.ingest_from(&self.name, chunk).await?;
+            summary.new_versions += ingested.iter().filter(|i| i.new_version).count();
+        }
+        for t in tickets.iter().filter(|t| t.closed) {
+            if let Some(ticket_id) = store.ticket_for_external(&self.name, &t.external_id).await?
+                && !store
+                    .record_close(&ticket_id, &self.name, &t.final_fields)
+                    .await?
+                    .is_empty()
+            {
+                summary.closed += 1;
+            }
+        }
+        store
+            .set_connector_state(&self.name, Some(cursor.as_deref().unwrap_or("1970-01-01 00:00:00")), None, None)
+            .await?;
+        Ok(summary)
+    }
+
+    /// Sends every due outbox item of this connector (in rounds of 20) until none is due.
+    pub async fn deliver_due(&self, store: &Store) -> Result<DeliverySummary, Error> {
+        let mut summary = DeliverySummary::default();
+        loop {
+            let claimed = store
+                .claim_outbox(&self.name, &deskhost_engine::store::store::WorkerId::current(), 20, 120_000)
+                .await?;
+            if claimed.is_empty() {
+                return Ok(summary);
+            }
+            for c in claimed {
+                if self.deliver_one(store, &c, &mut summary).await? {
+                    // Paused: the rest waits for the credentials.
+                    return Ok(summary);
+                }
+            }
+        }
+    }
+
+    /// Delivers one claimed item; returns whether the connector paused.
+    async fn deliver_one(
+        &self,
+        store: &Store,
+        c: &Claimed,
+        summary: &mut DeliverySummary,
+    ) -> Result<bool, Error> {
+        let item = &c.item;
+        let kind = item.payload.kind();
+        let max = self.config.max_attempts;
+        if !self.config.write_back.iter().any(|k| k == kind) {
+            store
+                .finish_outbox(
+                    &item.id,
+                    &Attempt::Skipped(format!(
+                        "connector {} may not write {kind} (write_back)",
+                        self.name
+                    )),
+                    max,
+                )
+                .await?;
+            summary.skipped += 1;
+            return Ok(false);
+        }
+        let outcome = match &self.client {
+            Client::Rt(client) => {
+                let earlier = if c.uncertain && matches!(kind, "internal_note" | "reply") {
+                    client.find_delivered(&item.external_id, &item.id).await
+                } else {
+                    Ok(None)
+                };
+                match earlier {
+                    Ok(Some(reference)) => {
+                        summary.already_there += 1;
+                        Ok(Delivery {
+                            reference: Some(reference),
+                        })
+                    }
+                    Ok(None) => client.deliver(item, &self.config.queue_map).await,
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        let now_ms = deskhost_engine::store::store::unix_ms();
+        let attempt = match outcome {
+            Ok(d) => Attempt::Delivered(d.reference),
+            Err(Error::Auth(m)) => {
+                store
+                    .set_connector_state(
+                        &self.name,
+                        None,
+                        Some(&m),
+                        Some("the help desk refused the credentials; fix the user or secret, deliveries wait"),
+                    )
+                    .await?;
+                store.release_outbox(&item.id).await?;
+                return Ok(true);
+            }
+            Err(Error::RateLimited(m, secs)) => Attempt::Failed {
+                error: m,
+                retry_at_ms: now_ms + i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX / 2),
+                permanent: false,
+            },
+            Err(e @ (Error::Unreachable(_) | Error::Protocol(_))) => Attempt::Failed {
+                error: e.to_string(),
+                retry_at_ms: now_ms
+                    + i64::try_from(backoff(item.attempts).as_millis()).unwrap_or(300_000),
+                permanent: false,
+            },
+            Err(e @ (Error::Refused(_) | Error::Config(_))) => Attempt::Failed {
+                error: e.to_string(),
+                retry_at_ms: now_ms,
+                permanent: true,
+            },
+            Err(Error::Store(e)) => return Err(Error::Store(e)),
+        };
+        match store.finish_outbox(&item.id, &attempt, max).await? {
+            OutboxState::Delivered => summary.delivered += 1,
+            OutboxState::Dead => summary.dead += 1,
+            OutboxState::Skipped => summary.skipped += 1,
+            _ => summary.retrying += 1,
+        }
+        Ok(false)
+    }
+}
+
+/// Every connector of a workspace's configuration.
+pub fn connectors(
+    config: &deskhost_protocol::config::WorkspaceConfig,
+) -> Result<Vec<Connector>, Error> {
+    config
+        .connectors
+        .iter()
+        .map(|(name, c)| Connector::new(name, c))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for attempt in 1..20 {
+            let d = backoff(attempt);
+            let cap = (1000u64 << attempt.saturating_sub(1).min(9)).min(300_000);
+            assert!(d.as_millis() as u64 >= cap / 2 && d.as_millis() as u64 <= cap, "{attempt}: {d:?}");
+        }
+    }
+
+    #[test]
+    fn statuses_map_to_what_the_worker_does() {
+        use reqwest::StatusCode as S;
+        assert!(matches!(classify(S::UNAUTHORIZED, None, "x", ""), Err(Error::Auth(_))));
+        assert!(matches!(
+            classify(S::TOO_MANY_REQUESTS, Some(7), "x", ""),
+            Err(Error::RateLimited(_, 7))
+        ));
+        assert!(matches!(classify(S::BAD_GATEWAY, None, "x", ""), Err(Error::Unreachable(_))));
+        assert!(matches!(classify(S::NOT_FOUND, None, "x", ""), Err(Error::Refused(_))));
+        assert!(classify(S::CREATED, None, "x", "").is_ok());
+    }
+}
+
+/// Keeps connector `c` running until `shutdown`: intake every `poll_seconds`, delivery of
+/// what is due every second; while the credentials are refused, only a check every poll.
+pub async fn run_loop(c: &Connector, store: &Store, shutdown: impl std::future::Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    let poll = Duration::from_secs(c.config.poll_seconds.max(1));
+    let mut next_intake = tokio::time::Instant::now();
+    loop {
+        let now = tokio::time::Instant::now();
+        let paused = store
+            .connector_status(&c.name)
+            .await
+            .map(|s| s.paused.is_some())
+            .unwrap_or(false);
+        if paused {
+            if now >= next_intake {
+                next_intake = now + poll;
+                if let Err(e) = c.check_credentials(store).await {
+                    tracing::warn!(connector = %c.name, "credentials check: {e}");
+                }
+            }
+        } else {
+            if now >= next_intake {
+                next_intake = now + poll;
+                match c.intake(store).await {
+                    Ok(s) if s.read > 0 => {
+                        tracing::info!(connector = %c.name, read = s.read, new_versions = s.new_versions, closed = s.closed, "intake")
+                    }
+                    Ok(_) => {}
+                    Err(Error::Auth(_)) => {
+                        let _ = c.check_credentials(store).await;
+                    }
+                    Err(e) => tracing::warn!(connector = %c.name, "intake: {e}"),
+                }
+            }
+            if let Err(e) = c.deliver_due(store).await {
+                tracing::warn!(connector = %c.name, "delivery: {e}");
+            }
+        }
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}

