@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 const SECRET_VAR: &str = "DESKHOST_TEST_RT_SECRET";
 
+/// A ticket's state in deskhost: id, queue, priority, category.
+type State = (String, Option<String>, Option<String>, Option<String>);
+
 struct Rt {
     http: reqwest::Client,
     api: String,
@@ -38,7 +41,10 @@ impl Rt {
         if let Some(b) = body {
             request = request.json(&b);
         }
-        let response = request.send().await.unwrap_or_else(|e| panic!("RT {path}: {e}"));
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("RT {path}: {e}"));
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         assert!(status.is_success(), "RT {path}: {status}: {text}");
@@ -120,7 +126,11 @@ fn taxonomy_queues(ws: &Ws) -> Vec<String> {
     let config: toml::Value = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
     config["taxonomy"]["queues"]
         .as_array()
-        .map(|q| q.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|q| {
+            q.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -128,15 +138,17 @@ fn configure(ws: &Ws, url: &str, user: &str) {
     let path = ws.path().join("deskhost.toml");
     let mut text = std::fs::read_to_string(&path).unwrap_or_default();
     text.push_str(&format!(
-        "\n[connectors.rt]\nkind = \"rt\"\nbase_url = \"{url}\"\nuser = \"{user}\"\nsecret_env = \"{SECRET_VAR}\"\npoll_seconds = 1\nmax_attempts = 20\n"
+        "\n[connectors.rt]\nkind = \"rt\"\nbase_url = \"{url}\"\nuser = \"{user}\"\nsecret_env = \"{SECRET_VAR}\"\npoll_seconds = 1\nmax_attempts = 20\nrequest_timeout_seconds = 3\n"
     ));
     std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
 }
 
 fn sync(ws: &Ws, secret: &str) -> Value {
-    let out = ws.cmd_env(&["connector", "sync", "rt", "--json"], &[(SECRET_VAR, secret)]);
-    serde_json::from_str(&out.stdout)
-        .unwrap_or_else(|e| panic!("connector sync: {e}: {out:?}"))
+    let out = ws.cmd_env(
+        &["connector", "sync", "rt", "--json"],
+        &[(SECRET_VAR, secret)],
+    );
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("connector sync: {e}: {out:?}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,19 +174,26 @@ async fn request_tracker_loop_delivers_each_effect_once() {
     let synced = sync(&ws, &secret);
     let loop_time = started.elapsed();
     assert_eq!(synced["intake"]["read"], json!(tickets.len()), "{synced}");
-    assert_eq!(synced["intake"]["new_versions"], json!(tickets.len()), "{synced}");
+    assert_eq!(
+        synced["intake"]["new_versions"],
+        json!(tickets.len()),
+        "{synced}"
+    );
     assert_eq!(synced["decided"], json!(tickets.len()), "{synced}");
     assert_eq!(synced["delivery"]["dead"], 0, "{synced}");
     eprintln!(
-        "RT loop: {} tickets created in RT → decided → fields visible in RT in {:.2} s ({} outbox items delivered)",
+        "RT loop: {} tickets created in RT → decided → fields visible in RT in {:.2} s (intake {:.2} s, decide {:.2} s, deliver {:.2} s: {} outbox items)",
         tickets.len(),
         loop_time.as_secs_f64(),
+        synced["seconds"]["intake"].as_f64().unwrap_or(0.0),
+        synced["seconds"]["decide"].as_f64().unwrap_or(0.0),
+        synced["seconds"]["deliver"].as_f64().unwrap_or(0.0),
         synced["delivery"]["delivered"]
     );
 
     // What deskhost applied is what RT shows.
     let db = ws.db().await;
-    let states: Vec<(String, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+    let states: Vec<State> = sqlx::query_as(
         "SELECT id, queue, priority, category FROM ticket_state WHERE id LIKE 'rt:%' ORDER BY id",
     )
     .fetch_all(&db)
@@ -186,7 +205,10 @@ async fn request_tracker_loop_delivers_each_effect_once() {
         let rt_id = id.trim_start_matches("rt:");
         let t = rt.get(&format!("/ticket/{rt_id}")).await;
         let queue_name = rt
-            .get(&format!("/queue/{}", t["Queue"]["id"].as_str().unwrap_or("1")))
+            .get(&format!(
+                "/queue/{}",
+                t["Queue"]["id"].as_str().unwrap_or("1")
+            ))
             .await["Name"]
             .as_str()
             .unwrap_or_default()
@@ -204,7 +226,10 @@ async fn request_tracker_loop_delivers_each_effect_once() {
             assert_eq!(&cf_category, category, "ticket {id}: RT's category");
         }
     }
-    assert!(checked > 0, "some tickets had their queue applied: {states:?}");
+    assert!(
+        checked > 0,
+        "some tickets had their queue applied: {states:?}"
+    );
 
     // Nothing new after a second sync: RT's own updates (ours) make no new versions.
     let again = sync(&ws, &secret);
@@ -218,55 +243,144 @@ async fn request_tracker_loop_delivers_each_effect_once() {
         .cloned()
         .unwrap_or_default()
         .into_iter()
-        .filter(|i| i["ticket_id"].as_str().is_some_and(|t| t.starts_with("rt:")))
+        .filter(|i| {
+            i["ticket_id"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("rt:"))
+        })
         .filter(|i| i["payload"]["reply"]["draft"].is_object())
         .collect();
-    assert!(!with_draft.is_empty(), "a reply draft waits for review: {items}");
+    assert!(
+        !with_draft.is_empty(),
+        "a reply draft waits for review: {items}"
+    );
     for i in &with_draft {
-        ws.ok(&["review", "approve", i["id"].as_str().unwrap_or_default(), "--as", "rt-test"]);
+        ws.ok(&[
+            "review",
+            "approve",
+            i["id"].as_str().unwrap_or_default(),
+            "--as",
+            "rt-test",
+        ]);
     }
 
     // With a wrong password, the connector pauses and keeps everything.
-    let paused = ws.cmd_env(&["connector", "sync", "rt", "--json"], &[(SECRET_VAR, "wrong")]);
-    assert_eq!(paused.code, 2, "{paused:?}");
-    let status = ws.ok_env(&["connector", "status", "rt", "--json"], &[(SECRET_VAR, "wrong")]).json();
+    let listed = ws
+        .ok(&[
+            "outbox", "list", "--state", "pending", "--limit", "1000", "--json",
+        ])
+        .json();
+    let waiting = listed.as_array().map_or(0, Vec::len);
     assert!(
-        status[0]["paused"].as_str().is_some_and(|p| p.contains("credentials")),
+        waiting > with_draft.len(),
+        "approved effects and replies wait: {waiting}"
+    );
+    let paused = ws.cmd_env(
+        &["connector", "sync", "rt", "--json"],
+        &[(SECRET_VAR, "wrong")],
+    );
+    assert_eq!(paused.code, 2, "{paused:?}");
+    let status = ws
+        .ok_env(
+            &["connector", "status", "rt", "--json"],
+            &[(SECRET_VAR, "wrong")],
+        )
+        .json();
+    assert!(
+        status[0]["paused"]
+            .as_str()
+            .is_some_and(|p| p.contains("credentials")),
         "{status}"
     );
-    assert_eq!(status[0]["backlog"], json!(with_draft.len()), "nothing lost: {status}");
+    assert_eq!(
+        status[0]["backlog"],
+        json!(waiting),
+        "nothing lost: {status}"
+    );
+    assert_eq!(status[0]["dead"], 0, "nothing given up: {status}");
 
-    // Killed mid-delivery, several times: every reply still lands exactly once.
+    // Killed mid-delivery, several times: every reply still lands exactly once. Each kill
+    // comes a random moment after the worker has recorded a delivery, while it is sending
+    // the next one.
+    let delivered_count = async || -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE state = 'delivered'")
+            .fetch_one(&db)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let delivered_so_far = async || delivered_count().await as usize;
+    let before = delivered_so_far().await;
     let mut kills = 0;
-    for delay_ms in [150u64, 400, 90, 700] {
+    let mut seed: u64 = 0x00c0_ffee;
+    for _ in 0..6 {
+        let start = delivered_count().await;
         let mut child = ws.spawn_env(&["connector", "run", "rt"], &[(SECRET_VAR, &secret)]);
-        std::thread::sleep(Duration::from_millis(delay_ms));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while delivered_count().await == start && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        tokio::time::sleep(Duration::from_millis(50 + (seed >> 33) % 400)).await;
         if child.try_wait().ok().flatten().is_none() {
             kills += 1;
         }
         let _ = child.kill();
         let _ = child.wait();
+        if delivered_count().await as usize >= before + waiting {
+            break;
+        }
     }
+    let during = delivered_so_far().await - before;
+    // An attempt cut short is looked for once it must have finished at RT (the connector's
+    // request timeout, 3 s here, plus 2 s).
+    tokio::time::sleep(Duration::from_secs(6)).await;
     let last = sync(&ws, &secret);
     assert_eq!(last["status"]["backlog"], 0, "{last}");
+    assert_eq!(last["status"]["dead"], 0, "{last}");
     let mut replies = 0;
     for i in &with_draft {
-        let rt_id = i["ticket_id"].as_str().unwrap_or_default().trim_start_matches("rt:");
+        let rt_id = i["ticket_id"]
+            .as_str()
+            .unwrap_or_default()
+            .trim_start_matches("rt:");
         let sent = rt.delivered(rt_id, "Correspond").await;
-        assert_eq!(sent.len(), 1, "ticket {rt_id}: one correspondence per approved reply: {sent:?}");
+        assert_eq!(
+            sent.len(),
+            1,
+            "ticket {rt_id}: one correspondence per approved reply: {sent:?}"
+        );
         replies += 1;
     }
-    eprintln!("crash test: {kills} kills of `connector run`, {replies} replies, each in RT exactly once");
-    let outbox = ws.ok(&["outbox", "list", "--state", "delivered", "--limit", "500", "--json"]).json();
-    let delivered_replies = outbox
-        .as_array()
-        .map_or(0, |o| o.iter().filter(|i| i["payload"]["kind"] == "reply").count());
+    eprintln!(
+        "crash test: {kills} SIGKILLs of `connector run`; {during} of {waiting} outbox items delivered between kills, {} by the final sync ({} of them found already in RT, not sent again); {replies} replies, each in RT exactly once",
+        last["delivery"]["delivered"], last["delivery"]["already_there"]
+    );
+    let outbox = ws
+        .ok(&[
+            "outbox",
+            "list",
+            "--state",
+            "delivered",
+            "--limit",
+            "500",
+            "--json",
+        ])
+        .json();
+    let delivered_replies = outbox.as_array().map_or(0, |o| {
+        o.iter().filter(|i| i["payload"]["kind"] == "reply").count()
+    });
     assert_eq!(delivered_replies, with_draft.len());
 
     // Resolved in RT with another category: close-time feedback.
     let (first_id, _, _, first_category) = &states[0];
     let rt_id = first_id.trim_start_matches("rt:");
-    let other = if first_category.as_deref() == Some("billing") { "how_to" } else { "billing" };
+    let other = if first_category.as_deref() == Some("billing") {
+        "how_to"
+    } else {
+        "billing"
+    };
     rt.call(
         reqwest::Method::PUT,
         &format!("/ticket/{rt_id}"),
@@ -276,14 +390,15 @@ async fn request_tracker_loop_delivers_each_effect_once() {
     let closed = sync(&ws, &secret);
     assert_eq!(closed["intake"]["closed"], 1, "{closed}");
     let report = ws.ok(&["review", "report", "--json"]).json();
-    let at_close = report["at_close"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let at_close = report["at_close"].as_array().cloned().unwrap_or_default();
     let category = at_close
         .iter()
         .find(|f| f["field"] == "category")
         .unwrap_or_else(|| panic!("no category at close in {report}"));
-    assert_eq!((category["decided"].clone(), category["unchanged"].clone()), (json!(1), json!(0)), "{report}");
+    assert_eq!(
+        (category["decided"].clone(), category["unchanged"].clone()),
+        (json!(1), json!(0)),
+        "{report}"
+    );
     ws.ok(&["audit", "verify"]);
 }

@@ -75,7 +75,11 @@ impl RtServer {
                 return Err(format!("{bin} is missing"));
             }
         }
-        let root = std::env::temp_dir().join(format!("deskhost-rt-{}-{}", std::process::id(), random_hex(4)));
+        let root = std::env::temp_dir().join(format!(
+            "deskhost-rt-{}-{}",
+            std::process::id(),
+            random_hex(4)
+        ));
         let conf = root.join("conf");
         std::fs::create_dir_all(&conf).map_err(|e| format!("{}: {e}", conf.display()))?;
         let port = free_port()?;
@@ -126,7 +130,10 @@ impl RtServer {
         let setup = root.join("setup.pl");
         std::fs::write(&setup, SETUP_PERL).map_err(|e| e.to_string())?;
         run(
-            Command::new("perl").arg(format!("-I{LIB}")).arg(&setup).arg(&password),
+            Command::new("perl")
+                .arg(format!("-I{LIB}"))
+                .arg(&setup)
+                .arg(&password),
             "RT custom fields and password",
         )?;
         let log = std::fs::File::create(root.join("server.log")).map_err(|e| e.to_string())?;

@@ -10,8 +10,8 @@
 
 pub mod rt;
 
+use deskhost_engine::outbox::{Attempt, Claimed, Incoming};
 use deskhost_engine::store::Store;
-use deskhost_engine::store::outbox::{Attempt, Claimed, Incoming};
 use deskhost_protocol::config::{ConnectorConfig, ConnectorKind};
 use deskhost_protocol::outbox::{ConnectorStatus, OutboxState};
 use deskhost_protocol::records::TicketInput;
@@ -172,7 +172,7 @@ impl Connector {
     pub fn new(name: &str, config: &ConnectorConfig) -> Result<Self, Error> {
         let secret = read_secret(name, config)?;
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
+            .timeout(Duration::from_secs(config.request_timeout_seconds.max(1)))
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("deskhost/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -276,7 +276,9 @@ impl Connector {
             summary.new_versions += ingested.iter().filter(|i| i.new_version).count();
         }
         for t in tickets.iter().filter(|t| t.closed) {
-            if let Some(ticket_id) = store.ticket_for_external(&self.name, &t.external_id).await?
+            if let Some(ticket_id) = store
+                .ticket_for_external(&self.name, &t.external_id)
+                .await?
                 && !store
                     .record_close(&ticket_id, &self.name, &t.final_fields)
                     .await?
@@ -286,7 +288,12 @@ impl Connector {
             }
         }
         store
-            .set_connector_state(&self.name, Some(cursor.as_deref().unwrap_or("1970-01-01 00:00:00")), None, None)
+            .set_connector_state(
+                &self.name,
+                Some(cursor.as_deref().unwrap_or("1970-01-01 00:00:00")),
+                None,
+                None,
+            )
             .await?;
         Ok(summary)
     }
@@ -295,8 +302,16 @@ impl Connector {
     pub async fn deliver_due(&self, store: &Store) -> Result<DeliverySummary, Error> {
         let mut summary = DeliverySummary::default();
         loop {
+            let settle_ms = i64::try_from(self.config.request_timeout_seconds.max(1) * 1000 + 2000)
+                .unwrap_or(i64::MAX / 4);
             let claimed = store
-                .claim_outbox(&self.name, &deskhost_engine::store::store::WorkerId::current(), 20, 120_000)
+                .claim_outbox(
+                    &self.name,
+                    &deskhost_engine::store::WorkerId::current(),
+                    20,
+                    settle_ms.max(120_000),
+                    settle_ms,
+                )
                 .await?;
             if claimed.is_empty() {
                 return Ok(summary);
@@ -353,7 +368,7 @@ impl Connector {
                 }
             }
         };
-        let now_ms = deskhost_engine::store::store::unix_ms();
+        let now_ms = deskhost_engine::store::unix_ms();
         let attempt = match outcome {
             Ok(d) => Attempt::Delivered(d.reference),
             Err(Error::Auth(m)) => {
@@ -370,7 +385,8 @@ impl Connector {
             }
             Err(Error::RateLimited(m, secs)) => Attempt::Failed {
                 error: m,
-                retry_at_ms: now_ms + i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX / 2),
+                retry_at_ms: now_ms
+                    + i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX / 2),
                 permanent: false,
             },
             Err(e @ (Error::Unreachable(_) | Error::Protocol(_))) => Attempt::Failed {
@@ -407,36 +423,13 @@ pub fn connectors(
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        for attempt in 1..20 {
-            let d = backoff(attempt);
-            let cap = (1000u64 << attempt.saturating_sub(1).min(9)).min(300_000);
-            assert!(d.as_millis() as u64 >= cap / 2 && d.as_millis() as u64 <= cap, "{attempt}: {d:?}");
-        }
-    }
-
-    #[test]
-    fn statuses_map_to_what_the_worker_does() {
-        use reqwest::StatusCode as S;
-        assert!(matches!(classify(S::UNAUTHORIZED, None, "x", ""), Err(Error::Auth(_))));
-        assert!(matches!(
-            classify(S::TOO_MANY_REQUESTS, Some(7), "x", ""),
-            Err(Error::RateLimited(_, 7))
-        ));
-        assert!(matches!(classify(S::BAD_GATEWAY, None, "x", ""), Err(Error::Unreachable(_))));
-        assert!(matches!(classify(S::NOT_FOUND, None, "x", ""), Err(Error::Refused(_))));
-        assert!(classify(S::CREATED, None, "x", "").is_ok());
-    }
-}
-
 /// Keeps connector `c` running until `shutdown`: intake every `poll_seconds`, delivery of
 /// what is due every second; while the credentials are refused, only a check every poll.
-pub async fn run_loop(c: &Connector, store: &Store, shutdown: impl std::future::Future<Output = ()>) {
+pub async fn run_loop(
+    c: &Connector,
+    store: &Store,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     let poll = Duration::from_secs(c.config.poll_seconds.max(1));
     let mut next_intake = tokio::time::Instant::now();
@@ -455,6 +448,10 @@ pub async fn run_loop(c: &Connector, store: &Store, shutdown: impl std::future::
                 }
             }
         } else {
+            // What is due goes out first: a restarted worker resumes delivery at once.
+            if let Err(e) = c.deliver_due(store).await {
+                tracing::warn!(connector = %c.name, "delivery: {e}");
+            }
             if now >= next_intake {
                 next_intake = now + poll;
                 match c.intake(store).await {
@@ -468,13 +465,49 @@ pub async fn run_loop(c: &Connector, store: &Store, shutdown: impl std::future::
                     Err(e) => tracing::warn!(connector = %c.name, "intake: {e}"),
                 }
             }
-            if let Err(e) = c.deliver_due(store).await {
-                tracing::warn!(connector = %c.name, "delivery: {e}");
-            }
         }
         tokio::select! {
             _ = &mut shutdown => return,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for attempt in 1..20 {
+            let d = backoff(attempt);
+            let cap = (1000u64 << attempt.saturating_sub(1).min(9)).min(300_000);
+            assert!(
+                d.as_millis() as u64 >= cap / 2 && d.as_millis() as u64 <= cap,
+                "{attempt}: {d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn statuses_map_to_what_the_worker_does() {
+        use reqwest::StatusCode as S;
+        assert!(matches!(
+            classify(S::UNAUTHORIZED, None, "x", ""),
+            Err(Error::Auth(_))
+        ));
+        assert!(matches!(
+            classify(S::TOO_MANY_REQUESTS, Some(7), "x", ""),
+            Err(Error::RateLimited(_, 7))
+        ));
+        assert!(matches!(
+            classify(S::BAD_GATEWAY, None, "x", ""),
+            Err(Error::Unreachable(_))
+        ));
+        assert!(matches!(
+            classify(S::NOT_FOUND, None, "x", ""),
+            Err(Error::Refused(_))
+        ));
+        assert!(classify(S::CREATED, None, "x", "").is_ok());
     }
 }

@@ -77,7 +77,10 @@ impl RtClient {
             return Ok(Value::Null);
         }
         serde_json::from_str(&body).map_err(|e| {
-            Error::Protocol(format!("{what}: the answer is not JSON ({e}): {}", crate::excerpt(&body)))
+            Error::Protocol(format!(
+                "{what}: the answer is not JSON ({e}): {}",
+                crate::excerpt(&body)
+            ))
         })
     }
 
@@ -88,7 +91,9 @@ impl RtClient {
 
     /// Checks the credentials (`GET /REST/2.0/rt`).
     pub async fn probe(&self) -> Result<(), Error> {
-        self.get("/rt", &[], "check the RT credentials").await.map(|_| ())
+        self.get("/rt", &[], "check the RT credentials")
+            .await
+            .map(|_| ())
     }
 
     async fn queue_name(&self, id: &str) -> Result<String, Error> {
@@ -97,7 +102,9 @@ impl RtClient {
         {
             return Ok(name.clone());
         }
-        let queue = self.get(&format!("/queue/{id}"), &[], "read a queue").await?;
+        let queue = self
+            .get(&format!("/queue/{id}"), &[], "read a queue")
+            .await?;
         let name = queue["Name"].as_str().unwrap_or_default().to_string();
         if let Ok(mut names) = self.queue_names.lock() {
             names.insert(id.to_string(), name.clone());
@@ -144,7 +151,11 @@ impl RtClient {
                 .await?;
             let items = found["items"].as_array().cloned().unwrap_or_default();
             for item in &items {
-                let Some(id) = item["id"].as_str().map(str::to_string).or_else(|| item["id"].as_i64().map(|n| n.to_string())) else {
+                let Some(id) = item["id"]
+                    .as_str()
+                    .map(str::to_string)
+                    .or_else(|| item["id"].as_i64().map(|n| n.to_string()))
+                else {
                     continue;
                 };
                 let ticket = self.ticket(&id, prefix).await?;
@@ -162,7 +173,9 @@ impl RtClient {
 
     /// One ticket, as deskhost takes it in.
     pub async fn ticket(&self, id: &str, prefix: &str) -> Result<HelpDeskTicket, Error> {
-        let t = self.get(&format!("/ticket/{id}"), &[], "read a ticket").await?;
+        let t = self
+            .get(&format!("/ticket/{id}"), &[], "read a ticket")
+            .await?;
         let queue_id = t["Queue"]["id"].as_str().unwrap_or_default().to_string();
         let queue = if queue_id.is_empty() {
             String::new()
@@ -280,16 +293,29 @@ impl RtClient {
             outbox_id.replace('\'', "")
         );
         let found = self
-            .get("/transactions", &[("query", &query)], "look for an earlier delivery")
+            .get(
+                "/transactions",
+                &[("query", &query)],
+                "look for an earlier delivery",
+            )
             .await?;
         Ok(found["items"]
             .as_array()
             .and_then(|items| items.first())
-            .and_then(|t| t["id"].as_str().map(str::to_string).or_else(|| t["id"].as_i64().map(|n| n.to_string()))))
+            .and_then(|t| {
+                t["id"]
+                    .as_str()
+                    .map(str::to_string)
+                    .or_else(|| t["id"].as_i64().map(|n| n.to_string()))
+            }))
     }
 
     /// Writes one outbox item to its ticket.
-    pub async fn deliver(&self, item: &OutboxItem, queue_map: &std::collections::BTreeMap<String, String>) -> Result<Delivery, Error> {
+    pub async fn deliver(
+        &self,
+        item: &OutboxItem,
+        queue_map: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Delivery, Error> {
         let id = &item.external_id;
         let ticket_url = format!("{}/ticket/{id}", self.api);
         let update = |body: Value| self.http.put(&ticket_url).json(&body);
@@ -307,7 +333,11 @@ impl RtClient {
             }
             Outgoing::Effect(Effect::Priority { value }) => match priority_number(value) {
                 Some(n) => update(json!({ "Priority": n })),
-                None => return Err(Error::Refused(format!("priority {value:?} has no RT number"))),
+                None => {
+                    return Err(Error::Refused(format!(
+                        "priority {value:?} has no RT number"
+                    )));
+                }
             },
             Outgoing::Effect(Effect::Category { value }) => {
                 update(json!({ "CustomFields": { "category": value } }))
@@ -321,12 +351,21 @@ impl RtClient {
             Outgoing::Effect(Effect::InternalNote { body }) => message("comment", body),
             Outgoing::Reply(reply) => message("correspond", &reply.body),
         };
-        let answer = self.send(request, &format!("write {} to RT ticket {id}", item.payload.kind())).await?;
+        let answer = self
+            .send(
+                request,
+                &format!("write {} to RT ticket {id}", item.payload.kind()),
+            )
+            .await?;
         // Field updates answer with a list of messages; comments with theirs. RT reports a
         // refusal (no such queue, no right) as a message with 200: look for one.
         let messages: Vec<String> = answer
             .as_array()
-            .map(|m| m.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+            .map(|m| {
+                m.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default();
         if let Some(refused) = messages.iter().find(|m| {
             let m = m.to_ascii_lowercase();

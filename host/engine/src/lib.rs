@@ -26,4 +26,4 @@ pub mod worker;
 pub mod workspace;
 
 pub use deskhost_protocol::sanitize;
-pub use deskhost_store::{audit, db, jsonl, sessions, store};
+pub use deskhost_store::{audit, db, jsonl, outbox, sessions, store};

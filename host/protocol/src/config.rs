@@ -105,6 +105,10 @@ pub struct ConnectorConfig {
     /// Attempts before an outbox item is dead-lettered.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
+    /// Longest a help-desk request may take, seconds. An attempt cut short by a crash is
+    /// checked for (and not re-sent if it landed) only after this has passed.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_seconds: u64,
     /// Environment variable holding the webhook signing secret (Zendesk).
     #[serde(default)]
     pub webhook_secret_env: Option<String>,
@@ -140,6 +144,10 @@ fn default_poll_seconds() -> u64 {
 
 fn default_max_attempts() -> u32 {
     8
+}
+
+fn default_request_timeout() -> u64 {
+    30
 }
 
 impl ConnectorConfig {

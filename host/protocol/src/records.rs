@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 /// A ticket as it arrives (one JSON object per line). Also accepts the labeled-history
 /// format of evaluation data (`labels`, `reference_answer`, ...), which `run` ignores.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TicketInput {
     /// Stable id from the help desk.

@@ -5,12 +5,12 @@
 //! and the run's audit records. A ticket version is decided exactly once: a bundle whose
 //! version another run already decided is dropped whole.
 
-use deskhost_protocol::outbox::Outgoing;
 use crate::audit::committed::{self, CommittedRows, EffectRow, NoteRow, RunRow, StateRow};
 use crate::audit::{self, AuditEntry, AuditHead};
 use crate::store::Store;
 use deskhost_protocol::digest::now_rfc3339;
 use deskhost_protocol::gate::Effect;
+use deskhost_protocol::outbox::Outgoing;
 use sqlx::{Any, Transaction};
 use tokio::sync::{mpsc, oneshot};
 

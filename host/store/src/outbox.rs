@@ -52,7 +52,12 @@ pub struct Incoming {
     pub ticket: TicketInput,
 }
 
-const ITEM_COLUMNS: &str = "seq, id, connector, ticket_id, external_id, kind, payload_json, origin, state, attempts, last_error, delivered_ref, created_at, updated_at";
+/// The columns [`item_row`] reads, in its order.
+macro_rules! item_columns {
+    () => {
+        "seq, id, connector, ticket_id, external_id, kind, payload_json, origin, state, attempts, last_error, delivered_ref, created_at, updated_at"
+    };
+}
 
 fn item_row(r: &sqlx::any::AnyRow) -> Result<OutboxItem, StoreError> {
     let id: String = r.col(1)?;
@@ -61,7 +66,8 @@ fn item_row(r: &sqlx::any::AnyRow) -> Result<OutboxItem, StoreError> {
         detail,
     };
     let payload_text: String = r.col(6)?;
-    let payload: Outgoing = serde_json::from_str(&payload_text).map_err(|e| corrupt(e.to_string()))?;
+    let payload: Outgoing =
+        serde_json::from_str(&payload_text).map_err(|e| corrupt(e.to_string()))?;
     let state_text: String = r.col(8)?;
     let attempts: i64 = r.col(9)?;
     Ok(OutboxItem {
@@ -143,13 +149,16 @@ impl Store {
             .await
     }
 
-    /// Claims up to `limit` due items of `connector` for `lease_ms`.
+    /// Claims up to `limit` due items of `connector` for `lease_ms`. An item whose last
+    /// attempt's worker died is taken over once `settle_ms` have passed since that attempt
+    /// began (the longest a request may take).
     pub async fn claim_outbox(
         &self,
         connector: &str,
         worker: &crate::store::WorkerId,
         limit: u32,
         lease_ms: i64,
+        settle_ms: i64,
     ) -> Result<Vec<Claimed>, StoreError> {
         let now = unix_ms();
         let mut tx = crate::db::begin_write(self.pool())
@@ -157,8 +166,10 @@ impl Store {
             .map_err(q("start claiming outbox items"))?;
         // Due: pending and past its retry time, or sending under a lease that ran out or
         // whose holder (a process of this machine) is gone.
-        let rows = sqlx::query(&format!(
-            "SELECT {ITEM_COLUMNS}, lease_owner, lease_until_ms FROM outbox
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            item_columns!(),
+            ", lease_owner, lease_until_ms, attempt_at_ms FROM outbox
              WHERE connector = $1 AND ((state = 'pending' AND next_at_ms <= $2) OR state = 'sending')
              ORDER BY seq LIMIT $3"
         ))
@@ -178,20 +189,26 @@ impl Store {
             if item.state == OutboxState::Sending {
                 let owner: Option<String> = r.col(14)?;
                 let until: Option<i64> = r.col(15)?;
+                let started: Option<i64> = r.col(16)?;
                 let expired = until.is_none_or(|u| u < now);
                 let gone = owner.is_some_and(|o| crate::store::WorkerId::new(o).is_dead_here());
-                if !(expired || gone) {
+                // A request sent just before its worker died may still be under way at the
+                // help desk: look for it only once it must have finished (the request
+                // timeout has passed), or the look could miss it and the item go out twice.
+                let settled = started.is_none_or(|s| now - s >= settle_ms);
+                if !((expired || gone) && settled) {
                     continue;
                 }
             }
             let uncertain = item.state == OutboxState::Sending || item.attempts > 0;
             sqlx::query(
-                "UPDATE outbox SET state = 'sending', attempts = attempts + 1, lease_until_ms = $1, lease_owner = $2, updated_at = $3 WHERE id = $4",
+                "UPDATE outbox SET state = 'sending', attempts = attempts + 1, lease_until_ms = $1, lease_owner = $2, attempt_at_ms = $5, updated_at = $3 WHERE id = $4",
             )
             .bind(now + lease_ms)
             .bind(worker.as_str())
             .bind(&stamp)
             .bind(&item.id)
+            .bind(now)
             .execute(&mut *tx)
             .await
             .map_err(q("claim an outbox item"))?;
@@ -271,8 +288,10 @@ impl Store {
         state: Option<OutboxState>,
         limit: u32,
     ) -> Result<Vec<OutboxItem>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {ITEM_COLUMNS} FROM outbox
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            item_columns!(),
+            " FROM outbox
              WHERE (CAST($1 AS TEXT) IS NULL OR connector = $1) AND (CAST($2 AS TEXT) IS NULL OR state = $2)
              ORDER BY seq DESC LIMIT $3"
         ))
@@ -287,14 +306,18 @@ impl Store {
 
     /// One outbox item.
     pub async fn outbox_item(&self, id: &str) -> Result<Option<OutboxItem>, StoreError> {
-        sqlx::query(&format!("SELECT {ITEM_COLUMNS} FROM outbox WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(q("read an outbox item"))?
-            .as_ref()
-            .map(item_row)
-            .transpose()
+        sqlx::query(concat!(
+            "SELECT ",
+            item_columns!(),
+            " FROM outbox WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(q("read an outbox item"))?
+        .as_ref()
+        .map(item_row)
+        .transpose()
     }
 
     /// Sends a dead (or skipped) item again: back to `pending` with its attempts reset.
@@ -347,14 +370,13 @@ impl Store {
 
     /// The stored state of connector `name` (cursor, health) with its outbox counts.
     pub async fn connector_status(&self, name: &str) -> Result<ConnectorStatus, StoreError> {
-        let row: Option<(Option<String>, Option<String>, Option<String>, Option<String>)> =
-            sqlx::query_as(
-                "SELECT intake_cursor, last_sync_at, last_error, paused FROM connector_state WHERE name = $1",
-            )
-            .bind(name)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(q("read a connector's state"))?;
+        let row = sqlx::query(
+            "SELECT intake_cursor, last_sync_at, last_error, paused FROM connector_state WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(q("read a connector's state"))?;
         let (counts, oldest) = self.outbox_counts(name).await?;
         let count = |states: &[&str]| -> u64 {
             counts
@@ -363,13 +385,18 @@ impl Store {
                 .map(|(_, n)| n)
                 .sum()
         };
-        let (cursor, last_sync_at, last_error, paused) = row.unwrap_or_default();
+        let text = |i: usize| -> Result<Option<String>, StoreError> {
+            match &row {
+                Some(r) => r.col(i),
+                None => Ok(None),
+            }
+        };
         Ok(ConnectorStatus {
             name: name.to_string(),
-            cursor,
-            last_sync_at,
-            last_error,
-            paused,
+            cursor: text(0)?,
+            last_sync_at: text(1)?,
+            last_error: text(2)?,
+            paused: text(3)?,
             backlog: count(&["pending", "sending"]),
             dead: count(&["dead"]),
             delivered: count(&["delivered"]),
@@ -416,12 +443,14 @@ impl Store {
         connector: &str,
         external_id: &str,
     ) -> Result<Option<String>, StoreError> {
-        sqlx::query_scalar("SELECT ticket_id FROM ticket_sources WHERE connector = $1 AND external_id = $2")
-            .bind(connector)
-            .bind(external_id)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(q("look up a ticket's source"))
+        sqlx::query_scalar(
+            "SELECT ticket_id FROM ticket_sources WHERE connector = $1 AND external_id = $2",
+        )
+        .bind(connector)
+        .bind(external_id)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(q("look up a ticket's source"))
     }
 }
 
@@ -513,7 +542,14 @@ impl Store {
         .map_err(q("read close feedback"))?;
         Ok(rows
             .into_iter()
-            .map(|(p, f, n, u)| (p, f, u64::try_from(n).unwrap_or(0), u64::try_from(u).unwrap_or(0)))
+            .map(|(p, f, n, u)| {
+                (
+                    p,
+                    f,
+                    u64::try_from(n).unwrap_or(0),
+                    u64::try_from(u).unwrap_or(0),
+                )
+            })
             .collect())
     }
 }

@@ -114,6 +114,15 @@ pub(crate) struct Synced {
     decided: u64,
     delivery: DeliverySummary,
     status: ConnectorStatus,
+    /// Seconds spent taking in, deciding and delivering.
+    seconds: Phases,
+}
+
+#[derive(Default, serde::Serialize)]
+pub(crate) struct Phases {
+    intake: f64,
+    decide: f64,
+    deliver: f64,
 }
 
 impl Render for Synced {
@@ -131,6 +140,13 @@ impl Render for Synced {
             self.delivery.skipped,
             self.delivery.retrying,
             self.delivery.dead
+        );
+        say!(
+            out,
+            "  took {:.2} s to take in, {:.2} s to decide, {:.2} s to deliver",
+            self.seconds.intake,
+            self.seconds.decide,
+            self.seconds.deliver
         );
         if let Some(p) = &self.status.paused {
             say!(out, "  PAUSED: {p}");
@@ -215,14 +231,23 @@ pub(crate) async fn connector(dir: &Path, cmd: ConnectorCommand, json: bool) -> 
                             decided: 0,
                             delivery: DeliverySummary::default(),
                             status: c.status(&ws.store).await?,
+                            seconds: Phases::default(),
                         },
                         json,
                     )?;
                     continue;
                 }
+                let t0 = std::time::Instant::now();
                 let intake = c.intake(&ws.store).await?;
+                let t1 = std::time::Instant::now();
                 let decided = decide_pending(&ws).await?;
+                let t2 = std::time::Instant::now();
                 let delivery = c.deliver_due(&ws.store).await?;
+                let seconds = Phases {
+                    intake: (t1 - t0).as_secs_f64(),
+                    decide: (t2 - t1).as_secs_f64(),
+                    deliver: t2.elapsed().as_secs_f64(),
+                };
                 failed |= delivery.dead > 0;
                 show(
                     &Synced {
@@ -231,6 +256,7 @@ pub(crate) async fn connector(dir: &Path, cmd: ConnectorCommand, json: bool) -> 
                         decided,
                         delivery,
                         status: c.status(&ws.store).await?,
+                        seconds,
                     },
                     json,
                 )?;

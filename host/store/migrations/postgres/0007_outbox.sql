@@ -26,6 +26,7 @@ CREATE TABLE outbox (
     next_at_ms     BIGINT NOT NULL,
     lease_until_ms BIGINT,
     lease_owner    TEXT,
+    attempt_at_ms  BIGINT,
     last_error     TEXT,
     delivered_ref  TEXT,
     created_at     TEXT NOT NULL,

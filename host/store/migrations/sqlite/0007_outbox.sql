@@ -26,6 +26,7 @@ CREATE TABLE outbox (
     next_at_ms     INTEGER NOT NULL,
     lease_until_ms INTEGER,
     lease_owner    TEXT,
+    attempt_at_ms  INTEGER,
     last_error     TEXT,
     delivered_ref  TEXT,
     created_at     TEXT NOT NULL,
