@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command. CI runs it through .ci/run; run it yourself from a fresh clone.
 #
-# It installs what it needs (the wasm32-wasip2 target, chromium + chromium-driver, postgresql, componentize-py
+# It installs what it needs (the wasm32-wasip2 target, chromium + chromium-driver, postgresql,
+# request-tracker5, componentize-py
 # from PyPI, jco + componentize-js from npm), checks formatting and lints, builds the plugin
 # components once (Rust, Python, JavaScript), then runs every unit and end-to-end test, the
 # end-to-end suite a second time on PostgreSQL. Builds go to
@@ -33,6 +34,14 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   $sudo_ apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq postgresql >/dev/null
 fi
 export DESKHOST_REQUIRE_POSTGRES=1
+# The help-desk connector is tested against a real Request Tracker 5: Debian's
+# `request-tracker5` with its SQLite backend; the test starts its own `rt-server` with its own
+# database in a temporary directory (tests/support/rt.rs), not the system one.
+if [ ! -x /usr/share/request-tracker5/libexec/rt-server ] || [ ! -x /usr/sbin/rt-setup-database-5 ]; then
+  sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_="sudo"
+  $sudo_ apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq request-tracker5 rt5-db-sqlite >/dev/null
+fi
+export DESKHOST_REQUIRE_RT=1
 
 step "format"
 cargo fmt --all -- --check
@@ -54,8 +63,8 @@ step "tests (unit tests of every crate + end-to-end through the built binary)"
 # the release artifacts are shared with the demo build.
 cargo test --locked --release --workspace --exclude deskhost-probe --all-features
 
-step "end-to-end again, every workspace on PostgreSQL (the multi-worker test ran above)"
-DESKHOST_TEST_BACKEND=postgres cargo test --locked --release -p deskhost --test e2e -- --skip workers
+step "end-to-end again, every workspace on PostgreSQL (the multi-worker and Request Tracker tests ran above; the outbox's SQL is in the store conformance suite)"
+DESKHOST_TEST_BACKEND=postgres cargo test --locked --release -p deskhost --test e2e -- --skip workers --skip rt::
 
 step "benchmark on ../shared/data (about 1.5 minutes; skipped when the data is absent)"
 examples/eval-public.sh

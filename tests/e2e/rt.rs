@@ -400,5 +400,72 @@ async fn request_tracker_loop_delivers_each_effect_once() {
         (json!(1), json!(0)),
         "{report}"
     );
+
+    // RT down: deliveries fail and wait in the outbox (status and error say so); when it is
+    // back, the outbox drains.
+    let open_item = ws
+        .ok(&["review", "list", "--json"])
+        .json()
+        .as_array()
+        .and_then(|items| {
+            items
+                .iter()
+                .find(|i| {
+                    i["ticket_id"]
+                        .as_str()
+                        .is_some_and(|t| t.starts_with("rt:"))
+                })
+                .cloned()
+        })
+        .unwrap_or_else(|| panic!("an open review item of an RT ticket"));
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"));
+    ws.edit(
+        "deskhost.toml",
+        &format!("base_url = \"{}\"", server.url),
+        &format!("base_url = \"http://127.0.0.1:{dead_port}\""),
+    );
+    ws.ok(&[
+        "review",
+        "approve",
+        open_item["id"].as_str().unwrap_or_default(),
+        "--as",
+        "rt-test",
+    ]);
+    let down = ws.cmd_env(
+        &["connector", "sync", "rt", "--json"],
+        &[(SECRET_VAR, &secret)],
+    );
+    let status = ws
+        .ok_env(
+            &["connector", "status", "rt", "--json"],
+            &[(SECRET_VAR, &secret)],
+        )
+        .json();
+    let backlog = status[0]["backlog"].as_u64().unwrap_or(0);
+    assert!(
+        backlog > 0 && status[0]["dead"] == 0,
+        "the outbox holds what RT missed: {status} {down:?}"
+    );
+    assert!(
+        status[0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("unavailable")),
+        "{status}"
+    );
+    ws.edit(
+        "deskhost.toml",
+        &format!("base_url = \"http://127.0.0.1:{dead_port}\""),
+        &format!("base_url = \"{}\"", server.url),
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await; // the first retry's backoff
+    let back = sync(&ws, &secret);
+    assert_eq!(
+        back["status"]["backlog"], 0,
+        "drained when RT is back: {back}"
+    );
+    assert_eq!(back["delivery"]["delivered"], json!(backlog), "{back}");
     ws.ok(&["audit", "verify"]);
 }

@@ -552,6 +552,13 @@ async fn a_reviewer_signs_in_edits_and_approves_in_the_browser() {
         "the report page shows the API's figures: {kept}"
     );
     let report_png = screenshot(&c, "report").await;
+    c.goto(&format!("{}/ui/outbox", server.url))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        text(&c, "#outbox-counts").await.contains("no connector"),
+        "the outbox page says there is nothing to deliver without a connector"
+    );
 
     // Revoking the token ends the session at once; sign-out ends it too.
     ws.ok(&["token", "revoke", "alice"]);

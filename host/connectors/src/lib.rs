@@ -232,7 +232,12 @@ impl Connector {
                     .await?;
                 Ok(false)
             }
-            Err(e) => Err(e),
+            Err(e) => {
+                store
+                    .set_connector_state(&self.name, None, Some(&e.to_string()), None)
+                    .await?;
+                Err(e)
+            }
         }
     }
 

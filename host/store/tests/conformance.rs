@@ -394,6 +394,197 @@ conformance!(ui_sessions_end_on_expiry_sign_out_and_revocation, |store| {
     );
 });
 
+conformance!(the_outbox_delivers_once_retries_and_dead_letters, |store| {
+    use deskhost_protocol::gate::Effect;
+    use deskhost_protocol::outbox::OutboxState;
+    use deskhost_store::commit::{Committer, RunBundle, StageRow};
+    use deskhost_store::outbox::{Attempt, Incoming};
+    // A ticket from a connector and one taken in directly; both decided with two effects.
+    store
+        .ingest_from(
+            "rt",
+            &[Incoming {
+                external_id: "42".into(),
+                ticket: ticket("rt:42", "Refund please"),
+            }],
+        )
+        .await
+        .expect("ingest from rt");
+    store
+        .ingest_tickets(&[ticket("T-1", "Refund please")])
+        .await
+        .expect("ingest");
+    let committer = Committer::start(store.clone());
+    for id in ["rt:42", "T-1"] {
+        let proposal = json!({"category": {"value": "billing"}, "queue": {"value": "billing"}});
+        committer
+            .commit(RunBundle {
+                run_id: format!("run-{id}"),
+                ticket_id: id.into(),
+                ticket_version: 1,
+                started_at: "2026-12-02T00:00:00Z".into(),
+                outcome: "applied".into(),
+                inputs: json!({}),
+                result: json!({}),
+                stages: vec![StageRow {
+                    stage: "triage".into(),
+                    plugin: "triage-default@0.1.0".into(),
+                    digest: "d".into(),
+                    outcome: "ok".into(),
+                    proposal: Some(proposal),
+                    fault: None,
+                    stats: json!({}),
+                    transcript: json!([]),
+                    input: json!({}),
+                    output: None,
+                }],
+                effects: vec![
+                    Effect::Queue {
+                        value: "billing".into(),
+                    },
+                    Effect::InternalNote {
+                        body: "note".into(),
+                    },
+                ],
+                status: "triaged".into(),
+                review: None,
+                shadows: vec![],
+                audit: vec![],
+            })
+            .await
+            .expect("commit");
+    }
+    let items = store.outbox_items(None, None, 100).await.expect("list");
+    assert_eq!(
+        items.len(),
+        2,
+        "only the connector's ticket goes back: {items:?}"
+    );
+    assert!(
+        items
+            .iter()
+            .all(|i| i.external_id == "42" && i.origin == "run:run-rt:42")
+    );
+
+    let w = worker(1);
+    let claimed = store
+        .claim_outbox("rt", &w, 10, 60_000, 0)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 2);
+    assert!(claimed.iter().all(|c| !c.uncertain && c.item.attempts == 1));
+    assert!(
+        store
+            .claim_outbox("rt", &worker(2), 10, 60_000, 0)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "leased items are not claimed twice"
+    );
+    let (first, second) = (&claimed[0].item.id, &claimed[1].item.id);
+    let delivered = store
+        .finish_outbox(first, &Attempt::Delivered(Some("txn-1".into())), 2)
+        .await
+        .expect("finish");
+    assert_eq!(delivered, OutboxState::Delivered);
+    let failed = Attempt::Failed {
+        error: "HTTP 503".into(),
+        retry_at_ms: 0,
+        permanent: false,
+    };
+    assert_eq!(
+        store
+            .finish_outbox(second, &failed, 2)
+            .await
+            .expect("finish"),
+        OutboxState::Pending
+    );
+    let retried = store
+        .claim_outbox("rt", &w, 10, 60_000, 0)
+        .await
+        .expect("claim");
+    assert_eq!(retried.len(), 1);
+    assert!(retried[0].uncertain, "an item tried before may have landed");
+    assert_eq!(
+        store
+            .finish_outbox(second, &failed, 2)
+            .await
+            .expect("finish"),
+        OutboxState::Dead,
+        "the second failure of two allowed is dead-lettered"
+    );
+    let again = store
+        .retry_outbox(second)
+        .await
+        .expect("retry")
+        .expect("item");
+    assert_eq!((again.state, again.attempts), (OutboxState::Pending, 0));
+
+    // A worker of this machine that died mid-send: its item is taken over once the request
+    // it sent must have finished, and flagged uncertain.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let dead = WorkerId::new(format!("{}:4000123:dead", host.trim()));
+    assert_eq!(
+        store
+            .claim_outbox("rt", &dead, 10, 600_000, 0)
+            .await
+            .expect("claim")
+            .len(),
+        1
+    );
+    assert!(
+        store
+            .claim_outbox("rt", &w, 10, 600_000, 60_000)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "not before it settles"
+    );
+    let taken = store
+        .claim_outbox("rt", &w, 10, 600_000, 0)
+        .await
+        .expect("claim");
+    assert_eq!(taken.len(), 1);
+    assert!(taken[0].uncertain);
+
+    let status = store.connector_status("rt").await.expect("status");
+    assert_eq!((status.backlog, status.delivered, status.dead), (1, 1, 0));
+    store
+        .set_connector_state(
+            "rt",
+            Some("2026-12-02 00:00:00"),
+            None,
+            Some("credentials refused"),
+        )
+        .await
+        .expect("state");
+    let status = store.connector_status("rt").await.expect("status");
+    assert_eq!(status.cursor.as_deref(), Some("2026-12-02 00:00:00"));
+    assert_eq!(status.paused.as_deref(), Some("credentials refused"));
+
+    // Closed in the help desk with another category than proposed.
+    let closed = store
+        .record_close(
+            "rt:42",
+            "rt",
+            &[
+                ("category".into(), "how_to".into()),
+                ("queue".into(), "billing".into()),
+            ],
+        )
+        .await
+        .expect("close");
+    assert_eq!(closed.len(), 2);
+    let accuracy = store.close_accuracy().await.expect("accuracy");
+    assert_eq!(
+        accuracy,
+        vec![
+            ("triage-default@0.1.0".into(), "category".into(), 1, 0),
+            ("triage-default@0.1.0".into(), "queue".into(), 1, 1),
+        ]
+    );
+});
+
 /// A database migrated to `upto` (an older binary's schema).
 async fn old_database(backend: Backend, upto: i64) -> (Location, Option<tempfile::TempDir>) {
     let (location, dir, url) = match backend {

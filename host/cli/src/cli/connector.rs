@@ -222,7 +222,18 @@ pub(crate) async fn connector(dir: &Path, cmd: ConnectorCommand, json: bool) -> 
         ConnectorCommand::Sync { name } => {
             let mut failed = false;
             for c in selected(&ws, name.as_deref())? {
-                if !c.check_credentials(&ws.store).await? {
+                let usable = match c.check_credentials(&ws.store).await {
+                    Ok(ok) => ok,
+                    Err(deskhost_connectors::Error::Store(e)) => return Err(e.into()),
+                    Err(e) => {
+                        note!(
+                            "{}: {e}; the outbox keeps everything until it is back",
+                            c.name
+                        );
+                        false
+                    }
+                };
+                if !usable {
                     failed = true;
                     show(
                         &Synced {

@@ -44,6 +44,8 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
         .route("/ui/queue", get(queue))
         .route("/ui/items/{id}", get(item).post(act))
         .route("/ui/report", get(report))
+        .route("/ui/outbox", get(outbox))
+        .route("/ui/outbox/{id}/retry", axum::routing::post(outbox_retry))
         .route("/ui/sign-out", axum::routing::post(sign_out))
         .route_layer(middleware::from_fn_with_state(state, require_session));
     Router::new()
@@ -528,6 +530,61 @@ async fn report(
 ) -> UiResult {
     let report = state.ws.store.review_report().await?;
     Ok(html(pages::report(&session, &report, now_secs())))
+}
+
+/// The outbox page's filter.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub(crate) struct OutboxFilter {
+    #[serde(default)]
+    pub state: String,
+    #[serde(default)]
+    pub connector: String,
+}
+
+async fn outbox(
+    State(state): State<AppState>,
+    Extension(session): Extension<UiSession>,
+    filter: Result<Query<OutboxFilter>, axum::extract::rejection::QueryRejection>,
+) -> UiResult {
+    let bad = |m: String| UiError {
+        status: StatusCode::BAD_REQUEST,
+        message: m,
+        session: Some(Box::new(session.clone())),
+    };
+    let Query(filter) = filter.map_err(|e| bad(e.body_text()))?;
+    let wanted = match non_empty(&filter.state) {
+        Some(s) => Some(s.parse().map_err(|e: String| bad(format!("state {e}")))?),
+        None => None,
+    };
+    let connector = non_empty(&filter.connector);
+    let items = state
+        .ws
+        .store
+        .outbox_items(connector.as_deref(), wanted, 200)
+        .await?;
+    let counts = state.ws.store.outbox_states().await?;
+    Ok(html(pages::outbox(&session, &filter, &items, &counts)))
+}
+
+async fn outbox_retry(
+    State(state): State<AppState>,
+    Extension(session): Extension<UiSession>,
+    Path(id): Path<String>,
+    form: Result<Form<CsrfOnly>, FormRejection>,
+) -> UiResult {
+    let sent = form.map(|Form(f)| f.csrf).unwrap_or_default();
+    check_csrf(&session, &sent)?;
+    match state.ws.store.retry_outbox(&id).await? {
+        Some(_) => Ok(Redirect::to("/ui/outbox?state=pending").into_response()),
+        None => Err(UiError {
+            status: StatusCode::NOT_FOUND,
+            message: format!(
+                "There is no outbox item {}.",
+                deskhost_engine::sanitize::field(&id)
+            ),
+            session: Some(Box::new(session.clone())),
+        }),
+    }
 }
 
 const CSS: &str = include_str!("assets/app.css");

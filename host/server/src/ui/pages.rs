@@ -2,7 +2,7 @@
 //! ticket, a plugin or a reviewer also goes through the sanitizer first, so a control or bidi
 //! character shows as a visible escape instead of reordering what a reviewer reads.
 
-use super::{ActionForm, QueueFilter, url_component};
+use super::{ActionForm, OutboxFilter, QueueFilter, url_component};
 use axum::http::StatusCode;
 use deskhost_engine::sanitize;
 use deskhost_engine::sessions::UiSession;
@@ -81,6 +81,7 @@ fn layout(title: &str, session: Option<&UiSession>, body: Markup) -> Markup {
                         nav {
                             a href="/ui/queue" { "Queue" }
                             a href="/ui/report" { "Report" }
+                            a href="/ui/outbox" { "Outbox" }
                         }
                         div.who {
                             "Signed in as " strong #who { (line(&s.token.name)) }
@@ -691,6 +692,68 @@ pub(crate) fn report(session: &UiSession, r: &ReviewReport, now: i64) -> Markup 
             (outcomes("replies", &r.replies))
             h2 { "Escalations" }
             (outcomes("escalations", &r.escalations))
+        },
+    )
+}
+
+pub(crate) fn outbox(
+    session: &UiSession,
+    filter: &OutboxFilter,
+    items: &[deskhost_protocol::outbox::OutboxItem],
+    counts: &[(String, String, u64)],
+) -> Markup {
+    use deskhost_protocol::outbox::OutboxState;
+    layout(
+        "Outbox",
+        Some(session),
+        html! {
+            h1 { "Outbox" }
+            p.hint { "What goes back to the help desks: every applied effect and approved reply of a connector's ticket, delivered once each." }
+            p.summary #outbox-counts {
+                @if counts.is_empty() { "Empty: no connector has anything to deliver." }
+                @for (i, (connector, state, n)) in counts.iter().enumerate() {
+                    @if i > 0 { " · " }
+                    (line(connector)) " " (line(state)) " " strong { (n) }
+                }
+            }
+            form.filters method="get" action="/ui/outbox" {
+                label { "State "
+                    select name="state" {
+                        option value="" { "any" }
+                        @for s in ["pending", "sending", "delivered", "skipped", "dead"] {
+                            option value=(s) selected[s == filter.state] { (s) }
+                        }
+                    }
+                }
+                label { "Connector " input name="connector" value=(filter.connector) size="10"; }
+                button type="submit" { "Filter" }
+            }
+            @if items.is_empty() { p.empty { "No outbox item matches." } } @else {
+                table.report #outbox {
+                    thead { tr { th { "Item" } th { "Kind" } th { "Ticket" } th { "State" } th.num { "Attempts" } th { "Last error" } th { "Written" } th {} } }
+                    tbody {
+                        @for i in items {
+                            tr {
+                                td { code { (line(&i.id)) } }
+                                td { (i.payload.kind()) }
+                                td { (line(&i.connector)) " #" (line(&i.external_id)) }
+                                td { span class=(format!("badge outbox-{}", i.state.as_str())) { (i.state.as_str()) } }
+                                td.num { (i.attempts) }
+                                td { @if let Some(e) = &i.last_error { (line(e)) } }
+                                td title=(i.created_at) { (line(&i.created_at)) }
+                                td {
+                                    @if matches!(i.state, OutboxState::Dead | OutboxState::Skipped) {
+                                        form.inline method="post" action=(format!("/ui/outbox/{}/retry", url_component(&i.id))) {
+                                            input type="hidden" name="csrf" value=(session.csrf);
+                                            button type="submit" { "Retry" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
         },
     )
 }
