@@ -27,4 +27,5 @@ mod e2e {
     pub mod support;
     pub mod ui;
     pub mod workers;
+    pub mod zendesk;
 }

@@ -9,6 +9,8 @@
 //! `deskhost connector run` keep running them.
 
 pub mod rt;
+pub mod webhook;
+pub mod zendesk;
 
 use deskhost_engine::outbox::{Attempt, Claimed, Incoming};
 use deskhost_engine::store::Store;
@@ -108,6 +110,7 @@ pub fn backoff(attempt: u32) -> Duration {
 /// The client of one help desk.
 enum Client {
     Rt(rt::RtClient),
+    Zendesk(zendesk::ZendeskClient),
 }
 
 /// A configured connector.
@@ -117,6 +120,17 @@ pub struct Connector {
     /// Its configuration.
     pub config: ConnectorConfig,
     client: Client,
+}
+
+impl std::fmt::Debug for Connector {
+    // Names and URL only: the secret never reaches a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("name", &self.name)
+            .field("kind", &self.config.kind)
+            .field("base_url", &self.config.base_url)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What one intake pass did.
@@ -184,11 +198,13 @@ impl Connector {
                 &config.user,
                 &secret,
             )),
-            ConnectorKind::Zendesk => {
-                return Err(Error::Config(format!(
-                    "connector {name}: the Zendesk connector is not built yet (kind = \"zendesk\")"
-                )));
-            }
+            ConnectorKind::Zendesk => Client::Zendesk(zendesk::ZendeskClient::new(
+                http,
+                &config.base_url,
+                &config.user,
+                &secret,
+                config.field_ids.clone(),
+            )),
         };
         Ok(Self {
             name: name.to_string(),
@@ -210,6 +226,7 @@ impl Connector {
     pub async fn check_credentials(&self, store: &Store) -> Result<bool, Error> {
         let probe = match &self.client {
             Client::Rt(c) => c.probe().await,
+            Client::Zendesk(c) => c.probe().await,
         };
         match probe {
             Ok(()) => {
@@ -253,6 +270,10 @@ impl Connector {
                     &self.name,
                 )
                 .await
+            }
+            Client::Zendesk(c) => {
+                c.changed_since(status.cursor.as_deref(), &self.name, &self.config.queue_map)
+                    .await
             }
         };
         let (tickets, cursor) = match read {
@@ -301,6 +322,61 @@ impl Connector {
             )
             .await?;
         Ok(summary)
+    }
+
+    /// Takes in one ticket the help desk pushed (a webhook named it): stores a new version
+    /// when it changed, records the close when it is closed. Only Zendesk pushes.
+    pub async fn take_in(&self, store: &Store, external_id: &str) -> Result<IntakeSummary, Error> {
+        let ticket = match &self.client {
+            Client::Zendesk(c) => {
+                c.ticket(external_id, &self.name, &self.config.queue_map)
+                    .await?
+            }
+            Client::Rt(_) => {
+                return Err(Error::Config(format!(
+                    "connector {}: Request Tracker does not push; its tickets come in by polling",
+                    self.name
+                )));
+            }
+        };
+        let mut summary = IntakeSummary::default();
+        let Some(t) = ticket else {
+            return Ok(summary);
+        };
+        summary.read = 1;
+        if t.closed {
+            if let Some(id) = store.ticket_for_external(&self.name, &t.external_id).await?
+                && !store.record_close(&id, &self.name, &t.final_fields).await?.is_empty()
+            {
+                summary.closed = 1;
+            }
+        } else {
+            let ingested = store
+                .ingest_from(
+                    &self.name,
+                    &[Incoming {
+                        external_id: t.external_id.clone(),
+                        ticket: t.ticket,
+                    }],
+                )
+                .await?;
+            summary.new_versions = ingested.iter().filter(|i| i.new_version).count();
+        }
+        Ok(summary)
+    }
+
+    /// The webhook signing secret (from `webhook_secret_env`), if the connector has one.
+    pub fn webhook_secret(&self) -> Option<String> {
+        self.config
+            .webhook_secret_env
+            .as_ref()
+            .and_then(|var| std::env::var(var).ok())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// Whether the help desk pushes changes (Zendesk).
+    pub fn pushes(&self) -> bool {
+        matches!(self.client, Client::Zendesk(_))
     }
 
     /// Sends every due outbox item of this connector (in rounds of 20) until none is due.
@@ -372,6 +448,8 @@ impl Connector {
                     Err(e) => Err(e),
                 }
             }
+            // The idempotency key makes a resend of a landed write a no-op at Zendesk.
+            Client::Zendesk(client) => client.deliver(item, &self.config.queue_map).await,
         };
         let now_ms = deskhost_engine::store::unix_ms();
         let attempt = match outcome {

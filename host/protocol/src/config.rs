@@ -96,7 +96,7 @@ pub struct ConnectorConfig {
     /// Help-desk queues whose tickets are taken in (empty: all).
     #[serde(default)]
     pub intake_queues: Vec<String>,
-    /// deskhost queue → help-desk queue name, where they differ.
+    /// deskhost queue → help-desk queue name (RT), or group id (Zendesk), where they differ.
     #[serde(default)]
     pub queue_map: BTreeMap<String, String>,
     /// Seconds between polls for new and changed tickets.
@@ -112,6 +112,9 @@ pub struct ConnectorConfig {
     /// Environment variable holding the webhook signing secret (Zendesk).
     #[serde(default)]
     pub webhook_secret_env: Option<String>,
+    /// Zendesk: the ids of the ticket fields deskhost writes (`category`, `language`).
+    #[serde(default)]
+    pub field_ids: BTreeMap<String, u64>,
 }
 
 /// The kinds of help desk deskhost connects to.

@@ -19,6 +19,9 @@
 //!   outcomes, faults by class and plugin version, per-stage latency histograms, queue
 //!   depth, review backlog and the oldest item's age.
 //! - `/ui/…`: the review UI for browsers (sign in with a reviewer token; see `ui/mod.rs`).
+//! - `POST /v1/connectors/{name}/webhook` (no token: the help desk's signature instead):
+//!   a Zendesk webhook naming a changed ticket; 401 for a missing, stale or wrong signature,
+//!   400 for a body that names no ticket (nothing stored either way), 202 once it is taken in.
 //! - `GET /healthz`, `GET /v1/openapi.json` (no token): liveness; the OpenAPI 3 document,
 //!   its schemas generated from the protocol types ([`openapi`]).
 //!
@@ -59,6 +62,7 @@ struct AppState {
     hosts: Arc<Vec<String>>,
     max_pending: u64,
     secure_cookies: bool,
+    connectors: Arc<Vec<Arc<deskhost_connectors::Connector>>>,
 }
 
 /// How the server is reached and bounded.
@@ -75,6 +79,8 @@ pub struct ServerOptions {
     pub max_pending: u64,
     /// Mark the review UI's session cookie `Secure` (when a TLS proxy is in front).
     pub secure_cookies: bool,
+    /// The workspace's help-desk connectors (their webhooks are served).
+    pub connectors: Vec<Arc<deskhost_connectors::Connector>>,
 }
 
 impl Default for ServerOptions {
@@ -85,6 +91,7 @@ impl Default for ServerOptions {
             max_body_bytes: 1 << 20,
             max_pending: 10_000,
             secure_cookies: false,
+            connectors: Vec::new(),
         }
     }
 }
@@ -112,6 +119,10 @@ pub enum ApiError {
     Forbidden(&'static str, String),
     /// The body is over the limit.
     TooLarge(String),
+    /// No such connector (or it takes no webhooks).
+    ConnectorNotFound(String),
+    /// The help desk failed or refused a call deskhost made for this request.
+    Upstream(String),
     /// The host failed.
     Internal(String),
 }
@@ -132,6 +143,10 @@ impl ApiError {
             ApiError::Unauthorized(m) => (S::UNAUTHORIZED, "unauthorized", "auth", m),
             ApiError::Forbidden(code, m) => (S::FORBIDDEN, code, "auth", m),
             ApiError::TooLarge(m) => (S::PAYLOAD_TOO_LARGE, "body_too_large", "invalid_request", m),
+            ApiError::ConnectorNotFound(m) => {
+                (S::NOT_FOUND, "connector_not_found", "invalid_request", m)
+            }
+            ApiError::Upstream(m) => (S::BAD_GATEWAY, "help_desk_failed", "upstream", m),
             ApiError::Internal(m) => (S::INTERNAL_SERVER_ERROR, "internal", "internal", m),
         }
     }
@@ -186,6 +201,7 @@ pub fn router(ws: Workspace, pipeline: Pipeline, options: ServerOptions) -> Rout
         hosts: Arc::new(hosts),
         max_pending: options.max_pending,
         secure_cookies: options.secure_cookies,
+        connectors: Arc::new(options.connectors.clone()),
     };
     let needs =
         |role: Option<Role>| middleware::from_fn_with_state((state.clone(), role), authorize);
@@ -209,6 +225,7 @@ pub fn router(ws: Workspace, pipeline: Pipeline, options: ServerOptions) -> Rout
         .merge(reviewer)
         .merge(anyone)
         .merge(ui::routes(state.clone()))
+        .route("/v1/connectors/{name}/webhook", post(webhook))
         .route(
             "/v1/openapi.json",
             get(|| async { Json(openapi::document()) }),
@@ -642,4 +659,55 @@ async fn plugins(State(state): State<AppState>) -> Json<ActivePlugins> {
                 .map(|(s, p)| (s.as_str().into(), p.identity.key())),
         ),
     })
+}
+
+/// A help desk's push: checks the signature before reading the body, then fetches the named
+/// ticket and takes it in.
+async fn webhook(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    use deskhost_connectors::webhook::{self as hook, WebhookError};
+    let connector = state
+        .connectors
+        .iter()
+        .find(|c| c.name == name && c.pushes())
+        .ok_or_else(|| {
+            ApiError::ConnectorNotFound(format!(
+                "no connector {} takes webhooks here (a kind = \"zendesk\" connector in deskhost.toml)",
+                deskhost_engine::sanitize::field(&name)
+            ))
+        })?;
+    let secret = connector.webhook_secret().ok_or_else(|| {
+        ApiError::Unauthorized(format!(
+            "connector {} has no webhook secret (webhook_secret_env); its webhooks are refused",
+            connector.name
+        ))
+    })?;
+    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    hook::verify_zendesk(
+        &secret,
+        header("x-zendesk-webhook-signature"),
+        header("x-zendesk-webhook-signature-timestamp"),
+        &body,
+        now,
+    )
+    .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+    let id = hook::ticket_id(&body).map_err(|e| match e {
+        WebhookError::Malformed(m) => ApiError::Invalid(m),
+        other => ApiError::Invalid(other.to_string()),
+    })?;
+    let taken = connector
+        .take_in(&state.ws.store, &id)
+        .await
+        .map_err(|e| ApiError::Upstream(format!("ticket {id}: {e}")))?;
+    if taken.new_versions > 0 {
+        state.pipeline.metrics.ingested(taken.new_versions as u64);
+    }
+    Ok((StatusCode::ACCEPTED, Json(taken)).into_response())
 }

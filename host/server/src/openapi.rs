@@ -102,6 +102,13 @@ pub fn document() -> Value {
             "summary": "Prometheus text (any token)",
             "responses": with(failures(&auth), "200", json!({ "description": "text/plain; version=0.0.4" })),
         } },
+        "/v1/connectors/{name}/webhook": { "post": {
+            "summary": "A Zendesk webhook naming a changed ticket (no token: signed with X-Zendesk-Webhook-Signature over X-Zendesk-Webhook-Signature-Timestamp + body)",
+            "security": [],
+            "parameters": [ path_param("name") ],
+            "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "description": "an event (detail.id) or trigger payload (ticket_id or ticket.id)" } } } },
+            "responses": with(failures(&[("400", "the body names no ticket"), ("401", "missing, stale or wrong signature"), ("404", "no such connector"), ("502", "the help desk failed")]), "202", json!({ "description": "taken in: read, new_versions, closed" })),
+        } },
         "/healthz": { "get": {
             "summary": "Liveness (no token)",
             "security": [],
@@ -161,6 +168,7 @@ mod tests {
             "/metrics",
             "/healthz",
             "/v1/openapi.json",
+            "/v1/connectors/{name}/webhook",
         ] {
             assert!(doc["paths"].get(path).is_some(), "{path} is not described");
         }

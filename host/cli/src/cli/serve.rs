@@ -87,11 +87,15 @@ pub(crate) async fn serve(dir: &Path, args: ServeArgs) -> Result<ExitCode> {
     };
     // Help-desk connectors: intake and delivery beside the API (a bad configuration stops
     // the start, with the reason).
-    let connectors = deskhost_connectors::connectors(&ws.config)?;
+    let connectors: Vec<std::sync::Arc<deskhost_connectors::Connector>> =
+        deskhost_connectors::connectors(&ws.config)?
+            .into_iter()
+            .map(std::sync::Arc::new)
+            .collect();
     let connector_loops: Vec<_> = connectors
-        .into_iter()
+        .iter()
         .map(|c| {
-            let (store, stop) = (ws.store.clone(), until_stopped(stopped.clone()));
+            let (c, store, stop) = (c.clone(), ws.store.clone(), until_stopped(stopped.clone()));
             note!("connector {} ({})", c.name, c.config.base_url);
             tokio::spawn(async move { deskhost_connectors::run_loop(&c, &store, stop).await })
         })
@@ -129,6 +133,7 @@ pub(crate) async fn serve(dir: &Path, args: ServeArgs) -> Result<ExitCode> {
         max_body_bytes: args.max_body_bytes,
         max_pending: args.max_pending,
         secure_cookies: args.secure_cookies,
+        connectors,
     };
     deskhost_server::serve(listener, ws, pipeline, options, until_stopped(stopped)).await?;
     if let Some(task) = background {

@@ -1,0 +1,312 @@
+//! Zendesk Support through its REST API (`/api/v2`), with API-token basic auth
+//! (`EMAIL/token:TOKEN`).
+//!
+//! - Intake: the cursor-based incremental ticket export
+//!   (`/incremental/tickets/cursor.json?start_time=0`, then `?cursor=AFTER_CURSOR` until
+//!   `end_of_stream`); the stored cursor is the last `after_cursor`.
+//! - Delivery: `PUT /tickets/ID.json` — category and language as custom fields (`field_ids`),
+//!   the queue as the group in `queue_map`, priority (medium is Zendesk's `normal`), tags as
+//!   `additional_tags`, internal notes as private comments, approved replies as public ones.
+//!   Every write carries `Idempotency-Key: <outbox id>`: Zendesk answers a repeated key with
+//!   the first answer instead of writing again, so an attempt whose outcome is unknown is
+//!   simply sent again.
+//! - Close: a ticket `solved` or `closed` yields its final group (back through `queue_map`),
+//!   priority, category and language.
+
+use crate::{Delivery, Error, HelpDeskTicket};
+use deskhost_protocol::gate::Effect;
+use deskhost_protocol::outbox::{OutboxItem, Outgoing};
+use deskhost_protocol::records::TicketInput;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// A Zendesk REST client.
+pub struct ZendeskClient {
+    http: reqwest::Client,
+    api: String,
+    user: String,
+    token: String,
+    field_ids: BTreeMap<String, u64>,
+}
+
+fn zendesk_priority(p: &str) -> Option<&'static str> {
+    match p {
+        "low" => Some("low"),
+        "medium" => Some("normal"),
+        "high" => Some("high"),
+        "urgent" => Some("urgent"),
+        _ => None,
+    }
+}
+
+fn deskhost_priority(p: &str) -> Option<&'static str> {
+    match p {
+        "low" => Some("low"),
+        "normal" => Some("medium"),
+        "high" => Some("high"),
+        "urgent" => Some("urgent"),
+        _ => None,
+    }
+}
+
+fn id_text(v: &Value) -> Option<String> {
+    v.as_u64()
+        .map(|n| n.to_string())
+        .or_else(|| v.as_str().map(str::to_string))
+}
+
+impl ZendeskClient {
+    /// A client of the Zendesk at `base_url` for agent `email` with API token `token`.
+    pub fn new(
+        http: reqwest::Client,
+        base_url: &str,
+        email: &str,
+        token: &str,
+        field_ids: BTreeMap<String, u64>,
+    ) -> Self {
+        Self {
+            http,
+            api: format!("{}/api/v2", base_url.trim_end_matches('/')),
+            user: format!("{email}/token"),
+            token: token.to_string(),
+            field_ids,
+        }
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder, what: &str) -> Result<Value, Error> {
+        let response = request
+            .basic_auth(&self.user, Some(&self.token))
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| Error::Unreachable(format!("{what}: {e}")))?;
+        let status = response.status();
+        let retry_after = crate::retry_after(response.headers());
+        let body = response.text().await.unwrap_or_default();
+        crate::classify(status, retry_after, what, &body)?;
+        if body.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&body).map_err(|e| {
+            Error::Protocol(format!(
+                "{what}: the answer is not JSON ({e}): {}",
+                crate::excerpt(&body)
+            ))
+        })
+    }
+
+    /// Checks the credentials (`GET /users/me.json`).
+    pub async fn probe(&self) -> Result<(), Error> {
+        let me = self
+            .send(
+                self.http.get(format!("{}/users/me.json", self.api)),
+                "check the Zendesk credentials",
+            )
+            .await?;
+        // Zendesk answers an unauthenticated /users/me with an anonymous user (id null).
+        if me["user"]["id"].is_null() {
+            return Err(Error::Auth(
+                "check the Zendesk credentials: Zendesk treats them as anonymous".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Tickets changed since `cursor` (all from the start without one), with the new cursor.
+    pub async fn changed_since(
+        &self,
+        cursor: Option<&str>,
+        prefix: &str,
+        queue_map: &BTreeMap<String, String>,
+    ) -> Result<(Vec<HelpDeskTicket>, Option<String>), Error> {
+        let mut out = Vec::new();
+        let mut cursor = cursor.map(str::to_string);
+        // A bound on pages per pass; the next pass continues from the cursor.
+        for _ in 0..100 {
+            let query: Vec<(&str, String)> = match &cursor {
+                Some(c) => vec![("cursor", c.clone())],
+                None => vec![("start_time", "0".into())],
+            };
+            let page = self
+                .send(
+                    self.http
+                        .get(format!("{}/incremental/tickets/cursor.json", self.api))
+                        .query(&query),
+                    "export changed tickets",
+                )
+                .await?;
+            for t in page["tickets"].as_array().cloned().unwrap_or_default() {
+                if let Some(ticket) = self.ticket_of(&t, prefix, queue_map) {
+                    out.push(ticket);
+                }
+            }
+            if let Some(next) = page["after_cursor"].as_str() {
+                cursor = Some(next.to_string());
+            }
+            if page["end_of_stream"].as_bool().unwrap_or(true) {
+                break;
+            }
+        }
+        Ok((out, cursor))
+    }
+
+    fn ticket_of(
+        &self,
+        t: &Value,
+        prefix: &str,
+        queue_map: &BTreeMap<String, String>,
+    ) -> Option<HelpDeskTicket> {
+        let id = id_text(&t["id"])?;
+        let status = t["status"].as_str().unwrap_or_default();
+        if status == "deleted" {
+            return None;
+        }
+        let field = |name: &str| -> Option<String> {
+            let wanted = self.field_ids.get(name)?;
+            t["custom_fields"].as_array()?.iter().find_map(|f| {
+                (f["id"].as_u64() == Some(*wanted))
+                    .then(|| f["value"].as_str().map(str::to_string))
+                    .flatten()
+            })
+        };
+        let group = id_text(&t["group_id"]);
+        let queue = group.and_then(|g| {
+            queue_map
+                .iter()
+                .find(|(_, v)| **v == g)
+                .map(|(k, _)| k.clone())
+        });
+        let tags: Vec<String> = t["tags"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(HelpDeskTicket {
+            external_id: id.clone(),
+            closed: matches!(status, "solved" | "closed"),
+            updated_at: t["updated_at"].as_str().unwrap_or_default().to_string(),
+            final_fields: [
+                ("queue", queue),
+                (
+                    "priority",
+                    t["priority"]
+                        .as_str()
+                        .and_then(deskhost_priority)
+                        .map(str::to_string),
+                ),
+                ("category", field("category")),
+                ("language", field("language")),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
+            .collect(),
+            ticket: TicketInput {
+                id: format!("{prefix}:{id}"),
+                subject: t["subject"].as_str().unwrap_or_default().to_string(),
+                body: t["description"].as_str().unwrap_or_default().to_string(),
+                channel: t["via"]["channel"].as_str().map(str::to_string),
+                requester: id_text(&t["requester_id"]),
+                tags,
+                created_at: t["created_at"].as_str().map(str::to_string),
+                ..TicketInput::default()
+            },
+        })
+    }
+
+    /// One ticket (`GET /tickets/ID.json`), as deskhost takes it in.
+    pub async fn ticket(
+        &self,
+        id: &str,
+        prefix: &str,
+        queue_map: &BTreeMap<String, String>,
+    ) -> Result<Option<HelpDeskTicket>, Error> {
+        let found = self
+            .send(
+                self.http.get(format!("{}/tickets/{id}.json", self.api)),
+                "read a ticket",
+            )
+            .await?;
+        Ok(self.ticket_of(&found["ticket"], prefix, queue_map))
+    }
+
+    /// The `ticket` object of the update that writes `item`.
+    fn update_of(
+        &self,
+        item: &OutboxItem,
+        queue_map: &BTreeMap<String, String>,
+    ) -> Result<Value, Error> {
+        let field = |name: &str, value: &str| match self.field_ids.get(name) {
+            Some(id) => Ok(json!({ "custom_fields": [{ "id": id, "value": value }] })),
+            None => Err(Error::Refused(format!(
+                "the connector has no Zendesk field id for {name} (field_ids.{name} in deskhost.toml)"
+            ))),
+        };
+        match &item.payload {
+            Outgoing::Effect(Effect::Category { value }) => field("category", value),
+            Outgoing::Effect(Effect::Language { value }) => field("language", value),
+            Outgoing::Effect(Effect::Queue { value }) => {
+                match queue_map.get(value).and_then(|g| g.parse::<u64>().ok()) {
+                    Some(group) => Ok(json!({ "group_id": group })),
+                    None => Err(Error::Refused(format!(
+                        "queue {value:?} has no Zendesk group id in queue_map"
+                    ))),
+                }
+            }
+            Outgoing::Effect(Effect::Priority { value }) => match zendesk_priority(value) {
+                Some(p) => Ok(json!({ "priority": p })),
+                None => Err(Error::Refused(format!(
+                    "priority {value:?} has no Zendesk equivalent"
+                ))),
+            },
+            Outgoing::Effect(Effect::Tags { values }) => Ok(json!({ "additional_tags": values })),
+            Outgoing::Effect(Effect::InternalNote { body }) => {
+                Ok(json!({ "comment": { "body": body, "public": false } }))
+            }
+            Outgoing::Reply(reply) => {
+                Ok(json!({ "comment": { "body": reply.body, "public": true } }))
+            }
+        }
+    }
+
+    /// Writes one outbox item to its ticket (idempotent by the outbox id).
+    pub async fn deliver(
+        &self,
+        item: &OutboxItem,
+        queue_map: &BTreeMap<String, String>,
+    ) -> Result<Delivery, Error> {
+        let ticket = self.update_of(item, queue_map)?;
+        let answer = self
+            .send(
+                self.http
+                    .put(format!("{}/tickets/{}.json", self.api, item.external_id))
+                    .header("Idempotency-Key", &item.id)
+                    .json(&json!({ "ticket": ticket })),
+                &format!(
+                    "write {} to Zendesk ticket {}",
+                    item.payload.kind(),
+                    item.external_id
+                ),
+            )
+            .await?;
+        Ok(Delivery {
+            reference: id_text(&answer["audit"]["id"]),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn priorities_map_both_ways() {
+        for p in ["low", "medium", "high", "urgent"] {
+            let z = zendesk_priority(p).unwrap_or_default();
+            assert_eq!(deskhost_priority(z), Some(p));
+        }
+        assert_eq!(zendesk_priority("critical"), None);
+    }
+}
