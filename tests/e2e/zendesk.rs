@@ -58,7 +58,10 @@ async fn stand_in() -> (String, Writes) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let url = format!("http://{}", listener.local_addr().unwrap_or_else(|e| panic!("{e}")));
+    let url = format!(
+        "http://{}",
+        listener.local_addr().unwrap_or_else(|e| panic!("{e}"))
+    );
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
@@ -115,7 +118,12 @@ async fn a_signed_zendesk_webhook_brings_a_ticket_in_and_its_effects_go_back() {
         ("no signature", post(body, ts.clone(), None).await, 401),
         (
             "wrong secret",
-            post(body, ts.clone(), Some(zendesk_signature("other", &ts, body.as_bytes()))).await,
+            post(
+                body,
+                ts.clone(),
+                Some(zendesk_signature("other", &ts, body.as_bytes())),
+            )
+            .await,
             401,
         ),
         (
@@ -129,7 +137,12 @@ async fn a_signed_zendesk_webhook_brings_a_ticket_in_and_its_effects_go_back() {
         ),
         (
             "names no ticket",
-            post("{\"hello\": 1}", ts.clone(), Some(zendesk_signature(HOOK_SECRET, &ts, b"{\"hello\": 1}"))).await,
+            post(
+                "{\"hello\": 1}",
+                ts.clone(),
+                Some(zendesk_signature(HOOK_SECRET, &ts, b"{\"hello\": 1}")),
+            )
+            .await,
             400,
         ),
     ];
@@ -137,11 +150,19 @@ async fn a_signed_zendesk_webhook_brings_a_ticket_in_and_its_effects_go_back() {
         let response = response.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(response.status().as_u16(), status, "{what}");
     }
-    assert_eq!(tickets(&ws).await, before, "a refused webhook stores nothing");
+    assert_eq!(
+        tickets(&ws).await,
+        before,
+        "a refused webhook stores nothing"
+    );
 
-    let signed = post(body, ts.clone(), Some(zendesk_signature(HOOK_SECRET, &ts, body.as_bytes())))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let signed = post(
+        body,
+        ts.clone(),
+        Some(zendesk_signature(HOOK_SECRET, &ts, body.as_bytes())),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(signed.status().as_u16(), 202);
     let taken: Value = signed.json().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(taken["new_versions"], 1, "{taken}");
@@ -154,10 +175,17 @@ async fn a_signed_zendesk_webhook_brings_a_ticket_in_and_its_effects_go_back() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(!written.is_empty(), "the decision's effects reach Zendesk: {}", server.log());
+    assert!(
+        !written.is_empty(),
+        "the decision's effects reach Zendesk: {}",
+        server.log()
+    );
     for (file, key, body) in &written {
         assert_eq!(file, "77.json");
-        assert!(key.as_deref().is_some_and(|k| k.starts_with("ob_")), "{key:?}");
+        assert!(
+            key.as_deref().is_some_and(|k| k.starts_with("ob_")),
+            "{key:?}"
+        );
         assert!(body["ticket"].is_object(), "{body}");
     }
     let unknown = http

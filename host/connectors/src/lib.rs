@@ -345,8 +345,13 @@ impl Connector {
         };
         summary.read = 1;
         if t.closed {
-            if let Some(id) = store.ticket_for_external(&self.name, &t.external_id).await?
-                && !store.record_close(&id, &self.name, &t.final_fields).await?.is_empty()
+            if let Some(id) = store
+                .ticket_for_external(&self.name, &t.external_id)
+                .await?
+                && !store
+                    .record_close(&id, &self.name, &t.final_fields)
+                    .await?
+                    .is_empty()
             {
                 summary.closed = 1;
             }

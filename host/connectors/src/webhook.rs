@@ -20,7 +20,9 @@ pub enum WebhookError {
     #[error("the request has no {0} header; only Zendesk's signed webhooks are accepted")]
     Missing(&'static str),
     /// The timestamp is not a time, or too far from now.
-    #[error("the signature timestamp {0:?} is not within five minutes of now; a replayed or delayed request is refused")]
+    #[error(
+        "the signature timestamp {0:?} is not within five minutes of now; a replayed or delayed request is refused"
+    )]
     Stale(String),
     /// The signature does not match.
     #[error("the webhook signature does not match; check the connector's webhook secret")]
@@ -51,8 +53,9 @@ pub fn verify_zendesk(
     now: i64,
 ) -> Result<(), WebhookError> {
     let signature = signature.ok_or(WebhookError::Missing("X-Zendesk-Webhook-Signature"))?;
-    let timestamp =
-        timestamp.ok_or(WebhookError::Missing("X-Zendesk-Webhook-Signature-Timestamp"))?;
+    let timestamp = timestamp.ok_or(WebhookError::Missing(
+        "X-Zendesk-Webhook-Signature-Timestamp",
+    ))?;
     let at = deskhost_protocol::digest::parse_rfc3339_secs(timestamp)
         .ok_or_else(|| WebhookError::Stale(timestamp.chars().take(40).collect()))?;
     if (now - at).abs() > MAX_SKEW_SECONDS {
@@ -109,7 +112,10 @@ mod tests {
     fn a_signed_fresh_request_passes_and_any_change_fails() {
         let body = br#"{"ticket_id": 42}"#;
         let sig = zendesk_signature("s3cret", TS, body);
-        assert_eq!(verify_zendesk("s3cret", Some(&sig), Some(TS), body, NOW), Ok(()));
+        assert_eq!(
+            verify_zendesk("s3cret", Some(&sig), Some(TS), body, NOW),
+            Ok(())
+        );
         assert_eq!(
             verify_zendesk("s3cret", Some(&sig), Some(TS), br#"{"ticket_id": 43}"#, NOW),
             Err(WebhookError::BadSignature)
@@ -139,11 +145,23 @@ mod tests {
 
     #[test]
     fn ticket_ids_come_from_the_documented_places_and_are_numbers() {
-        assert_eq!(ticket_id(br#"{"detail": {"id": "35436"}}"#), Ok("35436".into()));
+        assert_eq!(
+            ticket_id(br#"{"detail": {"id": "35436"}}"#),
+            Ok("35436".into())
+        );
         assert_eq!(ticket_id(br#"{"ticket_id": 7}"#), Ok("7".into()));
         assert_eq!(ticket_id(br#"{"ticket": {"id": 9}}"#), Ok("9".into()));
-        assert!(matches!(ticket_id(b"not json"), Err(WebhookError::Malformed(_))));
-        assert!(matches!(ticket_id(br#"{"ticket_id": "../1"}"#), Err(WebhookError::Malformed(_))));
-        assert!(matches!(ticket_id(br#"{}"#), Err(WebhookError::Malformed(_))));
+        assert!(matches!(
+            ticket_id(b"not json"),
+            Err(WebhookError::Malformed(_))
+        ));
+        assert!(matches!(
+            ticket_id(br#"{"ticket_id": "../1"}"#),
+            Err(WebhookError::Malformed(_))
+        ));
+        assert!(matches!(
+            ticket_id(br#"{}"#),
+            Err(WebhookError::Malformed(_))
+        ));
     }
 }

@@ -52,7 +52,11 @@ fn base64_encode(bytes: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -66,7 +70,11 @@ fn base64_encode(bytes: &[u8]) -> String {
 }
 
 fn unauthorized() -> Response {
-    (StatusCode::UNAUTHORIZED, Json(json!({"error": "Couldn't authenticate you"}))).into_response()
+    (
+        StatusCode::UNAUTHORIZED,
+        Json(json!({"error": "Couldn't authenticate you"})),
+    )
+        .into_response()
 }
 
 async fn me(headers: HeaderMap) -> Response {
@@ -115,11 +123,14 @@ async fn export(headers: HeaderMap, Query(q): Query<HashMap<String, String>>) ->
 
 /// Checks a ticket update body against the documented fields and types.
 fn check_update(body: &Value) -> Result<&Value, String> {
-    let t = body["ticket"].as_object().ok_or("the body must be {\"ticket\": {…}}")?;
+    let t = body["ticket"]
+        .as_object()
+        .ok_or("the body must be {\"ticket\": {…}}")?;
     for (k, v) in t {
         let ok = match k.as_str() {
             "custom_fields" => v.as_array().is_some_and(|a| {
-                a.iter().all(|f| f["id"].is_u64() && (f["value"].is_string() || f["value"].is_null()))
+                a.iter()
+                    .all(|f| f["id"].is_u64() && (f["value"].is_string() || f["value"].is_null()))
             }),
             "group_id" => v.is_u64(),
             "priority" => matches!(v.as_str(), Some("low" | "normal" | "high" | "urgent")),
@@ -128,7 +139,9 @@ fn check_update(body: &Value) -> Result<&Value, String> {
             _ => false,
         };
         if !ok {
-            return Err(format!("ticket.{k} = {v} is not a documented field of that type"));
+            return Err(format!(
+                "ticket.{k} = {v} is not a documented field of that type"
+            ));
         }
     }
     Ok(&body["ticket"])
@@ -146,7 +159,8 @@ async fn update(
     let mut desk = desk.lock().expect("lock");
     let id = file.trim_end_matches(".json").to_string();
     if headers.get("content-type").and_then(|v| v.to_str().ok()) != Some("application/json") {
-        desk.violations.push(format!("ticket {id}: not application/json"));
+        desk.violations
+            .push(format!("ticket {id}: not application/json"));
     }
     if id == "429" && !desk.rate_limited_once {
         desk.rate_limited_once = true;
@@ -157,20 +171,29 @@ async fn update(
         )
             .into_response();
     }
-    let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string) else {
-        desk.violations.push(format!("ticket {id}: no Idempotency-Key"));
+    let Some(key) = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+    else {
+        desk.violations
+            .push(format!("ticket {id}: no Idempotency-Key"));
         return StatusCode::BAD_REQUEST.into_response();
     };
     let body: Value = match serde_json::from_str(&body) {
         Ok(b) => b,
         Err(e) => {
-            desk.violations.push(format!("ticket {id}: body is not JSON: {e}"));
+            desk.violations
+                .push(format!("ticket {id}: body is not JSON: {e}"));
             return StatusCode::BAD_REQUEST.into_response();
         }
     };
     if let Some((first, answer)) = desk.keys.get(&key).cloned() {
         if first != body {
-            return (StatusCode::BAD_REQUEST, Json(json!({"error": "IdempotentRequestError"})))
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": "IdempotentRequestError"})),
+            )
                 .into_response();
         }
         return ([("x-idempotency-lookup", "hit")], Json(answer)).into_response();
@@ -179,7 +202,11 @@ async fn update(
         Ok(t) => t.clone(),
         Err(e) => {
             desk.violations.push(format!("ticket {id}: {e}"));
-            return (StatusCode::BAD_REQUEST, Json(json!({"error": "RecordInvalid"}))).into_response();
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": "RecordInvalid"})),
+            )
+                .into_response();
         }
     };
     desk.writes.push((id.clone(), ticket));
@@ -195,7 +222,9 @@ async fn zendesk() -> (String, Shared) {
         .route("/api/v2/incremental/tickets/cursor.json", get(export))
         .route("/api/v2/tickets/{file}", put(update))
         .with_state(desk.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
@@ -233,7 +262,10 @@ fn item(id: &str, ticket: &str, payload: Outgoing) -> OutboxItem {
 async fn credentials_are_checked() {
     let (url, _) = zendesk().await;
     assert!(client(&url, TOKEN).probe().await.is_ok());
-    assert!(matches!(client(&url, "wrong").probe().await, Err(Error::Auth(_))));
+    assert!(matches!(
+        client(&url, "wrong").probe().await,
+        Err(Error::Auth(_))
+    ));
 }
 
 #[tokio::test]
@@ -265,10 +297,25 @@ async fn intake_follows_the_cursor_to_the_end_of_the_stream() {
     let first = connector.intake(&store).await.expect("intake");
     assert_eq!((first.read, first.new_versions), (3, 2), "{first:?}");
     let status = connector.status(&store).await.expect("status");
-    assert_eq!(status.cursor.as_deref(), Some("c2"), "the cursor is the last after_cursor");
-    let ticket = store.ticket("zd:1", 1).await.expect("read").expect("zd:1 stored");
+    assert_eq!(
+        status.cursor.as_deref(),
+        Some("c2"),
+        "the cursor is the last after_cursor"
+    );
+    let ticket = store
+        .ticket("zd:1", 1)
+        .await
+        .expect("read")
+        .expect("zd:1 stored");
     assert_eq!(ticket.input.subject, "Charged twice");
-    assert_eq!(store.ticket_for_external("zd", "2").await.expect("source").as_deref(), Some("zd:2"));
+    assert_eq!(
+        store
+            .ticket_for_external("zd", "2")
+            .await
+            .expect("source")
+            .as_deref(),
+        Some("zd:2")
+    );
     let again = connector.intake(&store).await.expect("intake");
     assert_eq!((again.read, again.new_versions), (0, 0), "{again:?}");
 }
@@ -279,20 +326,54 @@ async fn every_write_has_the_documented_shape_and_an_idempotency_key() {
     let zd = client(&url, TOKEN);
     let queues = BTreeMap::from([("billing".to_string(), "100".to_string())]);
     let cases = [
-        (Outgoing::Effect(Effect::Category { value: "billing".into() }), json!({"custom_fields": [{"id": 11, "value": "billing"}]})),
-        (Outgoing::Effect(Effect::Language { value: "de".into() }), json!({"custom_fields": [{"id": 12, "value": "de"}]})),
-        (Outgoing::Effect(Effect::Queue { value: "billing".into() }), json!({"group_id": 100})),
-        (Outgoing::Effect(Effect::Priority { value: "medium".into() }), json!({"priority": "normal"})),
-        (Outgoing::Effect(Effect::Tags { values: vec!["refund".into()] }), json!({"additional_tags": ["refund"]})),
-        (Outgoing::Effect(Effect::InternalNote { body: "note".into() }), json!({"comment": {"body": "note", "public": false}})),
-        (Outgoing::reply("Hello", vec![]), json!({"comment": {"body": "Hello", "public": true}})),
+        (
+            Outgoing::Effect(Effect::Category {
+                value: "billing".into(),
+            }),
+            json!({"custom_fields": [{"id": 11, "value": "billing"}]}),
+        ),
+        (
+            Outgoing::Effect(Effect::Language { value: "de".into() }),
+            json!({"custom_fields": [{"id": 12, "value": "de"}]}),
+        ),
+        (
+            Outgoing::Effect(Effect::Queue {
+                value: "billing".into(),
+            }),
+            json!({"group_id": 100}),
+        ),
+        (
+            Outgoing::Effect(Effect::Priority {
+                value: "medium".into(),
+            }),
+            json!({"priority": "normal"}),
+        ),
+        (
+            Outgoing::Effect(Effect::Tags {
+                values: vec!["refund".into()],
+            }),
+            json!({"additional_tags": ["refund"]}),
+        ),
+        (
+            Outgoing::Effect(Effect::InternalNote {
+                body: "note".into(),
+            }),
+            json!({"comment": {"body": "note", "public": false}}),
+        ),
+        (
+            Outgoing::reply("Hello", vec![]),
+            json!({"comment": {"body": "Hello", "public": true}}),
+        ),
     ];
     for (i, (payload, _)) in cases.iter().enumerate() {
         let delivered = zd
             .deliver(&item(&format!("ob_{i}"), "42", payload.clone()), &queues)
             .await
             .expect("delivered");
-        assert!(delivered.reference.is_some(), "the audit id is the reference");
+        assert!(
+            delivered.reference.is_some(),
+            "the audit id is the reference"
+        );
     }
     // A resend of the reply (its first outcome unknown) writes nothing again.
     zd.deliver(&item("ob_6", "42", cases[6].0.clone()), &queues)
@@ -302,7 +383,10 @@ async fn every_write_has_the_documented_shape_and_an_idempotency_key() {
     assert!(desk.violations.is_empty(), "{:?}", desk.violations);
     let written: Vec<Value> = desk.writes.iter().map(|(_, t)| t.clone()).collect();
     let expected: Vec<Value> = cases.iter().map(|(_, t)| t.clone()).collect();
-    assert_eq!(written, expected, "one write per item, in the documented shape");
+    assert_eq!(
+        written, expected,
+        "one write per item, in the documented shape"
+    );
 }
 
 #[tokio::test]
@@ -310,14 +394,35 @@ async fn refusals_and_rate_limits_are_classified() {
     let (url, _) = zendesk().await;
     let zd = client(&url, TOKEN);
     let none = BTreeMap::new();
-    let queue = item("ob_q", "42", Outgoing::Effect(Effect::Queue { value: "legal".into() }));
-    assert!(matches!(zd.deliver(&queue, &none).await, Err(Error::Refused(_))), "no group id");
-    let limited = item("ob_r", "429", Outgoing::Effect(Effect::Priority { value: "high".into() }));
+    let queue = item(
+        "ob_q",
+        "42",
+        Outgoing::Effect(Effect::Queue {
+            value: "legal".into(),
+        }),
+    );
+    assert!(
+        matches!(zd.deliver(&queue, &none).await, Err(Error::Refused(_))),
+        "no group id"
+    );
+    let limited = item(
+        "ob_r",
+        "429",
+        Outgoing::Effect(Effect::Priority {
+            value: "high".into(),
+        }),
+    );
     match zd.deliver(&limited, &none).await {
         Err(Error::RateLimited(_, secs)) => assert_eq!(secs, 7, "Retry-After is honoured"),
         other => panic!("expected a rate limit, got {other:?}"),
     }
-    assert!(zd.deliver(&limited, &none).await.is_ok(), "the retry goes through");
+    assert!(
+        zd.deliver(&limited, &none).await.is_ok(),
+        "the retry goes through"
+    );
     let wrong = client(&url, "wrong");
-    assert!(matches!(wrong.deliver(&limited, &none).await, Err(Error::Auth(_))));
+    assert!(matches!(
+        wrong.deliver(&limited, &none).await,
+        Err(Error::Auth(_))
+    ));
 }
