@@ -79,6 +79,35 @@ pub(crate) fn excerpt(body: &str) -> String {
     deskhost_engine::sanitize::field(&cut).into_owned()
 }
 
+/// Sends `request` with basic auth as `user`/`secret` and reads the JSON answer (`Null` for
+/// an empty body); the status is classified by [`classify`]. Both clients call through here.
+pub(crate) async fn send_json(
+    request: reqwest::RequestBuilder,
+    user: &str,
+    secret: &str,
+    what: &str,
+) -> Result<serde_json::Value, Error> {
+    let response = request
+        .basic_auth(user, Some(secret))
+        .header(reqwest::header::ACCEPT, "application/json")
+        .send()
+        .await
+        .map_err(|e| Error::Unreachable(format!("{what}: {e}")))?;
+    let status = response.status();
+    let retry_after = retry_after(response.headers());
+    let body = response.text().await.unwrap_or_default();
+    classify(status, retry_after, what, &body)?;
+    if body.trim().is_empty() {
+        return Ok(serde_json::Value::Null);
+    }
+    serde_json::from_str(&body).map_err(|e| {
+        Error::Protocol(format!(
+            "{what}: the answer is not JSON ({e}): {}",
+            excerpt(&body)
+        ))
+    })
+}
+
 /// Maps an HTTP status to the error kinds above (2xx is fine).
 pub(crate) fn classify(
     status: reqwest::StatusCode,
@@ -221,6 +250,20 @@ impl Connector {
         Ok(status)
     }
 
+    /// Records that the help desk refused the credentials (`error`): intake and delivery
+    /// wait until a credentials check passes.
+    async fn pause(&self, store: &Store, error: &str) -> Result<(), Error> {
+        store
+            .set_connector_state(
+                &self.name,
+                None,
+                Some(error),
+                Some("the help desk refused the credentials; fix the user or secret, deliveries wait"),
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Checks the credentials; a refusal pauses the connector (recorded), success clears a
     /// pause.
     pub async fn check_credentials(&self, store: &Store) -> Result<bool, Error> {
@@ -239,14 +282,7 @@ impl Connector {
                 Ok(true)
             }
             Err(Error::Auth(m)) => {
-                store
-                    .set_connector_state(
-                        &self.name,
-                        None,
-                        Some(&m),
-                        Some("the help desk refused the credentials; fix the user or secret, deliveries wait"),
-                    )
-                    .await?;
+                self.pause(store, &m).await?;
                 Ok(false)
             }
             Err(e) => {
@@ -460,14 +496,7 @@ impl Connector {
         let attempt = match outcome {
             Ok(d) => Attempt::Delivered(d.reference),
             Err(Error::Auth(m)) => {
-                store
-                    .set_connector_state(
-                        &self.name,
-                        None,
-                        Some(&m),
-                        Some("the help desk refused the credentials; fix the user or secret, deliveries wait"),
-                    )
-                    .await?;
+                self.pause(store, &m).await?;
                 store.release_outbox(&item.id).await?;
                 return Ok(true);
             }

@@ -63,25 +63,7 @@ impl RtClient {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder, what: &str) -> Result<Value, Error> {
-        let response = request
-            .basic_auth(&self.user, Some(&self.password))
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| Error::Unreachable(format!("{what}: {e}")))?;
-        let status = response.status();
-        let retry_after = crate::retry_after(response.headers());
-        let body = response.text().await.unwrap_or_default();
-        crate::classify(status, retry_after, what, &body)?;
-        if body.trim().is_empty() {
-            return Ok(Value::Null);
-        }
-        serde_json::from_str(&body).map_err(|e| {
-            Error::Protocol(format!(
-                "{what}: the answer is not JSON ({e}): {}",
-                crate::excerpt(&body)
-            ))
-        })
+        crate::send_json(request, &self.user, &self.password, what).await
     }
 
     async fn get(&self, path: &str, query: &[(&str, &str)], what: &str) -> Result<Value, Error> {
