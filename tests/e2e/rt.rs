@@ -99,6 +99,44 @@ impl Rt {
             .unwrap_or_else(|| panic!("no ticket id in {created}"))
     }
 
+    /// Ticket `id`'s transactions (type, field, new value), oldest first.
+    async fn history(&self, id: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        for page in 1..=20 {
+            let found = self
+                .http
+                .get(format!("{}/ticket/{id}/history", self.api))
+                .query(&[
+                    ("fields", "Type,Field,NewValue"),
+                    ("per_page", "100"),
+                    ("page", &page.to_string()),
+                ])
+                .basic_auth(&self.user, Some(&self.password))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .json::<Value>()
+                .await
+                .unwrap_or(Value::Null);
+            let items = found["items"].as_array().cloned().unwrap_or_default();
+            out.extend(items);
+            if f64::from(page) >= found["pages"].as_f64().unwrap_or(1.0) {
+                break;
+            }
+        }
+        out
+    }
+
+    /// A ticket custom field's value.
+    async fn field(&self, id: &str, name: &str) -> Option<String> {
+        let t = self.get(&format!("/ticket/{id}")).await;
+        t["CustomFields"]
+            .as_array()
+            .and_then(|c| c.iter().find(|f| f["name"] == name))
+            .and_then(|f| f["values"][0].as_str())
+            .map(str::to_string)
+    }
+
     /// Transactions of `kind` on ticket `id` that carry a deskhost outbox id.
     async fn delivered(&self, id: &str, kind: &str) -> Vec<String> {
         let found = self
@@ -231,6 +269,43 @@ async fn request_tracker_loop_delivers_each_effect_once() {
         "some tickets had their queue applied: {states:?}"
     );
 
+    // The triage's sentiment and confidence are in RT's custom fields.
+    let assessed: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT external_id, origin, payload_json FROM outbox WHERE kind = 'assessment' AND state = 'delivered' ORDER BY seq",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(assessed.len(), tickets.len(), "one assessment per decision");
+    for (rt_id, origin, payload) in &assessed {
+        let payload: Value = serde_json::from_str(payload).unwrap_or_else(|e| panic!("{e}"));
+        let run_id = origin.trim_start_matches("run:");
+        let proposal: String = sqlx::query_scalar(
+            "SELECT proposal_json FROM run_stages WHERE run_id = $1 AND stage = 'triage'",
+        )
+        .bind(run_id)
+        .fetch_one(&db)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let proposal: Value = serde_json::from_str(&proposal).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            payload["sentiment"], proposal["sentiment"]["value"],
+            "the decision's sentiment"
+        );
+        assert_eq!(
+            rt.field(rt_id, "sentiment").await.as_deref(),
+            payload["sentiment"].as_str(),
+            "ticket {rt_id}: RT's sentiment"
+        );
+        let confidence = payload["confidence"].as_f64().unwrap_or(f64::NAN);
+        assert!((0.0..=1.0).contains(&confidence), "{payload}");
+        assert_eq!(
+            rt.field(rt_id, "confidence").await,
+            Some(format!("{confidence:.4}")),
+            "ticket {rt_id}: RT's confidence"
+        );
+    }
+
     // Nothing new after a second sync: RT's own updates (ours) make no new versions.
     let again = sync(&ws, &secret);
     assert_eq!(again["intake"]["new_versions"], 0, "{again}");
@@ -353,9 +428,102 @@ async fn request_tracker_loop_delivers_each_effect_once() {
         );
         replies += 1;
     }
+    // Every effect once: per ticket, one comment per internal note, one correspondence per
+    // reply, and one field transaction per value change of queue, priority and the custom
+    // fields (a repeated set of the same value makes none in RT). `tags` is left out: a
+    // multi-value field records one transaction per value.
+    let mut cf_names: std::collections::HashMap<String, String> = Default::default();
+    let mut counted = std::collections::BTreeMap::<String, usize>::new();
+    for (id, ..) in &states {
+        let rt_id = id.trim_start_matches("rt:");
+        let items: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT kind, payload_json, state FROM outbox WHERE ticket_id = $1 ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(&db)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut expected = std::collections::BTreeMap::<String, usize>::new();
+        let mut current: std::collections::HashMap<&str, String> = [
+            ("queue", "General".to_string()),
+            ("priority", "low".to_string()),
+        ]
+        .into();
+        for (kind, payload, state) in &items {
+            assert_eq!(state, "delivered", "{id}: {kind} {payload}");
+            let p: Value = serde_json::from_str(payload).unwrap_or_else(|e| panic!("{e}"));
+            let mut change = |field: &'static str, value: String| {
+                if current.get(field) != Some(&value) {
+                    current.insert(field, value);
+                    Some(field.to_string())
+                } else {
+                    None
+                }
+            };
+            let changed: Vec<Option<String>> = match kind.as_str() {
+                "internal_note" => vec![Some("Comment".into())],
+                "reply" => vec![Some("Correspond".into())],
+                "queue" | "priority" | "category" | "language" => {
+                    let field = ["queue", "priority", "category", "language"]
+                        .into_iter()
+                        .find(|f| f == kind)
+                        .unwrap_or("queue");
+                    vec![change(
+                        field,
+                        p["value"].as_str().unwrap_or_default().to_string(),
+                    )]
+                }
+                "assessment" => vec![
+                    change(
+                        "sentiment",
+                        p["sentiment"].as_str().unwrap_or_default().to_string(),
+                    ),
+                    change(
+                        "confidence",
+                        format!("{:.4}", p["confidence"].as_f64().unwrap_or(f64::NAN)),
+                    ),
+                ],
+                _ => vec![],
+            };
+            for name in changed.into_iter().flatten() {
+                *expected.entry(name).or_default() += 1;
+            }
+        }
+        let mut seen = std::collections::BTreeMap::<String, usize>::new();
+        for txn in rt.history(rt_id).await {
+            let field = txn["Field"].as_str().unwrap_or_default().to_string();
+            let name = match txn["Type"].as_str().unwrap_or_default() {
+                t @ ("Comment" | "Correspond") => t.to_string(),
+                "Set" if field == "Queue" => "queue".into(),
+                "Set" if field == "Priority" => "priority".into(),
+                "CustomField" => {
+                    if !cf_names.contains_key(&field) {
+                        let cf = rt.get(&format!("/customfield/{field}")).await;
+                        let name = cf["Name"].as_str().unwrap_or_default().to_string();
+                        cf_names.insert(field.clone(), name);
+                    }
+                    cf_names.get(&field).cloned().unwrap_or_default()
+                }
+                _ => continue,
+            };
+            if name == "tags" {
+                continue;
+            }
+            *seen.entry(name).or_default() += 1;
+        }
+        assert_eq!(
+            seen, expected,
+            "ticket {rt_id}: RT's transactions per kind are deskhost's deliveries, once each"
+        );
+        for (k, n) in seen {
+            *counted.entry(k).or_default() += n;
+        }
+    }
     eprintln!(
-        "crash test: {kills} SIGKILLs of `connector run`; {during} of {waiting} outbox items delivered between kills, {} by the final sync ({} of them found already in RT, not sent again); {replies} replies, each in RT exactly once",
-        last["delivery"]["delivered"], last["delivery"]["already_there"]
+        "crash test: {kills} SIGKILLs of `connector run`; {during} of {waiting} outbox items delivered between kills, {} by the final sync ({} of them found already in RT, not sent again); {replies} replies, each in RT exactly once; RT transactions counted on the {} tickets: {counted:?}, each matching deskhost's deliveries",
+        last["delivery"]["delivered"],
+        last["delivery"]["already_there"],
+        states.len()
     );
     let outbox = ws
         .ok(&[
@@ -434,10 +602,48 @@ async fn request_tracker_loop_delivers_each_effect_once() {
         "--as",
         "rt-test",
     ]);
-    let down = ws.cmd_env(
-        &["connector", "sync", "rt", "--json"],
-        &[(SECRET_VAR, &secret)],
+    // `serve` runs the connector against the dead address; its metrics show the help desk
+    // down and the outbox waiting.
+    let desk = ws.serve(&[(SECRET_VAR, &secret)]);
+    let gauge = |text: &str, name: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let down = loop {
+        let text = desk
+            .client()
+            .get(format!("{}/metrics", desk.url))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .text()
+            .await
+            .unwrap_or_default();
+        let up = gauge(&text, "deskhost_connector_up{connector=\"rt\"}");
+        let pending = gauge(
+            &text,
+            "deskhost_outbox_items{connector=\"rt\",state=\"pending\"}",
+        );
+        if up == Some(0.0) && pending.is_some_and(|n| n > 0.0) {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metrics never showed RT down with items waiting: {text}\n{}",
+            desk.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        gauge(
+            &down,
+            "deskhost_outbox_oldest_waiting_seconds{connector=\"rt\"}"
+        )
+        .is_some(),
+        "{down}"
     );
+    desk.terminate();
     let status = ws
         .ok_env(
             &["connector", "status", "rt", "--json"],
@@ -460,12 +666,21 @@ async fn request_tracker_loop_delivers_each_effect_once() {
         &format!("base_url = \"http://127.0.0.1:{dead_port}\""),
         &format!("base_url = \"{}\"", server.url),
     );
-    tokio::time::sleep(Duration::from_millis(1500)).await; // the first retry's backoff
-    let back = sync(&ws, &secret);
+    // Synced until the retries' backoff has passed (a few seconds at most here).
+    let mut drained = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let back = loop {
+        let back = sync(&ws, &secret);
+        drained += back["delivery"]["delivered"].as_u64().unwrap_or(0);
+        if back["status"]["backlog"] == 0 || Instant::now() > deadline {
+            break back;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     assert_eq!(
         back["status"]["backlog"], 0,
         "drained when RT is back: {back}"
     );
-    assert_eq!(back["delivery"]["delivered"], json!(backlog), "{back}");
+    assert_eq!(drained, backlog, "{back}");
     ws.ok(&["audit", "verify"]);
 }

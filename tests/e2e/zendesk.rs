@@ -94,7 +94,7 @@ async fn a_signed_zendesk_webhook_brings_a_ticket_in_and_its_effects_go_back() {
     let path = ws.path().join("deskhost.toml");
     let mut text = std::fs::read_to_string(&path).unwrap_or_default();
     text.push_str(&format!(
-        "\n[connectors.zd]\nkind = \"zendesk\"\nbase_url = \"{zendesk}\"\nuser = \"agent@example.com\"\nsecret_env = \"{TOKEN_VAR}\"\nwebhook_secret_env = \"{HOOK_VAR}\"\npoll_seconds = 1\nfield_ids = {{ category = 11, language = 12 }}\n"
+        "\n[connectors.zd]\nkind = \"zendesk\"\nbase_url = \"{zendesk}\"\nuser = \"agent@example.com\"\nsecret_env = \"{TOKEN_VAR}\"\nwebhook_secret_env = \"{HOOK_VAR}\"\npoll_seconds = 1\nfield_ids = {{ category = 11, language = 12, sentiment = 13, confidence = 14 }}\n"
     ));
     std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
     let server = ws.serve(&[(TOKEN_VAR, "zd-token"), (HOOK_VAR, HOOK_SECRET)]);

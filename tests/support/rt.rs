@@ -2,7 +2,8 @@
 //! its own SQLite database and configuration in a temporary directory
 //! (`RT_SITE_CONFIG_DIR`), `rt-server` on 127.0.0.1 and a free port, the `root` password
 //! replaced by a generated one, and the custom fields deskhost writes (`category`,
-//! `language`, multi-value `tags`; the transaction field `deskhost-outbox`) created and
+//! `language`, `sentiment`, `confidence`, multi-value `tags`; the transaction field
+//! `deskhost-outbox`) created and
 //! applied to every queue. A watchdog stops the server (its whole process group) and
 //! removes the directory when the test process ends.
 //!
@@ -190,6 +191,8 @@ my $password = shift @ARGV;
 my @fields = (
     ['category', 'RT::Queue-RT::Ticket', 1],
     ['language', 'RT::Queue-RT::Ticket', 1],
+    ['sentiment', 'RT::Queue-RT::Ticket', 1],
+    ['confidence', 'RT::Queue-RT::Ticket', 1],
     ['tags', 'RT::Queue-RT::Ticket', 0],
     ['deskhost-outbox', 'RT::Queue-RT::Ticket-RT::Transaction', 1],
 );

@@ -128,7 +128,8 @@ pub(crate) fn classify(
     })
 }
 
-/// Exponential backoff with full jitter: up to 1 s × 2^(attempt-1), capped at 5 minutes.
+/// Exponential backoff with jitter: a random wait between half and all of 1 s × 2^(attempt-1),
+/// capped at 5 minutes.
 pub fn backoff(attempt: u32) -> Duration {
     let cap_ms = (1000u64 << attempt.saturating_sub(1).min(9)).min(300_000);
     let mut bytes = [0u8; 8];
@@ -186,6 +187,24 @@ pub struct DeliverySummary {
     pub retrying: usize,
     /// Dead-lettered.
     pub dead: usize,
+}
+
+impl DeliverySummary {
+    fn add(&mut self, other: &DeliverySummary) {
+        self.delivered += other.delivered;
+        self.already_there += other.already_there;
+        self.skipped += other.skipped;
+        self.retrying += other.retrying;
+        self.dead += other.dead;
+    }
+}
+
+/// After one item: go on with the ticket's next, wait (it failed and will be retried), or
+/// stop everything (the credentials were refused).
+enum Step {
+    Next,
+    Wait,
+    Paused,
 }
 
 fn read_secret(name: &str, config: &ConnectorConfig) -> Result<String, Error> {
@@ -420,17 +439,21 @@ impl Connector {
         matches!(self.client, Client::Zendesk(_))
     }
 
-    /// Sends every due outbox item of this connector (in rounds of 20) until none is due.
+    /// Sends every due outbox item of this connector until none is due: up to
+    /// `concurrency` tickets at once, each ticket's items in order. An item that fails (to
+    /// be retried) holds back the rest of its ticket; refused credentials stop everything.
     pub async fn deliver_due(&self, store: &Store) -> Result<DeliverySummary, Error> {
+        use futures::StreamExt;
         let mut summary = DeliverySummary::default();
+        let width = self.config.concurrency.clamp(1, 32) as usize;
+        let settle_ms = i64::try_from(self.config.request_timeout_seconds.max(1) * 1000 + 2000)
+            .unwrap_or(i64::MAX / 4);
         loop {
-            let settle_ms = i64::try_from(self.config.request_timeout_seconds.max(1) * 1000 + 2000)
-                .unwrap_or(i64::MAX / 4);
             let claimed = store
                 .claim_outbox(
                     &self.name,
                     &deskhost_engine::store::WorkerId::current(),
-                    20,
+                    u32::try_from(width * 5).unwrap_or(20),
                     settle_ms.max(120_000),
                     settle_ms,
                 )
@@ -438,22 +461,80 @@ impl Connector {
             if claimed.is_empty() {
                 return Ok(summary);
             }
+            // Per ticket, in claim (= outbox) order.
+            let mut tickets: Vec<Vec<Claimed>> = Vec::new();
             for c in claimed {
-                if self.deliver_one(store, &c, &mut summary).await? {
-                    // Paused: the rest waits for the credentials.
-                    return Ok(summary);
+                match tickets
+                    .iter_mut()
+                    .find(|t| t[0].item.ticket_id == c.item.ticket_id)
+                {
+                    Some(t) => t.push(c),
+                    None => tickets.push(vec![c]),
                 }
+            }
+            let paused = std::sync::atomic::AtomicBool::new(false);
+            // Collected first: a lazily mapped iterator inside the stream would make the
+            // future not Send for every lifetime.
+            let sends: Vec<_> = tickets
+                .iter()
+                .map(|t| self.deliver_ticket(store, t, &paused))
+                .collect();
+            let results: Vec<Result<DeliverySummary, Error>> = futures::stream::iter(sends)
+                .buffer_unordered(width)
+                .collect()
+                .await;
+            for r in results {
+                summary.add(&r?);
+            }
+            if paused.load(std::sync::atomic::Ordering::SeqCst) {
+                return Ok(summary);
             }
         }
     }
 
-    /// Delivers one claimed item; returns whether the connector paused.
+    /// Delivers one ticket's claimed items in order; what it does not get to is released.
+    async fn deliver_ticket(
+        &self,
+        store: &Store,
+        items: &[Claimed],
+        paused: &std::sync::atomic::AtomicBool,
+    ) -> Result<DeliverySummary, Error> {
+        use std::sync::atomic::Ordering;
+        let mut summary = DeliverySummary::default();
+        let mut sent = 0;
+        while let Some(c) = items.get(sent) {
+            if paused.load(Ordering::SeqCst) {
+                break;
+            }
+            sent += 1;
+            match self.deliver_one(store, c, &mut summary).await {
+                Ok(Step::Next) => {}
+                Ok(Step::Wait) => break,
+                Ok(Step::Paused) => {
+                    paused.store(true, Ordering::SeqCst);
+                    break;
+                }
+                Err(e) => {
+                    for c in &items[sent..] {
+                        let _ = store.release_outbox(&c.item.id).await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        for c in &items[sent..] {
+            store.release_outbox(&c.item.id).await?;
+        }
+        Ok(summary)
+    }
+
+    /// Delivers one claimed item; says whether the ticket's next item may follow.
     async fn deliver_one(
         &self,
         store: &Store,
         c: &Claimed,
         summary: &mut DeliverySummary,
-    ) -> Result<bool, Error> {
+    ) -> Result<Step, Error> {
         let item = &c.item;
         let kind = item.payload.kind();
         let max = self.config.max_attempts;
@@ -469,7 +550,7 @@ impl Connector {
                 )
                 .await?;
             summary.skipped += 1;
-            return Ok(false);
+            return Ok(Step::Next);
         }
         let outcome = match &self.client {
             Client::Rt(client) => {
@@ -498,7 +579,7 @@ impl Connector {
             Err(Error::Auth(m)) => {
                 self.pause(store, &m).await?;
                 store.release_outbox(&item.id).await?;
-                return Ok(true);
+                return Ok(Step::Paused);
             }
             Err(Error::RateLimited(m, secs)) => Attempt::Failed {
                 error: m,
@@ -519,13 +600,24 @@ impl Connector {
             },
             Err(Error::Store(e)) => return Err(Error::Store(e)),
         };
-        match store.finish_outbox(&item.id, &attempt, max).await? {
-            OutboxState::Delivered => summary.delivered += 1,
-            OutboxState::Dead => summary.dead += 1,
-            OutboxState::Skipped => summary.skipped += 1,
-            _ => summary.retrying += 1,
-        }
-        Ok(false)
+        Ok(match store.finish_outbox(&item.id, &attempt, max).await? {
+            OutboxState::Delivered => {
+                summary.delivered += 1;
+                Step::Next
+            }
+            OutboxState::Dead => {
+                summary.dead += 1;
+                Step::Next
+            }
+            OutboxState::Skipped => {
+                summary.skipped += 1;
+                Step::Next
+            }
+            _ => {
+                summary.retrying += 1;
+                Step::Wait
+            }
+        })
     }
 }
 

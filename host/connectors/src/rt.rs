@@ -3,8 +3,9 @@
 //! - Intake: TicketSQL `LastUpdated >= 'CURSOR'` ordered by `LastUpdated`; each ticket's
 //!   subject, requestor, first message (its `Create` transaction) and later correspondence
 //!   by anyone but the connector's own user (deskhost's writes never make a new version).
-//! - Delivery: queue and priority by `PUT /ticket/ID`, category and language as ticket
-//!   custom fields (a set that changes nothing makes no transaction: safe to repeat), tags as
+//! - Delivery: queue and priority by `PUT /ticket/ID`; category, language, sentiment and
+//!   confidence (the assessment) as ticket custom fields (a set that changes nothing makes
+//!   no transaction: safe to repeat); tags as
 //!   a multi-value `tags` custom field, internal notes as comments and approved replies as
 //!   correspondence. Comments and correspondence carry the outbox id in the transaction
 //!   custom field `deskhost-outbox`; before sending one whose earlier attempt may have landed,
@@ -12,7 +13,8 @@
 //! - Close: a ticket in `resolved` or `rejected` yields its final queue, priority, category
 //!   and language.
 //!
-//! Custom fields `category`, `language`, `tags` (ticket) and `deskhost-outbox`
+//! Custom fields `category`, `language`, `sentiment`, `confidence`, `tags` (ticket) and
+//! `deskhost-outbox`
 //! (transaction) must exist and apply to the queues deskhost writes to (an RT admin creates
 //! them; the test suite does it through RT's own API).
 
@@ -332,6 +334,14 @@ impl RtClient {
             }
             Outgoing::Effect(Effect::InternalNote { body }) => message("comment", body),
             Outgoing::Reply(reply) => message("correspond", &reply.body),
+            Outgoing::Assessment(a) => {
+                let mut fields = serde_json::Map::new();
+                fields.insert("sentiment".into(), json!(a.sentiment.as_str()));
+                if a.confidence.is_finite() {
+                    fields.insert("confidence".into(), json!(format!("{:.4}", a.confidence)));
+                }
+                update(json!({ "CustomFields": fields }))
+            }
         };
         let answer = self
             .send(

@@ -250,6 +250,27 @@ impl ZendeskClient {
             Outgoing::Reply(reply) => {
                 Ok(json!({ "comment": { "body": reply.body, "public": true } }))
             }
+            Outgoing::Assessment(a) => {
+                let confidence = a
+                    .confidence
+                    .is_finite()
+                    .then(|| format!("{:.4}", a.confidence));
+                let fields: Vec<Value> = [
+                    ("sentiment", Some(a.sentiment.as_str().to_string())),
+                    ("confidence", confidence),
+                ]
+                .into_iter()
+                .filter_map(|(name, value)| {
+                    Some(json!({ "id": self.field_ids.get(name)?, "value": value? }))
+                })
+                .collect();
+                if fields.is_empty() {
+                    return Err(Error::Refused(
+                        "the connector has no Zendesk field id for sentiment or confidence (field_ids.sentiment, field_ids.confidence in deskhost.toml; or leave assessment out of write_back)".into(),
+                    ));
+                }
+                Ok(json!({ "custom_fields": fields }))
+            }
         }
     }
 

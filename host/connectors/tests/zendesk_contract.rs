@@ -16,7 +16,10 @@ use deskhost_connectors::zendesk::ZendeskClient;
 use deskhost_connectors::{Connector, Error};
 use deskhost_protocol::config::{ConnectorConfig, ConnectorKind};
 use deskhost_protocol::gate::Effect;
-use deskhost_protocol::outbox::{OutboxItem, OutboxState, Outgoing};
+use deskhost_protocol::outbox::{
+    AssessmentKind, OutboxItem, OutboxState, Outgoing, OutgoingAssessment,
+};
+use deskhost_protocol::proposal::Sentiment;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -233,7 +236,12 @@ async fn zendesk() -> (String, Shared) {
 }
 
 fn fields() -> BTreeMap<String, u64> {
-    BTreeMap::from([("category".into(), 11), ("language".into(), 12)])
+    BTreeMap::from([
+        ("category".into(), 11),
+        ("language".into(), 12),
+        ("sentiment".into(), 13),
+        ("confidence".into(), 14),
+    ])
 }
 
 fn client(url: &str, token: &str) -> ZendeskClient {
@@ -286,6 +294,7 @@ async fn intake_follows_the_cursor_to_the_end_of_the_stream() {
         poll_seconds: 30,
         max_attempts: 8,
         request_timeout_seconds: 5,
+        concurrency: 4,
         webhook_secret_env: None,
         field_ids: fields(),
     };
@@ -363,6 +372,14 @@ async fn every_write_has_the_documented_shape_and_an_idempotency_key() {
         (
             Outgoing::reply("Hello", vec![]),
             json!({"comment": {"body": "Hello", "public": true}}),
+        ),
+        (
+            Outgoing::Assessment(OutgoingAssessment {
+                kind: AssessmentKind::Assessment,
+                sentiment: Sentiment::Negative,
+                confidence: 0.61234,
+            }),
+            json!({"custom_fields": [{"id": 13, "value": "negative"}, {"id": 14, "value": "0.6123"}]}),
         ),
     ];
     for (i, (payload, _)) in cases.iter().enumerate() {

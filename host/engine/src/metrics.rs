@@ -74,6 +74,9 @@ pub struct StoreGauges {
     /// Outbox items per connector and state (`pending`, `sending`, `delivered`, `skipped`,
     /// `dead`).
     pub outbox: Vec<(String, String, u64)>,
+    /// Per configured connector: whether its last poll of the help desk succeeded (and it is not
+    /// paused), and the age in seconds of its oldest waiting outbox item.
+    pub connectors: Vec<(String, bool, Option<u64>)>,
 }
 
 /// This process's decision metrics.
@@ -212,6 +215,34 @@ impl Metrics {
                 "deskhost_outbox_items{{connector=\"{}\",state=\"{}\"}} {n}",
                 label(connector),
                 label(state)
+            );
+        }
+        family(
+            &mut out,
+            "deskhost_connector_up",
+            "gauge",
+            "1 when the connector's last poll of its help desk succeeded and it is not paused.",
+        );
+        for (connector, up, _) in &gauges.connectors {
+            let _ = writeln!(
+                out,
+                "deskhost_connector_up{{connector=\"{}\"}} {}",
+                label(connector),
+                u8::from(*up)
+            );
+        }
+        family(
+            &mut out,
+            "deskhost_outbox_oldest_waiting_seconds",
+            "gauge",
+            "Age of the connector's oldest undelivered outbox item (0 when none).",
+        );
+        for (connector, _, oldest) in &gauges.connectors {
+            let _ = writeln!(
+                out,
+                "deskhost_outbox_oldest_waiting_seconds{{connector=\"{}\"}} {}",
+                label(connector),
+                oldest.unwrap_or(0)
             );
         }
         out

@@ -89,7 +89,8 @@ pub struct ConnectorConfig {
     #[serde(default)]
     pub secret_file: Option<PathBuf>,
     /// What deskhost may write back: any of `category`, `queue`, `priority`, `language`,
-    /// `tags`, `internal_note`, `reply`. The rest is skipped (and shown as skipped). deskhost
+    /// `tags`, `internal_note`, `reply`, `assessment` (sentiment and confidence). The rest is
+    /// skipped (and shown as skipped). deskhost
     /// never changes a ticket's status: closing is the help desk's.
     #[serde(default = "all_write_back")]
     pub write_back: Vec<String>,
@@ -109,10 +110,15 @@ pub struct ConnectorConfig {
     /// checked for (and not re-sent if it landed) only after this has passed.
     #[serde(default = "default_request_timeout")]
     pub request_timeout_seconds: u64,
+    /// Deliveries under way at once, each to a different ticket (a ticket's own items go
+    /// out one after another, in order).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
     /// Environment variable holding the webhook signing secret (Zendesk).
     #[serde(default)]
     pub webhook_secret_env: Option<String>,
-    /// Zendesk: the ids of the ticket fields deskhost writes (`category`, `language`).
+    /// Zendesk: the ids of the ticket fields deskhost writes (`category`, `language`,
+    /// `sentiment`, `confidence`).
     #[serde(default)]
     pub field_ids: BTreeMap<String, u64>,
 }
@@ -139,6 +145,10 @@ impl ConnectorKind {
 
 fn all_write_back() -> Vec<String> {
     crate::outbox::KINDS.iter().map(|k| k.to_string()).collect()
+}
+
+fn default_concurrency() -> u32 {
+    4
 }
 
 fn default_poll_seconds() -> u64 {
@@ -178,6 +188,12 @@ impl ConnectorConfig {
                     crate::outbox::KINDS.join(", ")
                 ));
             }
+        }
+        if !(1..=32).contains(&self.concurrency) {
+            return Err(format!(
+                "[connectors.{name}] concurrency = {} is out of range; use 1 to 32 deliveries at once",
+                self.concurrency
+            ));
         }
         if self.secret_env.is_none() && self.secret_file.is_none() {
             return Err(format!(

@@ -2,6 +2,7 @@
 //! that came from a connector, as an outbox item with its delivery state.
 
 use crate::gate::Effect;
+use crate::proposal::{Sentiment, TriageProposal};
 use serde::{Deserialize, Serialize};
 
 /// One thing to write to the help desk.
@@ -12,6 +13,30 @@ pub enum Outgoing {
     Effect(Effect),
     /// An approved reply to the customer.
     Reply(OutgoingReply),
+    /// What the triage made of the ticket, for the agents who see it in the help desk.
+    Assessment(OutgoingAssessment),
+}
+
+/// The triage's sentiment and confidence, written with each decision.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutgoingAssessment {
+    /// Always `assessment`.
+    pub kind: AssessmentKind,
+    /// The customer's sentiment.
+    pub sentiment: Sentiment,
+    /// The lowest confidence of the triage fields, rounded to four decimals (`null` for NaN).
+    #[serde(with = "crate::proposal::confidence")]
+    #[schemars(with = "Option<f64>")]
+    pub confidence: f64,
+}
+
+/// The tag of [`OutgoingAssessment`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AssessmentKind {
+    /// An assessment.
+    Assessment,
 }
 
 /// An approved reply.
@@ -45,8 +70,17 @@ impl Outgoing {
         })
     }
 
+    /// The assessment of a triage proposal.
+    pub fn assessment(triage: &TriageProposal) -> Self {
+        Outgoing::Assessment(OutgoingAssessment {
+            kind: AssessmentKind::Assessment,
+            sentiment: triage.sentiment.value,
+            confidence: (triage.confidence() * 10_000.0).round() / 10_000.0,
+        })
+    }
+
     /// The kind stored and shown: `category`, `queue`, `priority`, `language`, `tags`,
-    /// `internal_note` or `reply`. Connectors' `write_back` lists name these.
+    /// `internal_note`, `reply` or `assessment`. Connectors' `write_back` lists name these.
     pub fn kind(&self) -> &'static str {
         match self {
             Outgoing::Effect(Effect::Category { .. }) => "category",
@@ -56,12 +90,13 @@ impl Outgoing {
             Outgoing::Effect(Effect::Tags { .. }) => "tags",
             Outgoing::Effect(Effect::InternalNote { .. }) => "internal_note",
             Outgoing::Reply(_) => "reply",
+            Outgoing::Assessment(_) => "assessment",
         }
     }
 }
 
 /// Every kind an outbox item can have.
-pub const KINDS: [&str; 7] = [
+pub const KINDS: [&str; 8] = [
     "category",
     "queue",
     "priority",
@@ -69,6 +104,7 @@ pub const KINDS: [&str; 7] = [
     "tags",
     "internal_note",
     "reply",
+    "assessment",
 ];
 
 /// Where an outbox item stands.

@@ -135,6 +135,21 @@ pub struct TriageProposal {
     pub rationale: String,
 }
 
+impl TriageProposal {
+    /// The lowest confidence among category, queue, priority and language (what the gate
+    /// compares with its threshold).
+    pub fn confidence(&self) -> f64 {
+        [
+            self.category.confidence,
+            self.queue.confidence,
+            self.priority.confidence,
+            self.language.confidence,
+        ]
+        .into_iter()
+        .fold(1.0, f64::min)
+    }
+}
+
 /// A citation of a knowledge-base article.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Citation {
@@ -245,7 +260,7 @@ pub fn round_confidence(x: f32) -> f64 {
 
 /// A confidence as JSON: a number, or `null` for a value JSON cannot hold (a plugin's NaN or
 /// infinity, kept so a reviewer sees the proposal), read back as NaN.
-mod confidence {
+pub(crate) mod confidence {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {

@@ -90,6 +90,8 @@ pub struct RunBundle {
     pub stages: Vec<StageRow>,
     /// Effects to apply.
     pub effects: Vec<Effect>,
+    /// What the triage made of the ticket (sentiment, confidence), for the help desk.
+    pub assessment: Option<Outgoing>,
     /// New ticket status.
     pub status: String,
     /// Review item, if any.
@@ -295,7 +297,9 @@ async fn write_one(
         rows.effects.push(row);
     }
     // What was applied goes back to the help desk the ticket came from, if any.
-    let outgoing: Vec<Outgoing> = b.effects.iter().cloned().map(Outgoing::Effect).collect();
+    let outgoing: Vec<Outgoing> = (b.effects.iter().cloned().map(Outgoing::Effect))
+        .chain(b.assessment.clone())
+        .collect();
     crate::outbox::enqueue(tx, &b.ticket_id, &format!("run:{}", b.run_id), &outgoing).await?;
     state.status = b.status.clone();
     state.tags_json = serde_json::to_string(&tags).unwrap_or_else(|_| "[]".into());

@@ -87,6 +87,12 @@ fn item_row(r: &sqlx::any::AnyRow) -> Result<OutboxItem, StoreError> {
     })
 }
 
+/// Audit record kind of an attempt to deliver an outbox item (delivered, skipped, failed,
+/// dead-lettered).
+pub const DELIVERY_ATTEMPT: &str = "delivery-attempt";
+/// Audit record kind of an operator sending a dead or skipped item again.
+pub const OUTBOX_RETRIED: &str = "outbox-retried";
+
 /// Writes `items` for `ticket_id` to the outbox in `tx`, if the ticket came from a connector;
 /// returns the ids written (none for a ticket deskhost took in directly).
 pub(crate) async fn enqueue(
@@ -165,27 +171,37 @@ impl Store {
             .await
             .map_err(q("start claiming outbox items"))?;
         // Due: pending and past its retry time, or sending under a lease that ran out or
-        // whose holder (a process of this machine) is gone.
+        // whose holder (a process of this machine) is gone. A ticket's items go out in
+        // order: behind one that is not due (waiting for a retry, or being sent) the rest of
+        // its ticket waits too. Dead and skipped items hold nothing up.
         let rows = sqlx::query(concat!(
             "SELECT ",
             item_columns!(),
-            ", lease_owner, lease_until_ms, attempt_at_ms FROM outbox
-             WHERE connector = $1 AND ((state = 'pending' AND next_at_ms <= $2) OR state = 'sending')
-             ORDER BY seq LIMIT $3"
+            ", lease_owner, lease_until_ms, attempt_at_ms, next_at_ms FROM outbox
+             WHERE connector = $1 AND state IN ('pending', 'sending')
+             ORDER BY seq LIMIT $2"
         ))
         .bind(connector)
-        .bind(now)
-        .bind(i64::from(limit) + 100)
+        .bind(i64::from(limit) * 10 + 500)
         .fetch_all(&mut *tx)
         .await
         .map_err(q("read due outbox items"))?;
         let mut out = Vec::with_capacity(rows.len());
+        let mut waiting: std::collections::HashSet<String> = std::collections::HashSet::new();
         let stamp = now_rfc3339();
         for r in &rows {
             if out.len() >= limit as usize {
                 break;
             }
             let mut item = item_row(r)?;
+            if waiting.contains(&item.ticket_id) {
+                continue;
+            }
+            let next_at: i64 = r.col(17)?;
+            if item.state == OutboxState::Pending && next_at > now {
+                waiting.insert(item.ticket_id.clone());
+                continue;
+            }
             if item.state == OutboxState::Sending {
                 let owner: Option<String> = r.col(14)?;
                 let until: Option<i64> = r.col(15)?;
@@ -197,6 +213,7 @@ impl Store {
                 // timeout has passed), or the look could miss it and the item go out twice.
                 let settled = started.is_none_or(|s| now - s >= settle_ms);
                 if !((expired || gone) && settled) {
+                    waiting.insert(item.ticket_id.clone());
                     continue;
                 }
             }
@@ -233,12 +250,13 @@ impl Store {
         let mut tx = crate::db::begin_write(self.pool())
             .await
             .map_err(q("start recording a delivery"))?;
-        let attempts: Option<i64> = sqlx::query_scalar("SELECT attempts FROM outbox WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(q("read an outbox item"))?;
-        let Some(attempts) = attempts else {
+        let found: Option<(i64, String, String, String)> =
+            sqlx::query_as("SELECT attempts, connector, ticket_id, kind FROM outbox WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(q("read an outbox item"))?;
+        let Some((attempts, connector, ticket_id, kind)) = found else {
             return Err(StoreError::Invalid {
                 what: "an outbox item".into(),
                 detail: format!("no outbox item {id}"),
@@ -269,15 +287,31 @@ impl Store {
             "UPDATE outbox SET state = $1, last_error = $2, delivered_ref = COALESCE($3, delivered_ref), next_at_ms = COALESCE($4, next_at_ms), lease_until_ms = NULL, lease_owner = NULL, updated_at = $5 WHERE id = $6",
         )
         .bind(state.as_str())
-        .bind(error)
-        .bind(reference)
+        .bind(&error)
+        .bind(&reference)
         .bind(next_at)
         .bind(&now)
         .bind(id)
         .execute(&mut *tx)
         .await
         .map_err(q("record a delivery"))?;
+        // Every attempt on the help desk is in the audit log, like every host call.
+        let record = serde_json::json!({
+            "item": id,
+            "connector": connector,
+            "ticket_id": ticket_id,
+            "kind": kind,
+            "attempt": attempts,
+            "state": state.as_str(),
+            "reference": reference,
+            "error": error,
+        });
+        let checkpoint = self
+            .audit_in(&mut tx, DELIVERY_ATTEMPT, record)
+            .await
+            .map_err(q("audit a delivery"))?;
         tx.commit().await.map_err(q("commit a delivery"))?;
+        self.published(checkpoint);
         Ok(state)
     }
 
@@ -323,11 +357,15 @@ impl Store {
     /// Sends a dead (or skipped) item again: back to `pending` with its attempts reset.
     /// Returns the item, or `None` when there is no such item; an item that is not dead or
     /// skipped is left alone (its state says why).
-    pub async fn retry_outbox(&self, id: &str) -> Result<Option<OutboxItem>, StoreError> {
+    pub async fn retry_outbox(
+        &self,
+        id: &str,
+        actor: &str,
+    ) -> Result<Option<OutboxItem>, StoreError> {
         let mut tx = crate::db::begin_write(self.pool())
             .await
             .map_err(q("start retrying an outbox item"))?;
-        sqlx::query(
+        let retried = sqlx::query(
             "UPDATE outbox SET state = 'pending', attempts = 0, next_at_ms = $1, last_error = NULL, updated_at = $2
              WHERE id = $3 AND state IN ('dead', 'skipped')",
         )
@@ -336,8 +374,18 @@ impl Store {
         .bind(id)
         .execute(&mut *tx)
         .await
-        .map_err(q("retry an outbox item"))?;
+        .map_err(q("retry an outbox item"))?
+        .rows_affected();
+        let mut checkpoint = None;
+        if retried > 0 {
+            let record = serde_json::json!({ "item": id, "actor": actor });
+            checkpoint = self
+                .audit_in(&mut tx, OUTBOX_RETRIED, record)
+                .await
+                .map_err(q("audit a retry"))?;
+        }
         tx.commit().await.map_err(q("commit a retry"))?;
+        self.published(checkpoint);
         self.outbox_item(id).await
     }
 

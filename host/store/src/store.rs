@@ -315,6 +315,19 @@ impl Store {
         }
     }
 
+    /// Appends one record of `kind` to the audit log inside `tx` (which holds the write
+    /// lock); publish the checkpoint it returns once `tx` has committed.
+    pub(crate) async fn audit_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        kind: &str,
+        payload: serde_json::Value,
+    ) -> std::result::Result<Option<Checkpoint>, sqlx::Error> {
+        let mut head = audit::load_head(&mut **tx).await?;
+        audit::append(tx, &mut head, &[AuditEntry::global(kind, payload)]).await?;
+        self.checkpoint_if_due(tx, &head).await
+    }
+
     /// Appends `entries` to the audit log in a transaction of their own (imports, plugin
     /// events), with a checkpoint when one is due.
     pub async fn append_audit(&self, entries: &[AuditEntry]) -> Result<()> {

@@ -446,6 +446,7 @@ conformance!(the_outbox_delivers_once_retries_and_dead_letters, |store| {
                         body: "note".into(),
                     },
                 ],
+                assessment: None,
                 status: "triaged".into(),
                 review: None,
                 shadows: vec![],
@@ -514,7 +515,7 @@ conformance!(the_outbox_delivers_once_retries_and_dead_letters, |store| {
         "the second failure of two allowed is dead-lettered"
     );
     let again = store
-        .retry_outbox(second)
+        .retry_outbox(second, "cli:ops")
         .await
         .expect("retry")
         .expect("item");
@@ -584,6 +585,188 @@ conformance!(the_outbox_delivers_once_retries_and_dead_letters, |store| {
         ]
     );
 });
+
+conformance!(
+    a_tickets_outbox_items_go_out_in_order_and_are_audited,
+    |store| {
+        use deskhost_protocol::gate::Effect;
+        use deskhost_protocol::outbox::{OutboxState, Outgoing};
+        use deskhost_protocol::proposal::Sentiment;
+        use deskhost_store::commit::{Committer, RunBundle};
+        use deskhost_store::outbox::{Attempt, DELIVERY_ATTEMPT, Incoming, OUTBOX_RETRIED};
+        let incoming: Vec<Incoming> = ["1", "2"]
+            .iter()
+            .map(|n| Incoming {
+                external_id: (*n).into(),
+                ticket: ticket(&format!("rt:{n}"), "Refund please"),
+            })
+            .collect();
+        store.ingest_from("rt", &incoming).await.expect("ingest");
+        let committer = Committer::start(store.clone());
+        let assessment: Outgoing = serde_json::from_value(
+            json!({"kind": "assessment", "sentiment": "negative", "confidence": 0.4321}),
+        )
+        .expect("assessment");
+        for n in ["1", "2"] {
+            committer
+                .commit(RunBundle {
+                    run_id: format!("run-{n}"),
+                    ticket_id: format!("rt:{n}"),
+                    ticket_version: 1,
+                    started_at: "2026-12-02T00:00:00Z".into(),
+                    outcome: "applied".into(),
+                    inputs: json!({}),
+                    result: json!({}),
+                    stages: vec![],
+                    effects: vec![
+                        Effect::Queue {
+                            value: "billing".into(),
+                        },
+                        Effect::InternalNote {
+                            body: "note".into(),
+                        },
+                    ],
+                    assessment: Some(assessment.clone()),
+                    status: "triaged".into(),
+                    review: None,
+                    shadows: vec![],
+                    audit: vec![],
+                })
+                .await
+                .expect("commit");
+        }
+        let mut items = store
+            .outbox_items(Some("rt"), None, 100)
+            .await
+            .expect("list");
+        items.reverse();
+        let kinds: Vec<(&str, &str)> = items
+            .iter()
+            .map(|i| (i.ticket_id.as_str(), i.payload.kind()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("rt:1", "queue"),
+                ("rt:1", "internal_note"),
+                ("rt:1", "assessment"),
+                ("rt:2", "queue"),
+                ("rt:2", "internal_note"),
+                ("rt:2", "assessment"),
+            ]
+        );
+        assert!(matches!(
+            &items[2].payload,
+            Outgoing::Assessment(a) if a.sentiment == Sentiment::Negative && a.confidence == 0.4321
+        ));
+
+        // rt:1's first item fails and waits for its retry: the rest of rt:1 waits behind it,
+        // rt:2 goes on.
+        let w = worker(7);
+        let claimed = store
+            .claim_outbox("rt", &w, 10, 60_000, 0)
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 6);
+        let later = unix_ms() + 600_000;
+        let failed = Attempt::Failed {
+            error: "HTTP 503".into(),
+            retry_at_ms: later,
+            permanent: false,
+        };
+        store
+            .finish_outbox(&claimed[0].item.id, &failed, 5)
+            .await
+            .expect("fail");
+        for c in &claimed[1..3] {
+            store.release_outbox(&c.item.id).await.expect("release");
+        }
+        store
+            .finish_outbox(&claimed[3].item.id, &Attempt::Delivered(None), 5)
+            .await
+            .expect("deliver");
+        for c in &claimed[4..] {
+            store.release_outbox(&c.item.id).await.expect("release");
+        }
+        let next: Vec<String> = store
+            .claim_outbox("rt", &w, 10, 60_000, 0)
+            .await
+            .expect("claim")
+            .into_iter()
+            .map(|c| format!("{} {}", c.item.ticket_id, c.item.payload.kind()))
+            .collect();
+        assert_eq!(
+            next,
+            ["rt:2 internal_note", "rt:2 assessment"],
+            "rt:1 waits for its first item"
+        );
+        let released = store
+            .outbox_item(&claimed[1].item.id)
+            .await
+            .expect("item")
+            .expect("there");
+        assert_eq!(
+            (released.state, released.attempts),
+            (OutboxState::Pending, 0),
+            "a released item was not attempted"
+        );
+        // A dead item holds nothing up.
+        let dead = Attempt::Failed {
+            error: "HTTP 400".into(),
+            retry_at_ms: 0,
+            permanent: true,
+        };
+        store
+            .finish_outbox(&claimed[0].item.id, &dead, 5)
+            .await
+            .expect("dead");
+        let after: Vec<String> = store
+            .claim_outbox("rt", &w, 10, 60_000, 0)
+            .await
+            .expect("claim")
+            .into_iter()
+            .map(|c| c.item.id)
+            .collect();
+        assert_eq!(
+            after,
+            [claimed[1].item.id.clone(), claimed[2].item.id.clone()]
+        );
+        store
+            .retry_outbox(&claimed[0].item.id, "cli:ops")
+            .await
+            .expect("retry");
+
+        // Each attempt and the operator's retry are in the audit chain.
+        let kinds: Vec<(String, String)> =
+            sqlx::query_as("SELECT kind, payload FROM audit WHERE kind IN ($1, $2) ORDER BY seq")
+                .bind(DELIVERY_ATTEMPT)
+                .bind(OUTBOX_RETRIED)
+                .fetch_all(store.pool())
+                .await
+                .expect("audit");
+        let states: Vec<String> = kinds
+            .iter()
+            .map(|(k, p)| {
+                let v: serde_json::Value = serde_json::from_str(p).expect("payload");
+                format!(
+                    "{k} {}",
+                    v["state"].as_str().or(v["actor"].as_str()).unwrap_or("?")
+                )
+            })
+            .collect();
+        assert_eq!(
+            states,
+            [
+                "delivery-attempt pending",
+                "delivery-attempt delivered",
+                "delivery-attempt dead",
+                "outbox-retried cli:ops",
+            ]
+        );
+        let report = audit::verify(store.pool()).await.expect("verify");
+        assert_eq!(report.broken, None);
+    }
+);
 
 /// A database migrated to `upto` (an older binary's schema).
 async fn old_database(backend: Backend, upto: i64) -> (Location, Option<tempfile::TempDir>) {

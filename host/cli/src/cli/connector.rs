@@ -44,6 +44,9 @@ pub(crate) enum OutboxCommand {
     Retry {
         /// The item's id (ob_…).
         id: String,
+        /// Who sends it again, for the audit log (default: $USER).
+        #[arg(long = "as", value_name = "NAME")]
+        actor: Option<String>,
     },
 }
 
@@ -335,7 +338,11 @@ pub(crate) async fn outbox(dir: &Path, cmd: OutboxCommand, json: bool) -> Result
             show(&Items(items), json)?;
             Ok(ExitCode::SUCCESS)
         }
-        OutboxCommand::Retry { id } => match ws.store.retry_outbox(&id).await? {
+        OutboxCommand::Retry { id, actor } => match ws
+            .store
+            .retry_outbox(&id, &super::review::operator(actor)?)
+            .await?
+        {
             Some(item) => {
                 if item.state != OutboxState::Pending {
                     note!(

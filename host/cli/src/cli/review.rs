@@ -106,7 +106,7 @@ pub(crate) enum StatusFilter {
 /// The operator acting from the command line: `cli:NAME`, so the audit log tells it from an
 /// API token's holder. `--as NAME` is checked like a token's name; `$USER` is used only when
 /// it would pass that check.
-fn operator(actor: Option<String>) -> Result<String> {
+pub(crate) fn operator(actor: Option<String>) -> Result<String> {
     let name = match actor {
         Some(name) => {
             deskhost_protocol::records::check_id("--as", &name).map_err(anyhow::Error::msg)?;

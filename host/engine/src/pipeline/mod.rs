@@ -21,6 +21,7 @@ use crate::store::{Claim, WorkerId};
 use crate::util::{new_id, now_rfc3339};
 use arc_swap::ArcSwap;
 use commit::{Committed, Committer, NewReview, RunBundle, ShadowRow, StageRow};
+use deskhost_protocol::outbox::Outgoing;
 use deskhost_protocol::proposal::{EscalationPacket, ReplyProposal, TriageProposal};
 use deskhost_protocol::run::{
     GateOutcome, GateReport, PluginRef, ReviewPayload, ReviewRef, RunInputs, RunLine, RunRecord,
@@ -887,6 +888,11 @@ impl Pipeline {
             result: to_json(&RunLine::Decided(Box::new(record.clone()))),
             stages: rows,
             effects: gated.apply.clone(),
+            assessment: record
+                .triage
+                .as_ref()
+                .and_then(|s| s.proposal.as_ref())
+                .map(Outgoing::assessment),
             status: if review.is_some() {
                 "in-review".into()
             } else {

@@ -574,7 +574,12 @@ async fn outbox_retry(
 ) -> UiResult {
     let sent = form.map(|Form(f)| f.csrf).unwrap_or_default();
     check_csrf(&session, &sent)?;
-    match state.ws.store.retry_outbox(&id).await? {
+    match state
+        .ws
+        .store
+        .retry_outbox(&id, &session.token.name)
+        .await?
+    {
         Some(_) => Ok(Redirect::to("/ui/outbox?state=pending").into_response()),
         None => Err(UiError {
             status: StatusCode::NOT_FOUND,

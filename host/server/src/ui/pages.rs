@@ -143,18 +143,6 @@ pub(crate) fn sign_in(refused: Option<&str>) -> Markup {
     )
 }
 
-/// The lowest confidence among the triage fields (what the gate compares).
-fn triage_confidence(t: &TriageProposal) -> f64 {
-    [
-        t.category.confidence,
-        t.queue.confidence,
-        t.priority.confidence,
-        t.language.confidence,
-    ]
-    .into_iter()
-    .fold(1.0, f64::min)
-}
-
 fn reasons(item: &ReviewItem) -> Markup {
     html! {
         @for r in &item.reasons {
@@ -245,7 +233,7 @@ pub(crate) fn queue(
                                     } @else { span.muted { "no triage" } }
                                 }
                                 td.num {
-                                    @if let Some(t) = &item.payload.triage { (percent(triage_confidence(t))) }
+                                    @if let Some(t) = &item.payload.triage { (percent(t.confidence())) }
                                 }
                                 td.num title=(item.created_at) { (age(&item.created_at, now)) }
                                 td { @if let Some(a) = &item.assignee { (line(a)) } }
