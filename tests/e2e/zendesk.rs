@@ -30,6 +30,17 @@ async fn stand_in() -> (String, Writes) {
             get(|| async { Json(json!({"tickets": [], "after_cursor": "c0", "end_of_stream": true})) }),
         )
         .route(
+            "/api/v2/tickets/{id}/comments.json",
+            get(|| async {
+                Json(json!({"comments": [
+                    {"id": 1, "author_id": 901, "public": true, "created_at": "2026-12-02T08:00:00Z",
+                     "body": "I was charged twice for my invoice, please refund the duplicate."},
+                    {"id": 2, "author_id": 901, "public": true, "created_at": "2026-12-02T08:05:00Z",
+                     "body": "It was on my credit card."}
+                ], "meta": {"has_more": false}, "links": {"next": null}}))
+            }),
+        )
+        .route(
             "/api/v2/tickets/{file}",
             get(|Path(file): Path<String>| async move {
                 let id: u64 = file.trim_end_matches(".json").parse().unwrap_or(0);
@@ -166,6 +177,16 @@ async fn a_signed_zendesk_webhook_brings_a_ticket_in_and_its_effects_go_back() {
     assert_eq!(signed.status().as_u16(), 202);
     let taken: Value = signed.json().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(taken["new_versions"], 1, "{taken}");
+    let input: String = sqlx::query_scalar("SELECT input_json FROM tickets WHERE id = 'zd:77'")
+        .fetch_one(&ws.db().await)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let input: Value = serde_json::from_str(&input).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        input["messages"],
+        json!([{"author": "customer", "body": "It was on my credit card.", "sent_at": "2026-12-02T08:05:00Z"}]),
+        "the follow-up comment is a message: {input}"
+    );
     // Decided in the background; the effects reach Zendesk with idempotency keys.
     let mut written = Vec::new();
     for _ in 0..200 {

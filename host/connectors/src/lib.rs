@@ -570,8 +570,20 @@ impl Connector {
                     Err(e) => Err(e),
                 }
             }
-            // The idempotency key makes a resend of a landed write a no-op at Zendesk.
-            Client::Zendesk(client) => client.deliver(item, &self.config.queue_map).await,
+            // The idempotency key makes a resend of a landed write a no-op at Zendesk (while
+            // Zendesk keeps the key; older comments are looked for first).
+            Client::Zendesk(client) => {
+                let now = deskhost_engine::store::unix_ms() / 1000;
+                client
+                    .deliver_once(item, &self.config.queue_map, c.uncertain, now)
+                    .await
+                    .map(|(delivery, found)| {
+                        if found {
+                            summary.already_there += 1;
+                        }
+                        delivery
+                    })
+            }
         };
         let now_ms = deskhost_engine::store::unix_ms();
         let attempt = match outcome {

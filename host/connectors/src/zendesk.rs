@@ -3,22 +3,31 @@
 //!
 //! - Intake: the cursor-based incremental ticket export
 //!   (`/incremental/tickets/cursor.json?start_time=0`, then `?cursor=AFTER_CURSOR` until
-//!   `end_of_stream`); the stored cursor is the last `after_cursor`.
+//!   `end_of_stream`); the stored cursor is the last `after_cursor`. An open ticket's public
+//!   comments after the description, except the connector's own, are its follow-up messages
+//!   (a new one makes a new version).
 //! - Delivery: `PUT /tickets/ID.json` — category and language as custom fields (`field_ids`),
 //!   the queue as the group in `queue_map`, priority (medium is Zendesk's `normal`), tags as
 //!   `additional_tags`, internal notes as private comments, approved replies as public ones.
 //!   Every write carries `Idempotency-Key: <outbox id>`: Zendesk answers a repeated key with
 //!   the first answer instead of writing again, so an attempt whose outcome is unknown is
-//!   simply sent again.
+//!   simply sent again — while Zendesk still holds the key (two hours, per its API
+//!   documentation). A comment whose outcome is unknown and whose item is older than that is
+//!   first looked for among the ticket's comments (`GET /tickets/ID/comments.json`).
 //! - Close: a ticket `solved` or `closed` yields its final group (back through `queue_map`),
 //!   priority, category and language.
 
 use crate::{Delivery, Error, HelpDeskTicket};
+use deskhost_protocol::digest::parse_rfc3339_secs;
 use deskhost_protocol::gate::Effect;
 use deskhost_protocol::outbox::{OutboxItem, Outgoing};
-use deskhost_protocol::records::TicketInput;
+use deskhost_protocol::records::{MAX_MESSAGES, MessageInput, TicketInput};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+
+/// How long Zendesk keeps an idempotency key, seconds (two hours, per its API
+/// documentation), less ten minutes for clocks and requests under way.
+pub const KEY_LIFETIME_SECS: i64 = 2 * 3600 - 600;
 
 /// A Zendesk REST client.
 pub struct ZendeskClient {
@@ -27,6 +36,8 @@ pub struct ZendeskClient {
     user: String,
     token: String,
     field_ids: BTreeMap<String, u64>,
+    /// The connector's own Zendesk user id (its comments are not the conversation).
+    own_id: std::sync::OnceLock<String>,
 }
 
 fn zendesk_priority(p: &str) -> Option<&'static str> {
@@ -70,6 +81,7 @@ impl ZendeskClient {
             user: format!("{email}/token"),
             token: token.to_string(),
             field_ids,
+            own_id: std::sync::OnceLock::new(),
         }
     }
 
@@ -86,11 +98,62 @@ impl ZendeskClient {
             )
             .await?;
         // Zendesk answers an unauthenticated /users/me with an anonymous user (id null).
-        if me["user"]["id"].is_null() {
+        let Some(id) = id_text(&me["user"]["id"]) else {
             return Err(Error::Auth(
                 "check the Zendesk credentials: Zendesk treats them as anonymous".into(),
             ));
+        };
+        let _ = self.own_id.set(id);
+        Ok(())
+    }
+
+    /// The ticket's follow-up conversation: its public comments after the first (which is
+    /// the description), oldest first, except the connector's own (`GET
+    /// /tickets/ID/comments.json`, cursor pages of 100).
+    async fn conversation(&self, t: &mut HelpDeskTicket) -> Result<(), Error> {
+        if self.own_id.get().is_none() {
+            self.probe().await?;
         }
+        let own = self.own_id.get().cloned().unwrap_or_default();
+        let requester = t.ticket.requester.clone();
+        let mut url = format!(
+            "{}/tickets/{}/comments.json?sort_order=asc&page[size]=100",
+            self.api, t.external_id
+        );
+        let mut first = true;
+        let mut messages = Vec::new();
+        for _ in 0..10 {
+            let page = self
+                .send(self.http.get(&url), "read a ticket's comments")
+                .await?;
+            for c in page["comments"].as_array().cloned().unwrap_or_default() {
+                if std::mem::take(&mut first) {
+                    continue;
+                }
+                let author = id_text(&c["author_id"]).unwrap_or_default();
+                if c["public"].as_bool() != Some(true) || author == own {
+                    continue;
+                }
+                messages.push(MessageInput {
+                    author: if Some(&author) == requester.as_ref() {
+                        "customer".into()
+                    } else {
+                        "agent".into()
+                    },
+                    body: c["body"].as_str().unwrap_or_default().to_string(),
+                    sent_at: c["created_at"].as_str().map(str::to_string),
+                });
+            }
+            match page["links"]["next"].as_str() {
+                Some(next) if page["meta"]["has_more"] == true && next.starts_with(&self.api) => {
+                    url = next.to_string();
+                }
+                _ => break,
+            }
+        }
+        // The newest are kept when a ticket has more than deskhost keeps.
+        let skip = messages.len().saturating_sub(MAX_MESSAGES);
+        t.ticket.messages = messages.split_off(skip);
         Ok(())
     }
 
@@ -118,7 +181,10 @@ impl ZendeskClient {
                 )
                 .await?;
             for t in page["tickets"].as_array().cloned().unwrap_or_default() {
-                if let Some(ticket) = self.ticket_of(&t, prefix, queue_map) {
+                if let Some(mut ticket) = self.ticket_of(&t, prefix, queue_map) {
+                    if !ticket.closed {
+                        self.conversation(&mut ticket).await?;
+                    }
                     out.push(ticket);
                 }
             }
@@ -211,7 +277,11 @@ impl ZendeskClient {
                 "read a ticket",
             )
             .await?;
-        Ok(self.ticket_of(&found["ticket"], prefix, queue_map))
+        let mut ticket = self.ticket_of(&found["ticket"], prefix, queue_map);
+        if let Some(t) = ticket.as_mut().filter(|t| !t.closed) {
+            self.conversation(t).await?;
+        }
+        Ok(ticket)
     }
 
     /// The `ticket` object of the update that writes `item`.
@@ -272,6 +342,79 @@ impl ZendeskClient {
                 Ok(json!({ "custom_fields": fields }))
             }
         }
+    }
+
+    /// A comment on ticket `id` with `body` and visibility `public`, made at or after
+    /// `since` (RFC 3339): its id. Reads the newest comments first, up to 1,000.
+    pub async fn find_comment(
+        &self,
+        id: &str,
+        body: &str,
+        public: bool,
+        since: &str,
+    ) -> Result<Option<String>, Error> {
+        let since = parse_rfc3339_secs(since).unwrap_or(0);
+        let mut url = format!(
+            "{}/tickets/{id}/comments.json?sort_order=desc&page[size]=100",
+            self.api
+        );
+        for _ in 0..10 {
+            let page = self
+                .send(self.http.get(&url), "read a ticket's comments")
+                .await?;
+            let comments = page["comments"].as_array().cloned().unwrap_or_default();
+            for c in &comments {
+                let at = c["created_at"].as_str().and_then(parse_rfc3339_secs);
+                if at.is_some_and(|t| t < since) {
+                    return Ok(None);
+                }
+                if c["public"].as_bool() == Some(public)
+                    && c["body"].as_str().map(str::trim) == Some(body.trim())
+                {
+                    return Ok(id_text(&c["id"]));
+                }
+            }
+            match page["links"]["next"].as_str() {
+                Some(next) if page["meta"]["has_more"] == true && next.starts_with(&self.api) => {
+                    url = next.to_string();
+                }
+                _ => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Delivers `item` once: a comment whose earlier attempt may have landed longer ago than
+    /// Zendesk keeps idempotency keys is looked for first. Returns the delivery and whether it
+    /// was found already there.
+    pub async fn deliver_once(
+        &self,
+        item: &OutboxItem,
+        queue_map: &BTreeMap<String, String>,
+        uncertain: bool,
+        now_secs: i64,
+    ) -> Result<(Delivery, bool), Error> {
+        let comment = match &item.payload {
+            Outgoing::Effect(Effect::InternalNote { body }) => Some((body, false)),
+            Outgoing::Reply(reply) => Some((&reply.body, true)),
+            _ => None,
+        };
+        let created = parse_rfc3339_secs(&item.created_at).unwrap_or(0);
+        if let Some((body, public)) = comment
+            && uncertain
+            && now_secs - created > KEY_LIFETIME_SECS
+            && let Some(found) = self
+                .find_comment(&item.external_id, body, public, &item.created_at)
+                .await?
+        {
+            return Ok((
+                Delivery {
+                    reference: Some(found),
+                },
+                true,
+            ));
+        }
+        Ok((self.deliver(item, queue_map).await?, false))
     }
 
     /// Writes one outbox item to its ticket (idempotent by the outbox id).

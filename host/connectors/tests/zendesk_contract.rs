@@ -36,6 +36,12 @@ struct Desk {
     /// Contract violations seen (the test fails on any).
     violations: Vec<String>,
     rate_limited_once: bool,
+    /// Comments per ticket, oldest first, as `GET /tickets/ID/comments.json` lists them.
+    comments: HashMap<String, Vec<Value>>,
+    /// Reads of a ticket's comments.
+    comment_reads: usize,
+    /// Tickets the export lists as changed after the cursor `c2`.
+    changed: Vec<u64>,
 }
 
 type Shared = Arc<Mutex<Desk>>;
@@ -87,7 +93,11 @@ async fn me(headers: HeaderMap) -> Response {
     Json(json!({"user": {"id": 7, "email": EMAIL}})).into_response()
 }
 
-async fn export(headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn export(
+    State(desk): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     if !authorized(&headers) {
         return unauthorized();
     }
@@ -112,10 +122,17 @@ async fn export(headers: HeaderMap, Query(q): Query<HashMap<String, String>>) ->
             "after_cursor": "c2", "after_url": "…", "end_of_stream": true
         }))
         .into_response(),
-        (None, Some("c2")) => Json(json!({
-            "tickets": [], "after_cursor": "c2", "end_of_stream": true
-        }))
-        .into_response(),
+        (None, Some("c2")) => {
+            let changed = std::mem::take(&mut desk.lock().expect("lock").changed);
+            let tickets: Vec<Value> = changed
+                .iter()
+                .map(|&id| ticket(id, "open", "Refund"))
+                .collect();
+            Json(json!({
+                "tickets": tickets, "after_cursor": "c2", "end_of_stream": true
+            }))
+            .into_response()
+        }
         _ => (
             StatusCode::BAD_REQUEST,
             Json(json!({"error": "InvalidPaginationParameter"})),
@@ -148,6 +165,41 @@ fn check_update(body: &Value) -> Result<&Value, String> {
         }
     }
     Ok(&body["ticket"])
+}
+
+/// `GET /api/v2/tickets/{id}/comments.json`: newest first with `sort_order=desc`, cursor
+/// pagination (`page[size]` up to 100).
+async fn comments(
+    State(desk): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if !authorized(&headers) {
+        return unauthorized();
+    }
+    let mut desk = desk.lock().expect("lock");
+    desk.comment_reads += 1;
+    let size: usize = q
+        .get("page[size]")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100);
+    if size == 0 || size > 100 {
+        desk.violations.push(format!(
+            "comments of {id}: page[size] {size} is not 1..=100"
+        ));
+    }
+    let mut list = desk.comments.get(&id).cloned().unwrap_or_default();
+    if q.get("sort_order").map(String::as_str) == Some("desc") {
+        list.reverse();
+    }
+    list.truncate(size);
+    Json(json!({
+        "comments": list,
+        "meta": {"has_more": false},
+        "links": {"next": null, "prev": null},
+    }))
+    .into_response()
 }
 
 async fn update(
@@ -212,6 +264,16 @@ async fn update(
                 .into_response();
         }
     };
+    if let Some(c) = ticket.get("comment") {
+        let list = desk.comments.entry(id.clone()).or_default();
+        let n = 9000 + list.len();
+        list.push(json!({
+            "id": n,
+            "body": c["body"],
+            "public": c["public"],
+            "created_at": deskhost_protocol::digest::now_rfc3339(),
+        }));
+    }
     desk.writes.push((id.clone(), ticket));
     let answer = json!({"ticket": {"id": id.parse::<u64>().unwrap_or(0)}, "audit": {"id": 5000 + desk.writes.len()}});
     desk.keys.insert(key, (body, answer.clone()));
@@ -224,6 +286,7 @@ async fn zendesk() -> (String, Shared) {
         .route("/api/v2/users/me.json", get(me))
         .route("/api/v2/incremental/tickets/cursor.json", get(export))
         .route("/api/v2/tickets/{file}", put(update))
+        .route("/api/v2/tickets/{id}/comments.json", get(comments))
         .with_state(desk.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -278,7 +341,7 @@ async fn credentials_are_checked() {
 
 #[tokio::test]
 async fn intake_follows_the_cursor_to_the_end_of_the_stream() {
-    let (url, _) = zendesk().await;
+    let (url, desk) = zendesk().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let secret = dir.path().join("token");
     std::fs::write(&secret, format!("{TOKEN}\n")).expect("secret");
@@ -327,6 +390,52 @@ async fn intake_follows_the_cursor_to_the_end_of_the_stream() {
     );
     let again = connector.intake(&store).await.expect("intake");
     assert_eq!((again.read, again.new_versions), (0, 0), "{again:?}");
+
+    // The customer writes again: the ticket changes, and its public comments after the
+    // description (not the agent's private note, not deskhost's own reply) are its messages.
+    {
+        let mut desk = desk.lock().expect("lock");
+        let comment = |id: u64, author: u64, public: bool, body: &str| json!({"id": id, "author_id": author, "public": public, "body": body, "created_at": "2026-12-01T12:00:00Z"});
+        desk.comments.insert(
+            "2".into(),
+            vec![
+                comment(1, 902, true, "Refund: details"),
+                comment(2, 7, true, "We are on it."),
+                comment(3, 5, false, "check the ledger"),
+                comment(4, 902, true, "Any news?"),
+                comment(5, 5, true, "Tomorrow."),
+            ],
+        );
+        desk.changed.push(2);
+    }
+    let followed = connector.intake(&store).await.expect("intake");
+    assert_eq!(
+        (followed.read, followed.new_versions),
+        (1, 1),
+        "{followed:?}"
+    );
+    let v2 = store
+        .ticket("zd:2", 2)
+        .await
+        .expect("read")
+        .expect("zd:2 version 2");
+    let messages: Vec<(&str, &str)> = v2
+        .input
+        .messages
+        .iter()
+        .map(|m| (m.author.as_str(), m.body.as_str()))
+        .collect();
+    assert_eq!(
+        messages,
+        [("customer", "Any news?"), ("agent", "Tomorrow.")]
+    );
+    desk.lock().expect("lock").changed.push(2);
+    let same = connector.intake(&store).await.expect("intake");
+    assert_eq!(
+        (same.read, same.new_versions),
+        (1, 0),
+        "unchanged: {same:?}"
+    );
 }
 
 #[tokio::test]
@@ -404,6 +513,51 @@ async fn every_write_has_the_documented_shape_and_an_idempotency_key() {
         written, expected,
         "one write per item, in the documented shape"
     );
+}
+
+#[tokio::test]
+async fn a_comment_older_than_zendesks_key_window_is_looked_for_before_a_resend() {
+    let (url, desk) = zendesk().await;
+    let zd = client(&url, TOKEN);
+    let queues = BTreeMap::new();
+    let now =
+        deskhost_protocol::digest::parse_rfc3339_secs(&deskhost_protocol::digest::now_rfc3339())
+            .expect("now");
+    let mut old = item(
+        "ob_old",
+        "42",
+        Outgoing::reply("Your refund is on its way.", vec![]),
+    );
+    old.created_at = "2026-01-01T00:00:00Z".into();
+    let (_, found) = zd
+        .deliver_once(&old, &queues, false, now)
+        .await
+        .expect("first attempt");
+    assert!(!found);
+    // Its answer was lost; by the time it is retried Zendesk has forgotten the key.
+    desk.lock().expect("lock").keys.clear();
+    let (again, found) = zd
+        .deliver_once(&old, &queues, true, now)
+        .await
+        .expect("retry");
+    assert!(found, "the comment is found among the ticket's comments");
+    assert_eq!(again.reference.as_deref(), Some("9000"));
+    // An uncertain comment inside the window relies on the key: no read, one write.
+    let mut fresh = item("ob_new", "42", Outgoing::reply("Second", vec![]));
+    fresh.created_at = deskhost_protocol::digest::now_rfc3339();
+    let reads = desk.lock().expect("lock").comment_reads;
+    zd.deliver_once(&fresh, &queues, true, now)
+        .await
+        .expect("fresh");
+    let desk = desk.lock().expect("lock");
+    assert_eq!(desk.comment_reads, reads);
+    assert_eq!(
+        desk.writes.len(),
+        2,
+        "each comment written once: {:?}",
+        desk.writes
+    );
+    assert!(desk.violations.is_empty(), "{:?}", desk.violations);
 }
 
 #[tokio::test]
