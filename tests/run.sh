@@ -67,6 +67,6 @@ step "end-to-end again, every workspace on PostgreSQL (the multi-worker and Requ
 DESKHOST_TEST_BACKEND=postgres cargo test --locked --release -p deskhost --test e2e -- --skip workers --skip rt::
 
 step "benchmark on ../shared/data (about 1.5 minutes; skipped when the data is absent)"
-examples/eval-public.sh
+DESKHOST_BIN="$CARGO_TARGET_DIR/release/deskhost" examples/eval-public.sh
 
 step "done in $((SECONDS - started))s"
