@@ -12,6 +12,7 @@ mod rt;
 
 mod e2e {
     pub mod audit;
+    pub mod bench;
     pub mod binding;
     pub mod crash;
     pub mod demo;

@@ -119,6 +119,9 @@ enum Command {
     /// What goes back to the help desks: list, retry dead items.
     #[command(subcommand)]
     Outbox(OutboxCommand),
+    /// Measure whole flows on this machine against native code or their targets.
+    #[command(subcommand)]
+    Bench(cli::bench::BenchCommand),
 }
 
 fn main() -> ExitCode {
@@ -199,6 +202,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Replay(args) => replay(&ws_dir, args, cli.json).await,
         Command::Connector(cmd) => connector(&ws_dir, cmd, cli.json).await,
         Command::Outbox(cmd) => outbox(&ws_dir, cmd, cli.json).await,
+        Command::Bench(cmd) => cli::bench::bench(&ws_dir, cmd, cli.json).await,
     }
 }
 

@@ -382,6 +382,10 @@ pub struct RuntimeConfig {
     pub max_settings_kib: u32,
     /// Largest data file (manifest `data`, e.g. a model) a plugin may have, MiB.
     pub max_data_mib: u32,
+    /// Reset an instance's memory by scanning for the pages it dirtied (Linux 6.7+
+    /// `PAGEMAP_SCAN`) instead of copying back the whole kept-resident region. Used when the
+    /// kernel has it; `false` turns it off.
+    pub pagemap_scan: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -392,6 +396,7 @@ impl Default for RuntimeConfig {
             max_memory_mib: 512,
             max_settings_kib: 1024,
             max_data_mib: 64,
+            pagemap_scan: true,
         }
     }
 }

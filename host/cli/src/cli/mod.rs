@@ -2,6 +2,7 @@
 //! output macros, the argument types of `main.rs`; results go out through [`render`].
 
 pub mod audit;
+pub mod bench;
 pub mod connector;
 pub mod data;
 pub mod eval;

@@ -45,11 +45,18 @@ const MAX_STDERR_KEPT: usize = 4096;
 /// Extra time for a call stuck in the host (the epoch only interrupts guest code).
 const HOST_GRACE: Duration = Duration::from_millis(500);
 
+/// Whether this kernel has the `PAGEMAP_SCAN` ioctl (Linux 6.7+), which lets an instance's
+/// memory be reset by the pages it dirtied.
+pub fn pagemap_scan_available() -> bool {
+    PoolingAllocationConfig::is_pagemap_scan_available()
+}
+
 /// The shared engine and compile cache.
 pub struct Runtime {
     engine: Engine,
     cache_dir: PathBuf,
     fuel: bool,
+    pagemap_scan: bool,
     stop: Arc<AtomicBool>,
     blob_limits: BlobLimits,
 }
@@ -92,11 +99,19 @@ impl Runtime {
             .max_memories_per_component(4)
             .max_tables_per_component(16)
             .max_memory_size(config.max_memory_mib as usize * 1024 * 1024)
-            // Keep the first 64 MiB of each slot resident between instances: with Linux's
-            // PAGEMAP_SCAN wasmtime then resets only the pages a call dirtied, and the
-            // clean pages of a bound model stay mapped for the next instance.
+            // Keep the first 64 MiB of each slot resident between instances (no madvise and
+            // page faults per call). Without PAGEMAP_SCAN wasmtime copies that whole region
+            // back by hand when a store is dropped; with it (Linux 6.7+, `Enabled::Auto`
+            // falls back when the kernel lacks it) only the pages the call dirtied are
+            // reset. `Runtime::pagemap_scan` says which applies; `deskhost bench triage`
+            // measures both.
             .linear_memory_keep_resident(64 * 1024 * 1024)
-            .table_keep_resident(1024 * 1024);
+            .table_keep_resident(1024 * 1024)
+            .pagemap_scan(if config.pagemap_scan {
+                wasmtime::Enabled::Auto
+            } else {
+                wasmtime::Enabled::No
+            });
         let mut wasm = Config::new();
         wasm.wasm_component_model(true)
             .epoch_interruption(true)
@@ -119,6 +134,8 @@ impl Runtime {
             engine,
             cache_dir: cache_dir.to_path_buf(),
             fuel: config.fuel_metering,
+            pagemap_scan: config.pagemap_scan
+                && PoolingAllocationConfig::is_pagemap_scan_available(),
             stop,
             blob_limits: BlobLimits {
                 settings_bytes: u64::from(config.max_settings_kib) * 1024,
@@ -135,6 +152,11 @@ impl Runtime {
     /// Whether fuel is metered.
     pub fn fuel_metering(&self) -> bool {
         self.fuel
+    }
+
+    /// Whether instance memory is reset by PAGEMAP_SCAN (configured and the kernel has it).
+    pub fn pagemap_scan(&self) -> bool {
+        self.pagemap_scan
     }
 
     /// Where compiled components are cached.

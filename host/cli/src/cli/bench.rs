@@ -1,0 +1,303 @@
+//! `deskhost bench`: measurements of whole flows on this machine, each printed beside what
+//! it is compared with (native code or a target), measured side by side in one run. A
+//! benchmark reports; it asserts nothing about time.
+
+use crate::*;
+use deskhost_engine::caps::{Answers, RunScope};
+use deskhost_engine::manifest::PolicyKind;
+use deskhost_engine::records::{TicketInput, TicketRecord, redact_ticket};
+use deskhost_engine::runtime::{LoadedPlugin, PolicyInput, Runtime};
+use deskhost_engine::workspace::Workspace;
+use deskhost_nlp::{Model, Scratch, lang, sentiment};
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Subcommand)]
+pub(crate) enum BenchCommand {
+    /// Triage through Wasm (a fresh pooled instance per ticket, the workspace's limits)
+    /// against the same model code natively, on the same tickets. Both with PAGEMAP_SCAN and
+    /// without when the kernel has it.
+    Triage {
+        /// Tickets (JSON Lines), e.g. ../shared/data/banking77/dev.jsonl.
+        tickets: PathBuf,
+        /// At most this many tickets.
+        #[arg(long, default_value_t = 2000)]
+        limit: usize,
+        /// Passes over the tickets per variant (the median pass is reported).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
+}
+
+/// One variant's per-ticket cost.
+#[derive(serde::Serialize)]
+struct Figure {
+    name: String,
+    /// Median over the rounds of the mean per ticket, microseconds.
+    per_ticket_us: f64,
+    /// Tickets per second on one core at that cost.
+    per_second: f64,
+    /// This figure divided by the native one.
+    ratio_to_native: f64,
+    /// Of a Wasm call, medians per ticket: the host's `instantiate_us`, its `wall_us`
+    /// (instantiate + call), and what the invoke spends after the call returns (output check,
+    /// store teardown: resetting the instance's memory).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phases: Option<Phases>,
+}
+
+#[derive(serde::Serialize, Clone, Copy)]
+struct Phases {
+    instantiate_us: f64,
+    wall_us: f64,
+    after_us: f64,
+}
+
+#[derive(serde::Serialize)]
+struct TriageBench {
+    tickets: usize,
+    rounds: usize,
+    plugin: String,
+    model_bytes: usize,
+    fuel_metering: bool,
+    pagemap_scan_available: bool,
+    target_ratio: f64,
+    figures: Vec<Figure>,
+}
+
+impl Render for TriageBench {
+    fn render(&self, out: &mut Lines<'_>) -> Result<()> {
+        say!(
+            out,
+            "triage: {} tickets x {} rounds, {} (model {:.1} MB), fuel {}, PAGEMAP_SCAN {}",
+            self.tickets,
+            self.rounds,
+            self.plugin,
+            self.model_bytes as f64 / 1e6,
+            if self.fuel_metering { "on" } else { "off" },
+            if self.pagemap_scan_available {
+                "available"
+            } else {
+                "not available (kernel < 6.7?)"
+            }
+        );
+        say!(
+            out,
+            "{:<34} {:>10} {:>10} {:>9}  phases (instantiate / in-call / after, us)",
+            "variant",
+            "us/ticket",
+            "tickets/s",
+            "x native"
+        );
+        for f in &self.figures {
+            let phases = f.phases.map_or(String::new(), |p| {
+                format!(
+                    "{:.1} / {:.1} / {:.1}",
+                    p.instantiate_us, p.wall_us, p.after_us
+                )
+            });
+            say!(
+                out,
+                "{:<34} {:>10.1} {:>10.0} {:>9.2}  {}",
+                f.name,
+                f.per_ticket_us,
+                f.per_second,
+                f.ratio_to_native,
+                phases
+            );
+        }
+        say!(
+            out,
+            "target: the Wasm invoke within {:.1}x native",
+            self.target_ratio
+        );
+        Ok(())
+    }
+}
+
+pub(crate) async fn bench(dir: &Path, cmd: BenchCommand, json: bool) -> Result<ExitCode> {
+    match cmd {
+        BenchCommand::Triage {
+            tickets,
+            limit,
+            rounds,
+        } => {
+            let report = triage(dir, &tickets, limit, rounds.max(1)).await?;
+            show(&report, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs.get(xs.len() / 2).copied().unwrap_or(0.0)
+}
+
+async fn triage(dir: &Path, file: &Path, limit: usize, rounds: usize) -> Result<TriageBench> {
+    let ws = Workspace::open(dir).await?;
+    let parsed = cli::data::read_jsonl::<TicketInput>(file, TicketInput::check)?;
+    let inputs: Vec<TicketInput> = parsed
+        .records
+        .into_iter()
+        .map(|(_, t)| t)
+        .take(limit)
+        .collect();
+    if inputs.is_empty() {
+        bail!("{} holds no valid ticket to measure", file.display());
+    }
+    let pipeline = ws.pipeline().await?;
+    let plugin = pipeline.active().triage.clone();
+    let data = plugin.manifest.data.as_ref().with_context(|| {
+        format!(
+            "the triage plugin {} has no model (`data` in its manifest); train one first",
+            plugin.identity.key()
+        )
+    })?;
+    let model_path = plugin
+        .manifest_path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(data);
+    let model_bytes = std::fs::read(&model_path)
+        .with_context(|| format!("cannot read the model {}", model_path.display()))?;
+    let model = Model::parse(&model_bytes)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", model_path.display()))?;
+    let records: Vec<Arc<TicketRecord>> = inputs
+        .into_iter()
+        .map(|input| {
+            Arc::new(TicketRecord {
+                content_hash: input.content_hash(),
+                input,
+                version: 1,
+            })
+        })
+        .collect();
+
+    // Native: what the plugin does with its model, in the same crate (deskhost-nlp):
+    // vectorize with explanations, predict every head, the top 3 n-grams per head,
+    // language and sentiment detection. The plugin's rules are not part of it.
+    let mut native_rounds = Vec::with_capacity(rounds);
+    let mut scratch = Scratch::default();
+    let mut sink = 0usize;
+    for _ in 0..rounds {
+        let started = Instant::now();
+        for r in &records {
+            let text = deskhost_nlp::text::ticket_text(&r.input.subject, &r.input.body);
+            model.vectorize(&text, &mut scratch, true);
+            for p in model.predict(&mut scratch) {
+                if let Some(head) = model.head(&p.field) {
+                    sink += model.explain(&text, &scratch, &head, p.best, 3).len();
+                }
+            }
+            sink += lang::detect(&text).language.len();
+            sink += sentiment::detect(&text).evidence.len();
+        }
+        native_rounds.push(started.elapsed().as_secs_f64() * 1e6 / records.len() as f64);
+    }
+    std::hint::black_box(sink);
+    let native = median(native_rounds);
+
+    let mut figures = vec![Figure {
+        name: "native (deskhost-nlp, same model)".into(),
+        per_ticket_us: native,
+        per_second: 1e6 / native.max(1e-9),
+        ratio_to_native: 1.0,
+        phases: None,
+    }];
+    let available = deskhost_engine::runtime::pagemap_scan_available();
+    let mut variants = vec![(pipeline.runtime.clone(), plugin.clone())];
+    let other = !pipeline.runtime.pagemap_scan() || available;
+    if other {
+        // The same plugin on an engine with the other PAGEMAP_SCAN setting.
+        let mut config = ws.config.runtime.clone();
+        config.pagemap_scan = !pipeline.runtime.pagemap_scan();
+        let cache = std::env::var_os("DESKHOST_CACHE_DIR")
+            .map_or_else(|| ws.dir.join("cache"), PathBuf::from);
+        let runtime = Arc::new(
+            Runtime::new(&config, &cache).map_err(|e| anyhow::anyhow!("second engine: {e}"))?,
+        );
+        let loaded = runtime.load_plugin(
+            &plugin.manifest_path,
+            PolicyKind::Triage,
+            &ws.config.ceiling,
+        )?;
+        variants.push((runtime, Arc::new(loaded)));
+    }
+    for (runtime, plugin) in &variants {
+        let (per_ticket, phases) = wasm_rounds(runtime, plugin, &pipeline, &records, rounds).await?;
+        figures.push(Figure {
+            name: format!(
+                "Wasm invoke, PAGEMAP_SCAN {}",
+                if runtime.pagemap_scan() { "on" } else { "off" }
+            ),
+            per_ticket_us: per_ticket,
+            per_second: 1e6 / per_ticket.max(1e-9),
+            ratio_to_native: per_ticket / native.max(1e-9),
+            phases: Some(phases),
+        });
+    }
+    Ok(TriageBench {
+        tickets: records.len(),
+        rounds,
+        plugin: plugin.identity.key(),
+        model_bytes: model_bytes.len(),
+        fuel_metering: pipeline.runtime.fuel_metering(),
+        pagemap_scan_available: available,
+        target_ratio: 1.5,
+        figures,
+    })
+}
+
+/// Median per-ticket cost of a full `Runtime::invoke` (instantiate, call, output check,
+/// teardown) over `rounds` passes, one ticket at a time, and its phases.
+async fn wasm_rounds(
+    runtime: &Runtime,
+    plugin: &Arc<LoadedPlugin>,
+    pipeline: &deskhost_engine::pipeline::Pipeline,
+    records: &[Arc<TicketRecord>],
+    rounds: usize,
+) -> Result<(f64, Phases)> {
+    let mut per_round = Vec::with_capacity(rounds);
+    let (mut inst, mut wall, mut total) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let started = Instant::now();
+        for (i, r) in records.iter().enumerate() {
+            let view = redact_ticket(r, &plugin.identity.grants);
+            let scope = RunScope::new(format!("bench_{round}_{i}"), r.clone());
+            let one = Instant::now();
+            let invocation = runtime
+                .invoke(
+                    plugin,
+                    pipeline.services.clone(),
+                    scope,
+                    PolicyInput::Triage { ticket: &view },
+                    Answers::Live,
+                )
+                .await;
+            let took = one.elapsed().as_secs_f64() * 1e6;
+            if let Err(fault) = &invocation.result {
+                bail!(
+                    "ticket {}: the triage plugin failed: {}",
+                    r.input.id,
+                    fault.message
+                );
+            }
+            if round == rounds / 2 {
+                inst.push(invocation.stats.instantiate_us as f64);
+                wall.push(invocation.stats.wall_us as f64);
+                total.push(took);
+            }
+        }
+        per_round.push(started.elapsed().as_secs_f64() * 1e6 / records.len() as f64);
+    }
+    let (instantiate_us, wall_us, total_us) = (median(inst), median(wall), median(total));
+    Ok((
+        median(per_round),
+        Phases {
+            instantiate_us,
+            wall_us,
+            after_us: (total_us - wall_us).max(0.0),
+        },
+    ))
+}

@@ -1,0 +1,47 @@
+//! `deskhost bench triage` on a trained workspace: the same tickets natively and through
+//! Wasm, a figure per variant with its ratio to native, PAGEMAP_SCAN reported as it is.
+//! Nothing here asserts a time; the shape and the bookkeeping are what is checked.
+
+use super::support::Ws;
+
+#[test]
+fn bench_triage_reports_native_and_wasm_side_by_side() {
+    let ws = Ws::trained();
+    let tickets = ws.file("tickets.jsonl");
+    let out = ws.ok(&[
+        "bench", "triage", &tickets, "--limit", "8", "--rounds", "2", "--json",
+    ]);
+    let report = out.json();
+    assert_eq!(report["tickets"], 8, "{report}");
+    assert_eq!(report["plugin"], "triage-default@0.1.0", "{report}");
+    let figures = report["figures"].as_array().cloned().unwrap_or_default();
+    assert_eq!(figures[0]["ratio_to_native"], 1.0, "{report}");
+    let wasm: Vec<_> = figures.iter().skip(1).collect();
+    // One engine as configured; a second with PAGEMAP_SCAN the other way when the kernel
+    // has it.
+    let available = report["pagemap_scan_available"] == true;
+    assert_eq!(wasm.len(), if available { 2 } else { 1 }, "{report}");
+    for f in &wasm {
+        let us = f["per_ticket_us"].as_f64().unwrap_or(0.0);
+        let ratio = f["ratio_to_native"].as_f64().unwrap_or(0.0);
+        let native = figures[0]["per_ticket_us"].as_f64().unwrap_or(0.0);
+        assert!(us > 0.0 && native > 0.0, "{report}");
+        assert!((ratio - us / native).abs() < 1e-6 * ratio.max(1.0), "{report}");
+        let phases = &f["phases"];
+        assert!(
+            phases["wall_us"].as_f64().unwrap_or(0.0) >= phases["instantiate_us"].as_f64().unwrap_or(f64::MAX),
+            "the in-call time includes instantiation: {report}"
+        );
+    }
+    if available {
+        assert!(
+            wasm.iter().any(|f| f["name"].as_str().is_some_and(|n| n.ends_with("PAGEMAP_SCAN on"))),
+            "the configured engine uses PAGEMAP_SCAN when the kernel has it: {report}"
+        );
+    }
+    // A file without tickets is refused with its name.
+    std::fs::write(ws.path().join("empty.jsonl"), "").unwrap_or_else(|e| panic!("{e}"));
+    let empty = ws.cmd(&["bench", "triage", &ws.file("empty.jsonl")]);
+    assert_ne!(empty.code, 0);
+    assert!(empty.stderr.contains("empty.jsonl"), "{empty:?}");
+}
