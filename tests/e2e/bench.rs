@@ -26,16 +26,22 @@ fn bench_triage_reports_native_and_wasm_side_by_side() {
         let ratio = f["ratio_to_native"].as_f64().unwrap_or(0.0);
         let native = figures[0]["per_ticket_us"].as_f64().unwrap_or(0.0);
         assert!(us > 0.0 && native > 0.0, "{report}");
-        assert!((ratio - us / native).abs() < 1e-6 * ratio.max(1.0), "{report}");
+        assert!(
+            (ratio - us / native).abs() < 1e-6 * ratio.max(1.0),
+            "{report}"
+        );
         let phases = &f["phases"];
         assert!(
-            phases["wall_us"].as_f64().unwrap_or(0.0) >= phases["instantiate_us"].as_f64().unwrap_or(f64::MAX),
+            phases["wall_us"].as_f64().unwrap_or(0.0)
+                >= phases["instantiate_us"].as_f64().unwrap_or(f64::MAX),
             "the in-call time includes instantiation: {report}"
         );
     }
     if available {
         assert!(
-            wasm.iter().any(|f| f["name"].as_str().is_some_and(|n| n.ends_with("PAGEMAP_SCAN on"))),
+            wasm.iter().any(|f| f["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("PAGEMAP_SCAN on"))),
             "the configured engine uses PAGEMAP_SCAN when the kernel has it: {report}"
         );
     }

@@ -66,7 +66,7 @@ struct TriageBench {
 }
 
 impl Render for TriageBench {
-    fn render(&self, out: &mut Lines<'_>) -> Result<()> {
+    fn human(&self, out: &mut Lines<'_>) -> std::io::Result<()> {
         say!(
             out,
             "triage: {} tickets x {} rounds, {} (model {:.1} MB), fuel {}, PAGEMAP_SCAN {}",
@@ -161,8 +161,8 @@ async fn triage(dir: &Path, file: &Path, limit: usize, rounds: usize) -> Result<
         .join(data);
     let model_bytes = std::fs::read(&model_path)
         .with_context(|| format!("cannot read the model {}", model_path.display()))?;
-    let model = Model::parse(&model_bytes)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", model_path.display()))?;
+    let model =
+        Model::parse(&model_bytes).map_err(|e| anyhow::anyhow!("{}: {e}", model_path.display()))?;
     let records: Vec<Arc<TicketRecord>> = inputs
         .into_iter()
         .map(|input| {
@@ -225,7 +225,8 @@ async fn triage(dir: &Path, file: &Path, limit: usize, rounds: usize) -> Result<
         variants.push((runtime, Arc::new(loaded)));
     }
     for (runtime, plugin) in &variants {
-        let (per_ticket, phases) = wasm_rounds(runtime, plugin, &pipeline, &records, rounds).await?;
+        let (per_ticket, phases) =
+            wasm_rounds(runtime, plugin, &pipeline, &records, rounds).await?;
         figures.push(Figure {
             name: format!(
                 "Wasm invoke, PAGEMAP_SCAN {}",
