@@ -51,3 +51,28 @@ fn bench_triage_reports_native_and_wasm_side_by_side() {
     assert_ne!(empty.code, 0);
     assert!(empty.stderr.contains("empty.jsonl"), "{empty:?}");
 }
+
+#[test]
+fn bench_kb_reports_each_size_and_is_reproducible_by_seed() {
+    let ws = Ws::new();
+    let run = || {
+        ws.ok(&[
+            "bench", "kb", "--sizes", "50,200", "--queries", "20", "--seed", "3", "--json",
+        ])
+        .json()
+    };
+    let report = run();
+    let sizes = report["sizes"].as_array().cloned().unwrap_or_default();
+    let counts: Vec<u64> = sizes.iter().filter_map(|s| s["articles"].as_u64()).collect();
+    assert_eq!(counts, [50, 200], "{report}");
+    for s in &sizes {
+        for key in ["build_seconds", "open_ms", "search_p50_us", "article_p50_us"] {
+            assert!(s[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {report}");
+        }
+        assert!(
+            s["search_p99_us"].as_f64() >= s["search_p50_us"].as_f64(),
+            "{report}"
+        );
+    }
+    assert_eq!(run()["seed"], 3);
+}

@@ -3,6 +3,12 @@
 //! The store is the source of truth; the index is rebuilt from it whenever its version (a
 //! digest of every article's id and content) differs from the one the index was built with.
 //! Each run records the version it searched.
+//!
+//! The index holds everything a search or an article lookup needs: one document per
+//! passage (searched), and one per article with the whole record (stored only, looked up
+//! by id). Opening it reads no article: [`KbIndex::open_current`] trusts the version the
+//! store recorded at the last rebuild (any article write clears it), so opening costs the
+//! same at 100 or 100,000 articles.
 
 use crate::records::ArticleRecord;
 use crate::util::sha256_parts;
@@ -10,7 +16,6 @@ use deskhost_nlp::text::{light_stem, sentence_ranges, token_ranges};
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
 use tantivy::schema::{
@@ -45,7 +50,10 @@ pub enum KbError {
 type Result<T> = std::result::Result<T, KbError>;
 
 const ANALYZER: &str = "deskhost";
-const VERSION_FILE: &str = "deskhost-kb-version";
+/// Named by the index format: an index of an older format has no such file and is rebuilt.
+const VERSION_FILE: &str = "deskhost-kb-version-2";
+/// `kind` of the documents holding whole articles (passages have none).
+const ARTICLE_KIND: &str = "article";
 /// Passages fetched per requested hit (several passages may belong to one article).
 const PASSAGES_PER_HIT: usize = 8;
 /// A passage closes at a blank line or heading once it has this many bytes.
@@ -80,23 +88,28 @@ struct Fields {
     body: Field,
     language: Field,
     collection: Field,
+    /// `article` on the documents holding whole articles.
+    kind: Field,
+    /// The whole article as JSON (stored, not indexed).
+    record: Field,
 }
 
-/// The index plus the articles it was built from.
+/// The index of an article set.
 #[derive(Clone)]
 pub struct KbIndex {
     index: Index,
     reader: IndexReader,
     fields: Fields,
     version: String,
-    articles: Arc<HashMap<String, ArticleRecord>>,
+    /// Articles in it.
+    count: usize,
 }
 
 impl std::fmt::Debug for KbIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KbIndex")
             .field("version", &self.version)
-            .field("articles", &self.articles.len())
+            .field("articles", &self.count)
             .finish()
     }
 }
@@ -116,6 +129,8 @@ fn schema() -> (Schema, Fields) {
         body: b.add_text_field("body", text),
         language: b.add_text_field("language", STRING | STORED),
         collection: b.add_text_field("collection", STRING | STORED),
+        kind: b.add_text_field("kind", STRING),
+        record: b.add_text_field("record", STORED),
     };
     (b.build(), fields)
 }
@@ -149,36 +164,42 @@ impl KbIndex {
     /// Returns whether it rebuilt.
     pub fn open_or_rebuild(dir: &Path, articles: Vec<ArticleRecord>) -> Result<(Self, bool)> {
         let version = version_of(&articles);
-        let current = std::fs::read_to_string(dir.join(VERSION_FILE)).unwrap_or_default();
-        if current.trim() == version
-            && let Ok(index) = Self::open(dir, &version, &articles)
-        {
+        if let Some(index) = Self::open_current(dir, &version) {
             return Ok((index, false));
         }
         Ok((Self::build(dir, articles)?, true))
     }
 
-    fn open(dir: &Path, version: &str, articles: &[ArticleRecord]) -> Result<Self> {
-        let err = |source| KbError::Index {
-            path: dir.to_path_buf(),
-            source,
-        };
-        let index = Index::open_in_dir(dir).map_err(err)?;
+    /// Opens the index in `dir` when it was built for article-set `version` (and in this
+    /// format); `None` otherwise. Reads no article.
+    pub fn open_current(dir: &Path, version: &str) -> Option<Self> {
+        let current = std::fs::read_to_string(dir.join(VERSION_FILE)).ok()?;
+        if current.trim() != version {
+            return None;
+        }
+        let index = Index::open_in_dir(dir).ok()?;
         register(&index);
         let (_, fields) = schema();
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
-            .map_err(err)?;
-        let articles = articles.iter().map(|a| (a.id.clone(), a.clone())).collect();
-        Ok(Self {
+            .ok()?;
+        Some(Self::with(index, reader, fields, version.to_string()))
+    }
+
+    fn with(index: Index, reader: IndexReader, fields: Fields, version: String) -> Self {
+        let count = reader
+            .searcher()
+            .doc_freq(&Term::from_field_text(fields.kind, ARTICLE_KIND))
+            .unwrap_or(0) as usize;
+        Self {
             index,
             reader,
             fields,
-            version: version.to_string(),
-            articles: Arc::new(articles),
-        })
+            version,
+            count,
+        }
     }
 
     /// (Re)builds the index in `dir` from `articles`.
@@ -203,6 +224,14 @@ impl KbIndex {
         // One document per passage: an article is found by its best section, not diluted
         // by the length of the rest.
         for a in &articles {
+            let record = serde_json::to_string(a).unwrap_or_default();
+            writer
+                .add_document(doc!(
+                    fields.id => a.id.clone(),
+                    fields.kind => ARTICLE_KIND,
+                    fields.record => record,
+                ))
+                .map_err(err)?;
             for range in passages(&a.body) {
                 writer
                     .add_document(doc!(
@@ -224,14 +253,7 @@ impl KbIndex {
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
             .map_err(err)?;
-        let articles = articles.into_iter().map(|a| (a.id.clone(), a)).collect();
-        Ok(Self {
-            index,
-            reader,
-            fields,
-            version,
-            articles: Arc::new(articles),
-        })
+        Ok(Self::with(index, reader, fields, version))
     }
 
     /// The version of the article set this index was built from.
@@ -241,17 +263,42 @@ impl KbIndex {
 
     /// Number of articles.
     pub fn len(&self) -> usize {
-        self.articles.len()
+        self.count
     }
 
     /// True when the KB is empty.
     pub fn is_empty(&self) -> bool {
-        self.articles.is_empty()
+        self.count == 0
     }
 
-    /// One article by id.
-    pub fn article(&self, id: &str) -> Option<&ArticleRecord> {
-        self.articles.get(id)
+    /// One article by id, as indexed.
+    pub fn article(&self, id: &str) -> Option<ArticleRecord> {
+        let f = self.fields;
+        let query = BooleanQuery::new(vec![
+            (
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_text(f.id, id),
+                    IndexRecordOption::Basic,
+                )) as Box<dyn Query>,
+            ),
+            (
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_text(f.kind, ARTICLE_KIND),
+                    IndexRecordOption::Basic,
+                )),
+            ),
+        ]);
+        let searcher = self.reader.searcher();
+        let (_, address) = searcher
+            .search(&query, &TopDocs::with_limit(1).order_by_score())
+            .ok()?
+            .into_iter()
+            .next()?;
+        let doc: TantivyDocument = searcher.doc(address).ok()?;
+        let record = doc.get_first(f.record).and_then(|v| v.as_str())?;
+        serde_json::from_str(record).ok()
     }
 
     /// The query's most distinctive terms with their weights. Long tickets carry greetings,
@@ -280,7 +327,8 @@ impl KbIndex {
             *count += 1;
         }
         let searcher = self.reader.searcher();
-        let docs = searcher.num_docs().max(1) as f64;
+        // Passages only: the whole-article documents are not searched.
+        let docs = searcher.num_docs().saturating_sub(self.count as u64).max(1) as f64;
         let mut scored: Vec<(usize, String, f64, f32)> = order
             .into_iter()
             .enumerate()
@@ -380,28 +428,23 @@ impl KbIndex {
                 path: PathBuf::new(),
                 source,
             })?;
-            let Some(id) = doc.get_first(f.id).and_then(|v| v.as_str()) else {
-                continue;
+            let text = |field: Field| {
+                doc.get_first(field)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string()
             };
-            let Some(article) = self.articles.get(id) else {
-                continue;
-            };
-            if hits
-                .iter()
-                .any(|h: &KbHitRecord| h.article_id == article.id)
-            {
+            let id = text(f.id);
+            if id.is_empty() || hits.iter().any(|h: &KbHitRecord| h.article_id == id) {
                 continue;
             }
-            let passage = doc
-                .get_first(f.body)
-                .and_then(|v| v.as_str())
-                .unwrap_or(&article.body);
+            let passage = text(f.body);
             hits.push(KbHitRecord {
-                article_id: article.id.clone(),
-                title: article.title.clone(),
-                language: article.language.clone(),
-                collection: article.collection.clone(),
-                snippet: best_passage(passage, &words).to_string(),
+                article_id: id,
+                title: text(f.title),
+                language: text(f.language),
+                collection: text(f.collection),
+                snippet: best_passage(&passage, &words).to_string(),
                 score,
             });
             if hits.len() == limit {
@@ -531,6 +574,38 @@ mod tests {
                 "internal",
             ),
         ]
+    }
+
+    #[test]
+    fn an_index_opens_without_its_articles_and_answers_from_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let articles = corpus();
+        let version = version_of(&articles);
+        let built = KbIndex::build(dir.path(), articles.clone()).unwrap();
+        let public = vec!["public".to_string()];
+        let query = "I was charged twice, please refund";
+        let expected = built.search(query, Some("en"), &public, 5).unwrap();
+        drop(built);
+        assert!(
+            KbIndex::open_current(dir.path(), "another-version").is_none(),
+            "an index built for other articles is not opened"
+        );
+        let kb = KbIndex::open_current(dir.path(), &version).expect("opens");
+        assert_eq!(kb.len(), articles.len());
+        assert_eq!(kb.search(query, Some("en"), &public, 5).unwrap(), expected);
+        for a in &articles {
+            assert_eq!(kb.article(&a.id).as_ref(), Some(a), "{}", a.id);
+        }
+        assert_eq!(kb.article("refunds"), None, "ids match whole");
+        // An index of the previous format (no whole-article documents) is not opened.
+        std::fs::rename(
+            dir.path().join(VERSION_FILE),
+            dir.path().join("deskhost-kb-version"),
+        )
+        .unwrap();
+        assert!(KbIndex::open_current(dir.path(), &version).is_none());
+        let (_, rebuilt) = KbIndex::open_or_rebuild(dir.path(), articles).unwrap();
+        assert!(rebuilt);
     }
 
     #[test]

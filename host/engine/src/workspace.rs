@@ -89,6 +89,10 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WorkspaceError + '_ {
     }
 }
 
+/// The `meta` key holding the article-set version of the last KB rebuild (cleared by every
+/// article write, see `Store::upsert_article`).
+const KB_INDEX_VERSION: &str = deskhost_store::store::KB_INDEX_VERSION;
+
 /// An open workspace.
 #[derive(Debug, Clone)]
 pub struct Workspace {
@@ -159,8 +163,15 @@ impl Workspace {
 
     /// The KB index, rebuilt from the store if stale.
     pub async fn kb(&self) -> Result<KbIndex> {
+        let dir = self.dir.join("index").join("kb");
+        // The version recorded at the last rebuild still holds unless an article was
+        // written since (every article write clears it): then no article need be read.
+        let recorded = self.store.meta(KB_INDEX_VERSION).await?;
+        if let Some(kb) = recorded.and_then(|v| KbIndex::open_current(&dir, &v)) {
+            return Ok(kb);
+        }
         let articles = self.store.articles().await?;
-        let (kb, rebuilt) = KbIndex::open_or_rebuild(&self.dir.join("index").join("kb"), articles)?;
+        let (kb, rebuilt) = KbIndex::open_or_rebuild(&dir, articles)?;
         if rebuilt {
             tracing::info!(
                 version = kb.version(),
@@ -168,9 +179,7 @@ impl Workspace {
                 "rebuilt the knowledge-base index"
             );
         }
-        self.store
-            .set_meta("kb_index_version", kb.version())
-            .await?;
+        self.store.set_meta(KB_INDEX_VERSION, kb.version()).await?;
         Ok(kb)
     }
 
@@ -180,9 +189,7 @@ impl Workspace {
             &self.dir.join("index").join("kb"),
             self.store.articles().await?,
         )?;
-        self.store
-            .set_meta("kb_index_version", kb.version())
-            .await?;
+        self.store.set_meta(KB_INDEX_VERSION, kb.version()).await?;
         Ok(kb)
     }
 

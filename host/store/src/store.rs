@@ -16,6 +16,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+
+/// The `meta` key holding the article-set version the knowledge-base index was last built
+/// for. Every article write deletes it (in its transaction); a rebuild sets it again.
+pub const KB_INDEX_VERSION: &str = "kb_index_version";
+const CLEAR_KB_INDEX_VERSION: &str = "DELETE FROM meta WHERE key = 'kb_index_version'";
+
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -793,7 +799,7 @@ impl Store {
             detail: e.to_string(),
         })?;
         let hash = sha256_hex(json.as_bytes());
-        self.upsert_versioned("SELECT version, content_hash FROM customers WHERE id = $1", &c.id, &hash, |version| {
+        self.upsert_versioned("SELECT version, content_hash FROM customers WHERE id = $1", &c.id, &hash, None, |version| {
             sqlx::query(
                 "INSERT INTO customers (id, version, content_hash, record_json, updated_at) VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT(id) DO UPDATE SET version = excluded.version, content_hash = excluded.content_hash,
@@ -909,10 +915,12 @@ impl Store {
         Ok(n as u64)
     }
 
-    /// Inserts or updates an article; the version moves when the content changes.
+    /// Inserts or updates an article; the version moves when the content changes. A change
+    /// clears the recorded KB index version in the same transaction, so the next open
+    /// compares the articles with the index again.
     pub async fn upsert_article(&self, a: &ArticleRecord) -> Result<(Upsert, u32)> {
         let hash = a.content_hash();
-        self.upsert_versioned("SELECT version, content_hash FROM kb_articles WHERE id = $1", &a.id, &hash, |version| {
+        self.upsert_versioned("SELECT version, content_hash FROM kb_articles WHERE id = $1", &a.id, &hash, Some(CLEAR_KB_INDEX_VERSION), |version| {
             sqlx::query(
                 "INSERT INTO kb_articles (id, version, content_hash, title, body, language, collection, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                  ON CONFLICT(id) DO UPDATE SET version = excluded.version, content_hash = excluded.content_hash, title = excluded.title,
@@ -935,6 +943,7 @@ impl Store {
         select_current: &'static str,
         id: &str,
         hash: &str,
+        on_change: Option<&'static str>,
         write: impl FnOnce(u32) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
     ) -> Result<(Upsert, u32)> {
         // One write transaction: two importers of the same record cannot both take a version.
@@ -959,6 +968,12 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(q("write record"))?;
+        if let Some(statement) = on_change {
+            sqlx::query(statement)
+                .execute(&mut *tx)
+                .await
+                .map_err(q("note the record change"))?;
+        }
         tx.commit().await.map_err(q("commit record write"))?;
         Ok((outcome, version))
     }
@@ -1123,6 +1138,34 @@ mod tests {
         );
         let (back, v) = store.customer("C-1").await.unwrap().unwrap();
         assert_eq!((back.tier.as_deref(), v), (Some("standard"), 2));
+    }
+
+    #[tokio::test]
+    async fn an_article_write_clears_the_recorded_kb_index_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).await.unwrap();
+        let mut a = ArticleRecord {
+            id: "refunds".into(),
+            title: "Refunds".into(),
+            body: "Within 5 days.".into(),
+            language: "en".into(),
+            collection: "public".into(),
+            version: 0,
+        };
+        store.upsert_article(&a).await.unwrap();
+        store.set_meta(KB_INDEX_VERSION, "v1").await.unwrap();
+        store.upsert_article(&a).await.unwrap();
+        assert_eq!(
+            store.meta(KB_INDEX_VERSION).await.unwrap().as_deref(),
+            Some("v1"),
+            "an unchanged article changes nothing"
+        );
+        a.body = "Within 3 days.".into();
+        assert_eq!(
+            store.upsert_article(&a).await.unwrap(),
+            (Upsert::Updated, 2)
+        );
+        assert_eq!(store.meta(KB_INDEX_VERSION).await.unwrap(), None);
     }
 
     #[tokio::test]

@@ -27,6 +27,19 @@ pub(crate) enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         rounds: usize,
     },
+    /// Knowledge-base cost against its size: seeded synthetic articles at each size, the
+    /// index build, opening it, and searches (needs no workspace).
+    Kb {
+        /// Article counts.
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+        sizes: Vec<usize>,
+        /// Searches per size.
+        #[arg(long, default_value_t = 300)]
+        queries: usize,
+        /// Generator seed (same seed, same articles and queries).
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
 }
 
 /// One variant's per-ticket cost.
@@ -123,6 +136,15 @@ pub(crate) async fn bench(dir: &Path, cmd: BenchCommand, json: bool) -> Result<E
             rounds,
         } => {
             let report = triage(dir, &tickets, limit, rounds.max(1)).await?;
+            show(&report, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Kb {
+            sizes,
+            queries,
+            seed,
+        } => {
+            let report = kb(&sizes, queries.max(1), seed)?;
             show(&report, json)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -301,4 +323,187 @@ async fn wasm_rounds(
             after_us: (total_us - wall_us).max(0.0),
         },
     ))
+}
+
+#[derive(serde::Serialize)]
+struct KbBench {
+    seed: u64,
+    queries: usize,
+    sizes: Vec<KbSize>,
+}
+
+#[derive(serde::Serialize)]
+struct KbSize {
+    articles: usize,
+    build_seconds: f64,
+    /// Opening the built index for its recorded version (what every workspace open does).
+    open_ms: f64,
+    search_p50_us: f64,
+    search_p99_us: f64,
+    /// Looking one article up by id (what a citation check does).
+    article_p50_us: f64,
+}
+
+impl Render for KbBench {
+    fn human(&self, out: &mut Lines<'_>) -> std::io::Result<()> {
+        say!(
+            out,
+            "knowledge base: seeded articles (seed {}), {} searches per size",
+            self.seed,
+            self.queries
+        );
+        say!(
+            out,
+            "{:>9} {:>9} {:>9} {:>11} {:>11} {:>12}",
+            "articles",
+            "build s",
+            "open ms",
+            "search p50",
+            "search p99",
+            "article p50"
+        );
+        for s in &self.sizes {
+            say!(
+                out,
+                "{:>9} {:>9.2} {:>9.2} {:>9.0}us {:>9.0}us {:>10.0}us",
+                s.articles,
+                s.build_seconds,
+                s.open_ms,
+                s.search_p50_us,
+                s.search_p99_us,
+                s.article_p50_us
+            );
+        }
+        say!(out, "target: open and a single search independent of size");
+        Ok(())
+    }
+}
+
+/// A small seeded generator (splitmix64): the same seed gives the same corpus.
+struct Seeded(u64);
+
+impl Seeded {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// A vocabulary of pronounceable words; a Zipf-like pick makes some common, most rare.
+fn vocabulary(rng: &mut Seeded, n: usize) -> Vec<String> {
+    const ONSETS: [&str; 12] = ["b", "c", "d", "f", "g", "l", "m", "p", "r", "s", "t", "v"];
+    const VOWELS: [&str; 5] = ["a", "e", "i", "o", "u"];
+    (0..n)
+        .map(|_| {
+            (0..2 + rng.below(2))
+                .map(|_| format!("{}{}", ONSETS[rng.below(12)], VOWELS[rng.below(5)]))
+                .collect()
+        })
+        .collect()
+}
+
+fn zipf_word<'a>(rng: &mut Seeded, words: &'a [String]) -> &'a str {
+    // rank ~ n^(u^2): small ranks far more often than large ones.
+    let u = (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+    let rank = (words.len() as f64).powf(u * u) as usize;
+    words
+        .get(rank.saturating_sub(1).min(words.len() - 1))
+        .map_or("", String::as_str)
+}
+
+fn sentence(rng: &mut Seeded, words: &[String], len: usize) -> String {
+    let s: Vec<&str> = (0..len).map(|_| zipf_word(rng, words)).collect();
+    format!("{}.", s.join(" "))
+}
+
+/// `n` seeded articles of 3-8 paragraphs each.
+pub(crate) fn synthetic_articles(
+    seed: u64,
+    n: usize,
+) -> Vec<deskhost_engine::records::ArticleRecord> {
+    let mut rng = Seeded(seed);
+    let words = vocabulary(&mut rng, 20_000);
+    (0..n)
+        .map(|i| {
+            let paragraphs: Vec<String> = (0..3 + rng.below(6))
+                .map(|_| {
+                    (0..2 + rng.below(4))
+                        .map(|_| sentence(&mut rng, &words, 8 + rng.below(12)))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .collect();
+            deskhost_engine::records::ArticleRecord {
+                id: format!("kb-{i:06}"),
+                title: sentence(&mut rng, &words, 3 + rng.below(4)),
+                body: paragraphs.join("\n\n"),
+                language: "en".into(),
+                collection: if i % 10 == 0 { "internal" } else { "public" }.into(),
+                version: 1,
+            }
+        })
+        .collect()
+}
+
+fn kb(sizes: &[usize], queries: usize, seed: u64) -> Result<KbBench> {
+    use deskhost_engine::kb::{KbIndex, version_of};
+    let mut out = Vec::new();
+    for &n in sizes {
+        let articles = synthetic_articles(seed, n);
+        let mut rng = Seeded(seed ^ 0x5eed);
+        let words = vocabulary(&mut Seeded(seed), 20_000);
+        let asked: Vec<String> = (0..queries)
+            .map(|_| sentence(&mut rng, &words, 6 + rng.below(20)))
+            .collect();
+        let ids: Vec<String> = (0..queries)
+            .map(|_| articles[rng.below(articles.len())].id.clone())
+            .collect();
+        let dir = tempfile::tempdir()?;
+        let version = version_of(&articles);
+        let started = Instant::now();
+        drop(KbIndex::build(dir.path(), articles)?);
+        let build_seconds = started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        let index = KbIndex::open_current(dir.path(), &version)
+            .context("the index just built does not open")?;
+        let open_ms = started.elapsed().as_secs_f64() * 1e3;
+        let public = vec!["public".to_string()];
+        let mut searches = Vec::with_capacity(queries);
+        for q in &asked {
+            let t = Instant::now();
+            std::hint::black_box(index.search(q, Some("en"), &public, 5)?);
+            searches.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        let mut lookups = Vec::with_capacity(queries);
+        for id in &ids {
+            let t = Instant::now();
+            std::hint::black_box(index.article(id));
+            lookups.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        searches.sort_by(f64::total_cmp);
+        let p99 = searches
+            .get(searches.len() * 99 / 100)
+            .copied()
+            .unwrap_or(0.0);
+        out.push(KbSize {
+            articles: n,
+            build_seconds,
+            open_ms,
+            search_p50_us: median(searches),
+            search_p99_us: p99,
+            article_p50_us: median(lookups),
+        });
+    }
+    Ok(KbBench {
+        seed,
+        queries,
+        sizes: out,
+    })
 }

@@ -42,7 +42,7 @@ impl crate::bindings::kb::Host for HostState {
                             .unwrap_or_else(|p| p.into_inner());
                         for h in &hits {
                             if let Some(a) = ctx.services.kb.article(&h.article_id) {
-                                seen.insert(a.id.clone(), a.clone());
+                                seen.insert(a.id.clone(), a);
                             }
                         }
                         CapResult::Ok(
@@ -72,7 +72,10 @@ impl crate::bindings::kb::Host for HostState {
     ) -> wasmtime::Result<Result<types::KbArticle, types::CapabilityError>> {
         let (recorded, long) = arg(&id);
         let args = serde_json::json!({ "id": recorded });
-        let live = async |ctx: &CallContext| match ctx.services.kb.article(&id).filter(|_| !long) {
+        let live = async |ctx: &CallContext| match (!long)
+            .then(|| ctx.services.kb.article(&id))
+            .flatten()
+        {
             None => CapResult::Err(types::CapabilityError::NotFound(recorded.clone())),
             Some(a) if !ctx.plugin.grants.kb_collection(&a.collection) => {
                 CapResult::Denied(format!(
@@ -86,7 +89,7 @@ impl crate::bindings::kb::Host for HostState {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(a.id.clone(), a.clone());
-                CapResult::Ok(crate::runtime::convert::article_to_wit(a))
+                CapResult::Ok(crate::runtime::convert::article_to_wit(&a))
             }
         };
         self.call

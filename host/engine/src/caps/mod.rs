@@ -388,7 +388,7 @@ impl CallContext {
             .unwrap_or_else(|p| p.into_inner());
         for id in ids {
             if let Some(a) = self.services.kb.article(&id) {
-                seen.insert(a.id.clone(), a.clone());
+                seen.insert(a.id.clone(), a);
             }
         }
     }
