@@ -57,16 +57,32 @@ fn bench_kb_reports_each_size_and_is_reproducible_by_seed() {
     let ws = Ws::new();
     let run = || {
         ws.ok(&[
-            "bench", "kb", "--sizes", "50,200", "--queries", "20", "--seed", "3", "--json",
+            "bench",
+            "kb",
+            "--sizes",
+            "50,200",
+            "--queries",
+            "20",
+            "--seed",
+            "3",
+            "--json",
         ])
         .json()
     };
     let report = run();
     let sizes = report["sizes"].as_array().cloned().unwrap_or_default();
-    let counts: Vec<u64> = sizes.iter().filter_map(|s| s["articles"].as_u64()).collect();
+    let counts: Vec<u64> = sizes
+        .iter()
+        .filter_map(|s| s["articles"].as_u64())
+        .collect();
     assert_eq!(counts, [50, 200], "{report}");
     for s in &sizes {
-        for key in ["build_seconds", "open_ms", "search_p50_us", "article_p50_us"] {
+        for key in [
+            "build_seconds",
+            "open_ms",
+            "search_p50_us",
+            "article_p50_us",
+        ] {
             assert!(s[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {report}");
         }
         assert!(

@@ -16,7 +16,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-
 /// The `meta` key holding the article-set version the knowledge-base index was last built
 /// for. Every article write deletes it (in its transaction); a rebuild sets it again.
 pub const KB_INDEX_VERSION: &str = "kb_index_version";

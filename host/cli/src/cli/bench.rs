@@ -418,7 +418,9 @@ fn zipf_word<'a>(rng: &mut Seeded, words: &'a [String]) -> &'a str {
         .map_or("", String::as_str)
 }
 
-fn sentence(rng: &mut Seeded, words: &[String], len: usize) -> String {
+/// A sentence of `min` to `min + spread - 1` words.
+fn sentence(rng: &mut Seeded, words: &[String], min: usize, spread: usize) -> String {
+    let len = min + rng.below(spread);
     let s: Vec<&str> = (0..len).map(|_| zipf_word(rng, words)).collect();
     format!("{}.", s.join(" "))
 }
@@ -435,14 +437,14 @@ pub(crate) fn synthetic_articles(
             let paragraphs: Vec<String> = (0..3 + rng.below(6))
                 .map(|_| {
                     (0..2 + rng.below(4))
-                        .map(|_| sentence(&mut rng, &words, 8 + rng.below(12)))
+                        .map(|_| sentence(&mut rng, &words, 8, 12))
                         .collect::<Vec<_>>()
                         .join(" ")
                 })
                 .collect();
             deskhost_engine::records::ArticleRecord {
                 id: format!("kb-{i:06}"),
-                title: sentence(&mut rng, &words, 3 + rng.below(4)),
+                title: sentence(&mut rng, &words, 3, 4),
                 body: paragraphs.join("\n\n"),
                 language: "en".into(),
                 collection: if i % 10 == 0 { "internal" } else { "public" }.into(),
@@ -460,7 +462,7 @@ fn kb(sizes: &[usize], queries: usize, seed: u64) -> Result<KbBench> {
         let mut rng = Seeded(seed ^ 0x5eed);
         let words = vocabulary(&mut Seeded(seed), 20_000);
         let asked: Vec<String> = (0..queries)
-            .map(|_| sentence(&mut rng, &words, 6 + rng.below(20)))
+            .map(|_| sentence(&mut rng, &words, 6, 20))
             .collect();
         let ids: Vec<String> = (0..queries)
             .map(|_| articles[rng.below(articles.len())].id.clone())
