@@ -611,15 +611,7 @@ async fn request_tracker_loop_delivers_each_effect_once() {
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     let down = loop {
-        let text = desk
-            .client()
-            .get(format!("{}/metrics", desk.url))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .text()
-            .await
-            .unwrap_or_default();
+        let text = desk.metrics().await;
         let up = gauge(&text, "deskhost_connector_up{connector=\"rt\"}");
         let pending = gauge(
             &text,

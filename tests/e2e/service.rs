@@ -588,15 +588,7 @@ async fn ingest_is_accepted_and_decided_in_the_background() {
             .any(|l| l.contains("decided") && l.contains(run_id)),
         "the decision's log line carries its run id {run_id}:\n{log}"
     );
-    let metrics = server
-        .client()
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .text()
-        .await
-        .unwrap_or_default();
+    let metrics = server.metrics().await;
     for line in [
         "deskhost_tickets_ingested_total 1",
         "deskhost_decisions_total{result=\"decided\"} 1",

@@ -513,6 +513,18 @@ impl Server {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// The `/metrics` text, read with the admin token.
+    pub async fn metrics(&self) -> String {
+        self.client()
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .text()
+            .await
+            .unwrap_or_default()
+    }
+
     /// What the server wrote to standard error so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -502,6 +502,7 @@ impl Connector {
         use std::sync::atomic::Ordering;
         let mut summary = DeliverySummary::default();
         let mut sent = 0;
+        let mut failed = None;
         while let Some(c) = items.get(sent) {
             if paused.load(Ordering::SeqCst) {
                 break;
@@ -515,17 +516,20 @@ impl Connector {
                     break;
                 }
                 Err(e) => {
-                    for c in &items[sent..] {
-                        let _ = store.release_outbox(&c.item.id).await;
-                    }
-                    return Err(e);
+                    failed = Some(e);
+                    break;
                 }
             }
         }
+        // What was not attempted goes back untouched (after a store error, as far as the
+        // store lets it: the lease runs out otherwise).
         for c in &items[sent..] {
-            store.release_outbox(&c.item.id).await?;
+            let released = store.release_outbox(&c.item.id).await;
+            if failed.is_none() {
+                released?;
+            }
         }
-        Ok(summary)
+        failed.map_or(Ok(summary), Err)
     }
 
     /// Delivers one claimed item; says whether the ticket's next item may follow.
@@ -552,40 +556,28 @@ impl Connector {
             summary.skipped += 1;
             return Ok(Step::Next);
         }
+        // Each client looks for an earlier landing of an uncertain item before a resend
+        // (RT: the transaction field; Zendesk: the idempotency key, and for comments older
+        // than its key window, the ticket's comments).
+        let now_ms = deskhost_engine::store::unix_ms();
         let outcome = match &self.client {
             Client::Rt(client) => {
-                let earlier = if c.uncertain && matches!(kind, "internal_note" | "reply") {
-                    client.find_delivered(&item.external_id, &item.id).await
-                } else {
-                    Ok(None)
-                };
-                match earlier {
-                    Ok(Some(reference)) => {
-                        summary.already_there += 1;
-                        Ok(Delivery {
-                            reference: Some(reference),
-                        })
-                    }
-                    Ok(None) => client.deliver(item, &self.config.queue_map).await,
-                    Err(e) => Err(e),
-                }
-            }
-            // The idempotency key makes a resend of a landed write a no-op at Zendesk (while
-            // Zendesk keeps the key; older comments are looked for first).
-            Client::Zendesk(client) => {
-                let now = deskhost_engine::store::unix_ms() / 1000;
                 client
-                    .deliver_once(item, &self.config.queue_map, c.uncertain, now)
+                    .deliver_once(item, &self.config.queue_map, c.uncertain)
                     .await
-                    .map(|(delivery, found)| {
-                        if found {
-                            summary.already_there += 1;
-                        }
-                        delivery
-                    })
             }
-        };
-        let now_ms = deskhost_engine::store::unix_ms();
+            Client::Zendesk(client) => {
+                client
+                    .deliver_once(item, &self.config.queue_map, c.uncertain, now_ms / 1000)
+                    .await
+            }
+        }
+        .map(|(delivery, found)| {
+            if found {
+                summary.already_there += 1;
+            }
+            delivery
+        });
         let attempt = match outcome {
             Ok(d) => Attempt::Delivered(d.reference),
             Err(Error::Auth(m)) => {

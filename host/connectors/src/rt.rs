@@ -294,6 +294,33 @@ impl RtClient {
             }))
     }
 
+    /// Delivers `item` once: a comment or reply whose earlier attempt may have landed is
+    /// looked for (by its outbox id) before it is sent. Returns the delivery and whether it
+    /// was found already there.
+    pub async fn deliver_once(
+        &self,
+        item: &OutboxItem,
+        queue_map: &std::collections::BTreeMap<String, String>,
+        uncertain: bool,
+    ) -> Result<(Delivery, bool), Error> {
+        let message = matches!(
+            item.payload,
+            Outgoing::Effect(Effect::InternalNote { .. }) | Outgoing::Reply(_)
+        );
+        if uncertain
+            && message
+            && let Some(reference) = self.find_delivered(&item.external_id, &item.id).await?
+        {
+            return Ok((
+                Delivery {
+                    reference: Some(reference),
+                },
+                true,
+            ));
+        }
+        Ok((self.deliver(item, queue_map).await?, false))
+    }
+
     /// Writes one outbox item to its ticket.
     pub async fn deliver(
         &self,

@@ -24,6 +24,7 @@ use deskhost_protocol::outbox::{OutboxItem, Outgoing};
 use deskhost_protocol::records::{MAX_MESSAGES, MessageInput, TicketInput};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 
 /// How long Zendesk keeps an idempotency key, seconds (two hours, per its API
 /// documentation), less ten minutes for clocks and requests under way.
@@ -116,24 +117,11 @@ impl ZendeskClient {
         }
         let own = self.own_id.get().cloned().unwrap_or_default();
         let requester = t.ticket.requester.clone();
-        let mut url = format!(
-            "{}/tickets/{}/comments.json?sort_order=asc&page[size]=100",
-            self.api, t.external_id
-        );
         let mut first = true;
         let mut messages = Vec::new();
-        for _ in 0..10 {
-            let page = self
-                .send(self.http.get(&url), "read a ticket's comments")
-                .await?;
-            for c in page["comments"].as_array().cloned().unwrap_or_default() {
-                if std::mem::take(&mut first) {
-                    continue;
-                }
-                let author = id_text(&c["author_id"]).unwrap_or_default();
-                if c["public"].as_bool() != Some(true) || author == own {
-                    continue;
-                }
+        self.each_comment(&t.external_id, "asc", |c| {
+            let author = id_text(&c["author_id"]).unwrap_or_default();
+            if !std::mem::take(&mut first) && c["public"].as_bool() == Some(true) && author != own {
                 messages.push(MessageInput {
                     author: if Some(&author) == requester.as_ref() {
                         "customer".into()
@@ -144,13 +132,9 @@ impl ZendeskClient {
                     sent_at: c["created_at"].as_str().map(str::to_string),
                 });
             }
-            match page["links"]["next"].as_str() {
-                Some(next) if page["meta"]["has_more"] == true && next.starts_with(&self.api) => {
-                    url = next.to_string();
-                }
-                _ => break,
-            }
-        }
+            ControlFlow::Continue(())
+        })
+        .await?;
         // The newest are kept when a ticket has more than deskhost keeps.
         let skip = messages.len().saturating_sub(MAX_MESSAGES);
         t.ticket.messages = messages.split_off(skip);
@@ -354,34 +338,53 @@ impl ZendeskClient {
         since: &str,
     ) -> Result<Option<String>, Error> {
         let since = parse_rfc3339_secs(since).unwrap_or(0);
+        let mut found = None;
+        self.each_comment(id, "desc", |c| {
+            let at = c["created_at"].as_str().and_then(parse_rfc3339_secs);
+            if at.is_some_and(|t| t < since) {
+                return ControlFlow::Break(());
+            }
+            if c["public"].as_bool() == Some(public)
+                && c["body"].as_str().map(str::trim) == Some(body.trim())
+            {
+                found = id_text(&c["id"]);
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        })
+        .await?;
+        Ok(found)
+    }
+
+    /// Calls `visit` on ticket `id`'s comments in `order` (`asc` or `desc`) until it breaks,
+    /// following the cursor pages of 100 (`GET /tickets/ID/comments.json`), up to 1,000.
+    async fn each_comment(
+        &self,
+        id: &str,
+        order: &str,
+        mut visit: impl FnMut(&Value) -> ControlFlow<()>,
+    ) -> Result<(), Error> {
         let mut url = format!(
-            "{}/tickets/{id}/comments.json?sort_order=desc&page[size]=100",
+            "{}/tickets/{id}/comments.json?sort_order={order}&page[size]=100",
             self.api
         );
         for _ in 0..10 {
             let page = self
                 .send(self.http.get(&url), "read a ticket's comments")
                 .await?;
-            let comments = page["comments"].as_array().cloned().unwrap_or_default();
-            for c in &comments {
-                let at = c["created_at"].as_str().and_then(parse_rfc3339_secs);
-                if at.is_some_and(|t| t < since) {
-                    return Ok(None);
-                }
-                if c["public"].as_bool() == Some(public)
-                    && c["body"].as_str().map(str::trim) == Some(body.trim())
-                {
-                    return Ok(id_text(&c["id"]));
+            for c in page["comments"].as_array().into_iter().flatten() {
+                if visit(c).is_break() {
+                    return Ok(());
                 }
             }
             match page["links"]["next"].as_str() {
                 Some(next) if page["meta"]["has_more"] == true && next.starts_with(&self.api) => {
                     url = next.to_string();
                 }
-                _ => return Ok(None),
+                _ => break,
             }
         }
-        Ok(None)
+        Ok(())
     }
 
     /// Delivers `item` once: a comment whose earlier attempt may have landed longer ago than

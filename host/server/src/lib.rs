@@ -574,26 +574,24 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
+    // Seconds since an RFC 3339 time.
+    let age = |at: Option<&str>| {
+        at.and_then(deskhost_protocol::digest::parse_rfc3339_secs)
+            .map(|t| u64::try_from(now - t).unwrap_or(0))
+    };
     let mut gauges = deskhost_engine::metrics::StoreGauges {
         pending: store.pending_count().await.map_err(internal)?,
         review_open: backlog.open,
-        review_oldest_seconds: backlog
-            .oldest
-            .as_deref()
-            .and_then(deskhost_protocol::digest::parse_rfc3339_secs)
-            .map(|t| u64::try_from(now - t).unwrap_or(0)),
+        review_oldest_seconds: age(backlog.oldest.as_deref()),
         outbox: store.outbox_states().await.map_err(internal)?,
         connectors: Vec::new(),
     };
     for name in state.ws.config.connectors.keys() {
         let status = store.connector_status(name).await.map_err(internal)?;
-        let oldest = status
-            .oldest_waiting
-            .as_deref()
-            .and_then(deskhost_protocol::digest::parse_rfc3339_secs)
-            .map(|t| u64::try_from(now - t).unwrap_or(0));
         let up = status.last_error.is_none() && status.paused.is_none();
-        gauges.connectors.push((name.clone(), up, oldest));
+        gauges
+            .connectors
+            .push((name.clone(), up, age(status.oldest_waiting.as_deref())));
     }
     Ok((
         [(

@@ -394,8 +394,35 @@ conformance!(ui_sessions_end_on_expiry_sign_out_and_revocation, |store| {
     );
 });
 
-conformance!(the_outbox_delivers_once_retries_and_dead_letters, |store| {
+/// A decision of `ticket_id` (run `run-TICKET`) that applied a queue and an internal note.
+fn queue_and_note(ticket_id: &str) -> deskhost_store::commit::RunBundle {
     use deskhost_protocol::gate::Effect;
+    deskhost_store::commit::RunBundle {
+        run_id: format!("run-{ticket_id}"),
+        ticket_id: ticket_id.into(),
+        ticket_version: 1,
+        started_at: "2026-12-02T00:00:00Z".into(),
+        outcome: "applied".into(),
+        inputs: json!({}),
+        result: json!({}),
+        stages: vec![],
+        effects: vec![
+            Effect::Queue {
+                value: "billing".into(),
+            },
+            Effect::InternalNote {
+                body: "note".into(),
+            },
+        ],
+        assessment: None,
+        status: "triaged".into(),
+        review: None,
+        shadows: vec![],
+        audit: vec![],
+    }
+}
+
+conformance!(the_outbox_delivers_once_retries_and_dead_letters, |store| {
     use deskhost_protocol::outbox::OutboxState;
     use deskhost_store::commit::{Committer, RunBundle, StageRow};
     use deskhost_store::outbox::{Attempt, Incoming};
@@ -419,13 +446,6 @@ conformance!(the_outbox_delivers_once_retries_and_dead_letters, |store| {
         let proposal = json!({"category": {"value": "billing"}, "queue": {"value": "billing"}});
         committer
             .commit(RunBundle {
-                run_id: format!("run-{id}"),
-                ticket_id: id.into(),
-                ticket_version: 1,
-                started_at: "2026-12-02T00:00:00Z".into(),
-                outcome: "applied".into(),
-                inputs: json!({}),
-                result: json!({}),
                 stages: vec![StageRow {
                     stage: "triage".into(),
                     plugin: "triage-default@0.1.0".into(),
@@ -438,19 +458,7 @@ conformance!(the_outbox_delivers_once_retries_and_dead_letters, |store| {
                     input: json!({}),
                     output: None,
                 }],
-                effects: vec![
-                    Effect::Queue {
-                        value: "billing".into(),
-                    },
-                    Effect::InternalNote {
-                        body: "note".into(),
-                    },
-                ],
-                assessment: None,
-                status: "triaged".into(),
-                review: None,
-                shadows: vec![],
-                audit: vec![],
+                ..queue_and_note(id)
             })
             .await
             .expect("commit");
@@ -589,7 +597,6 @@ conformance!(the_outbox_delivers_once_retries_and_dead_letters, |store| {
 conformance!(
     a_tickets_outbox_items_go_out_in_order_and_are_audited,
     |store| {
-        use deskhost_protocol::gate::Effect;
         use deskhost_protocol::outbox::{OutboxState, Outgoing};
         use deskhost_protocol::proposal::Sentiment;
         use deskhost_store::commit::{Committer, RunBundle};
@@ -610,27 +617,8 @@ conformance!(
         for n in ["1", "2"] {
             committer
                 .commit(RunBundle {
-                    run_id: format!("run-{n}"),
-                    ticket_id: format!("rt:{n}"),
-                    ticket_version: 1,
-                    started_at: "2026-12-02T00:00:00Z".into(),
-                    outcome: "applied".into(),
-                    inputs: json!({}),
-                    result: json!({}),
-                    stages: vec![],
-                    effects: vec![
-                        Effect::Queue {
-                            value: "billing".into(),
-                        },
-                        Effect::InternalNote {
-                            body: "note".into(),
-                        },
-                    ],
                     assessment: Some(assessment.clone()),
-                    status: "triaged".into(),
-                    review: None,
-                    shadows: vec![],
-                    audit: vec![],
+                    ..queue_and_note(&format!("rt:{n}"))
                 })
                 .await
                 .expect("commit");

@@ -151,9 +151,8 @@ pub(crate) async fn bench(dir: &Path, cmd: BenchCommand, json: bool) -> Result<E
     }
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs.get(xs.len() / 2).copied().unwrap_or(0.0)
+fn median(xs: &[f64]) -> f64 {
+    deskhost_engine::eval::metrics::percentile(xs, 0.5)
 }
 
 async fn triage(dir: &Path, file: &Path, limit: usize, rounds: usize) -> Result<TriageBench> {
@@ -218,7 +217,7 @@ async fn triage(dir: &Path, file: &Path, limit: usize, rounds: usize) -> Result<
         native_rounds.push(started.elapsed().as_secs_f64() * 1e6 / records.len() as f64);
     }
     std::hint::black_box(sink);
-    let native = median(native_rounds);
+    let native = median(&native_rounds);
 
     let mut figures = vec![Figure {
         name: "native (deskhost-nlp, same model)".into(),
@@ -314,9 +313,9 @@ async fn wasm_rounds(
         }
         per_round.push(started.elapsed().as_secs_f64() * 1e6 / records.len() as f64);
     }
-    let (instantiate_us, wall_us, total_us) = (median(inst), median(wall), median(total));
+    let (instantiate_us, wall_us, total_us) = (median(&inst), median(&wall), median(&total));
     Ok((
-        median(per_round),
+        median(&per_round),
         Phases {
             instantiate_us,
             wall_us,
@@ -489,18 +488,13 @@ fn kb(sizes: &[usize], queries: usize, seed: u64) -> Result<KbBench> {
             std::hint::black_box(index.article(id));
             lookups.push(t.elapsed().as_secs_f64() * 1e6);
         }
-        searches.sort_by(f64::total_cmp);
-        let p99 = searches
-            .get(searches.len() * 99 / 100)
-            .copied()
-            .unwrap_or(0.0);
         out.push(KbSize {
             articles: n,
             build_seconds,
             open_ms,
-            search_p50_us: median(searches),
-            search_p99_us: p99,
-            article_p50_us: median(lookups),
+            search_p50_us: median(&searches),
+            search_p99_us: deskhost_engine::eval::metrics::percentile(&searches, 0.99),
+            article_p50_us: median(&lookups),
         });
     }
     Ok(KbBench {
