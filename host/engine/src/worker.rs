@@ -82,8 +82,22 @@ pub async fn run(
         }
         // The round in flight finishes even when shutdown is asked for: its versions are
         // claimed, and leaving them would only delay them by a lease.
+        // One task per ticket: the plugins of different tickets run on every core.
         let mut lines = futures::stream::iter(claimed)
-            .map(|(id, version)| async move { pipeline.decide_claimed_line(&id, version).await })
+            .map(|(id, version)| {
+                let pipeline = pipeline.clone();
+                async move {
+                    let task = tokio::spawn({
+                        let id = id.clone();
+                        async move { pipeline.decide_claimed_line(&id, version).await }
+                    });
+                    task.await.unwrap_or_else(|e| RunLine::Error {
+                        ticket_id: id,
+                        ticket_version: version,
+                        error: format!("deciding stopped: {e}"),
+                    })
+                }
+            })
             .buffer_unordered(concurrency);
         let mut progressed = false;
         while let Some(line) = lines.next().await {

@@ -7,11 +7,13 @@
 
 use crate::audit::committed::{self, CommittedRows, EffectRow, NoteRow, RunRow, StateRow};
 use crate::audit::{self, AuditEntry, AuditHead};
+use crate::batch;
 use crate::store::Store;
 use deskhost_protocol::digest::now_rfc3339;
 use deskhost_protocol::gate::Effect;
 use deskhost_protocol::outbox::Outgoing;
-use sqlx::{Any, Transaction};
+use sqlx::{Any, Row, Transaction};
+use std::collections::{HashMap, HashSet};
 use tokio::sync::{mpsc, oneshot};
 
 /// One stage of a run, as stored.
@@ -166,178 +168,165 @@ impl Committer {
 }
 
 async fn write_batch(store: &Store, batch: &[Request]) -> Result<Vec<Committed>, sqlx::Error> {
+    let bundles: Vec<&RunBundle> = batch.iter().map(|(b, _)| b).collect();
+    write_all(store, &bundles).await
+}
+
+/// Writes `bundles` in one transaction, in order, as the committer writes what has queued
+/// up: each version is decided by the first bundle for it that finds it still pending.
+/// Returns each bundle's outcome. Use the [`Committer`] when other tasks also commit.
+pub async fn write_all(
+    store: &Store,
+    bundles: &[&RunBundle],
+) -> Result<Vec<Committed>, sqlx::Error> {
     // IMMEDIATE takes the write lock before the head is read, so another process appending
     // to the audit log (an import, a second `run`) cannot slip in between and fork the chain.
     let mut tx = crate::db::begin_write(store.pool()).await?;
     let mut head = audit::load_head(&mut *tx).await?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for (bundle, _) in batch {
-        outcomes.push(write_one(&mut tx, &mut head, bundle).await?);
-    }
+    let outcomes = write_bundles(&mut tx, &mut head, bundles).await?;
     let checkpoint = store.checkpoint_if_due(&mut tx, &head).await?;
     tx.commit().await?;
     store.published(checkpoint);
     Ok(outcomes)
 }
 
-async fn write_one(
+/// What one run writes, before it is written.
+struct Pending<'b> {
+    bundle: &'b RunBundle,
+    run: RunRow,
+    rows: CommittedRows,
+    outgoing: Vec<Outgoing>,
+    state: StateRow,
+}
+
+/// Writes `bundles` in order, a table at a time (one statement per table for the whole
+/// batch, not one per row: see [`crate::batch`]). The result is what writing them one by one
+/// would give: same rows, same audit records in the same order.
+async fn write_bundles(
     tx: &mut Transaction<'_, Any>,
     head: &mut AuditHead,
-    b: &RunBundle,
-) -> Result<Committed, sqlx::Error> {
-    let claimed = sqlx::query("UPDATE work_queue SET state = 'done', run_id = $1, lease_owner = NULL, lease_until = NULL WHERE ticket_id = $2 AND version = $3 AND state = 'pending'")
-        .bind(&b.run_id)
-        .bind(&b.ticket_id)
-        .bind(i64::from(b.ticket_version))
-        .execute(&mut **tx)
-        .await?;
-    if claimed.rows_affected() != 1 {
-        return Ok(Committed::AlreadyDecided);
+    bundles: &[&RunBundle],
+) -> Result<Vec<Committed>, sqlx::Error> {
+    let backend = batch::backend_of(tx);
+    let mut outcomes = vec![Committed::AlreadyDecided; bundles.len()];
+    // A version is decided once: the first bundle for it in the batch, and only while it is
+    // still pending in the work queue.
+    let mut firsts: Vec<usize> = Vec::with_capacity(bundles.len());
+    let mut seen: HashSet<(&str, u32)> = HashSet::with_capacity(bundles.len());
+    for (i, b) in bundles.iter().enumerate() {
+        if seen.insert((b.ticket_id.as_str(), b.ticket_version)) {
+            firsts.push(i);
+        }
     }
-    let now = now_rfc3339();
-    let run = RunRow {
-        run_id: b.run_id.clone(),
-        ticket_id: b.ticket_id.clone(),
-        ticket_version: i64::from(b.ticket_version),
-        started_at: b.started_at.clone(),
-        finished_at: now.clone(),
-        outcome: b.outcome.clone(),
-        inputs_json: b.inputs.to_string(),
-        result_json: b.result.to_string(),
-    };
-    sqlx::query("INSERT INTO runs (run_id, ticket_id, ticket_version, started_at, finished_at, outcome, inputs_json, result_json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
-        .bind(&run.run_id)
-        .bind(&run.ticket_id)
-        .bind(run.ticket_version)
-        .bind(&run.started_at)
-        .bind(&run.finished_at)
-        .bind(&run.outcome)
-        .bind(&run.inputs_json)
-        .bind(&run.result_json)
-        .execute(&mut **tx)
-        .await?;
-    let mut rows = CommittedRows::default();
-    for s in &b.stages {
-        let row = committed::StageRow {
-            stage: s.stage.clone(),
-            plugin: s.plugin.clone(),
-            digest: s.digest.clone(),
-            outcome: s.outcome.clone(),
-            proposal_json: s.proposal.as_ref().map(|v| v.to_string()),
-            fault_json: s.fault.as_ref().map(|v| v.to_string()),
-            stats_json: s.stats.to_string(),
-            transcript_json: s.transcript.to_string(),
-            input_json: Some(s.input.to_string()),
-            output_json: s.output.as_ref().map(|v| v.to_string()),
-        };
-        sqlx::query(
-            "INSERT INTO run_stages (run_id, stage, plugin, digest, outcome, proposal_json, fault_json, stats_json, transcript_json, input_json, output_json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(&b.run_id)
-        .bind(&row.stage)
-        .bind(&row.plugin)
-        .bind(&row.digest)
-        .bind(&row.outcome)
-        .bind(&row.proposal_json)
-        .bind(&row.fault_json)
-        .bind(&row.stats_json)
-        .bind(&row.transcript_json)
-        .bind(&row.input_json)
-        .bind(&row.output_json)
-        .execute(&mut **tx)
-        .await?;
-        rows.stages.push(row);
+    let mut done: HashSet<(String, i64)> = HashSet::with_capacity(firsts.len());
+    for chunk in firsts.chunks(batch::rows_per_statement(3)) {
+        let sql = batch::values_sql(
+            backend,
+            "UPDATE work_queue SET state = 'done', run_id = v.column3, lease_owner = NULL, lease_until = NULL FROM (",
+            3,
+            chunk.len(),
+            ") AS v WHERE work_queue.ticket_id = v.column1 AND work_queue.version = v.column2 \
+             AND work_queue.state = 'pending' RETURNING work_queue.ticket_id, work_queue.version",
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for &i in chunk {
+            let b = bundles[i];
+            query = query
+                .bind(&b.ticket_id)
+                .bind(i64::from(b.ticket_version))
+                .bind(&b.run_id);
+        }
+        for row in query.fetch_all(&mut **tx).await? {
+            done.insert((row.try_get(0)?, row.try_get(1)?));
+        }
+    }
+    let mut written: Vec<&RunBundle> = Vec::with_capacity(firsts.len());
+    for i in firsts {
+        let b = bundles[i];
+        if done.contains(&(b.ticket_id.clone(), i64::from(b.ticket_version))) {
+            outcomes[i] = Committed::Written;
+            written.push(b);
+        }
+    }
+    if written.is_empty() {
+        return Ok(outcomes);
     }
 
-    // Apply effects to the help desk's view of the ticket: the only place decisions change
-    // ticket state.
-    let current = StateRow::current(tx, &b.ticket_id).await?;
-    let mut state = current.unwrap_or_else(|| StateRow {
-        ticket_id: b.ticket_id.clone(),
-        latest_version: i64::from(b.ticket_version),
-        status: "new".into(),
-        category: None,
-        queue: None,
-        priority: None,
-        language: None,
-        tags_json: "[]".into(),
-        created_at: now.clone(),
-        updated_at: now.clone(),
-    });
-    let mut tags: Vec<String> = serde_json::from_str(&state.tags_json).unwrap_or_default();
-    for effect in &b.effects {
-        if let Some(body) = apply_effect(&mut state, &mut tags, effect) {
-            sqlx::query(
-                "INSERT INTO notes (ticket_id, run_id, body, created_at) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(&b.ticket_id)
-            .bind(&b.run_id)
-            .bind(body)
-            .bind(&now)
-            .execute(&mut **tx)
-            .await?;
-            rows.notes.push(NoteRow {
-                body: body.to_string(),
+    let now = now_rfc3339();
+    let mut states = current_states(tx, &written).await?;
+    let mut pending: Vec<Pending<'_>> = Vec::with_capacity(written.len());
+    for b in written {
+        let run = RunRow {
+            run_id: b.run_id.clone(),
+            ticket_id: b.ticket_id.clone(),
+            ticket_version: i64::from(b.ticket_version),
+            started_at: b.started_at.clone(),
+            finished_at: now.clone(),
+            outcome: b.outcome.clone(),
+            inputs_json: b.inputs.to_string(),
+            result_json: b.result.to_string(),
+        };
+        let mut rows = CommittedRows::default();
+        for s in &b.stages {
+            rows.stages.push(committed::StageRow {
+                stage: s.stage.clone(),
+                plugin: s.plugin.clone(),
+                digest: s.digest.clone(),
+                outcome: s.outcome.clone(),
+                proposal_json: s.proposal.as_ref().map(|v| v.to_string()),
+                fault_json: s.fault.as_ref().map(|v| v.to_string()),
+                stats_json: s.stats.to_string(),
+                transcript_json: s.transcript.to_string(),
+                input_json: Some(s.input.to_string()),
+                output_json: s.output.as_ref().map(|v| v.to_string()),
+            });
+        }
+        // Apply effects to the help desk's view of the ticket: the only place decisions
+        // change ticket state. A ticket decided twice in one batch starts from the state the
+        // first decision left.
+        let mut state = states.remove(&b.ticket_id).unwrap_or_else(|| StateRow {
+            ticket_id: b.ticket_id.clone(),
+            latest_version: i64::from(b.ticket_version),
+            status: "new".into(),
+            category: None,
+            queue: None,
+            priority: None,
+            language: None,
+            tags_json: "[]".into(),
+            created_at: now.clone(),
+            updated_at: now.clone(),
+        });
+        let mut tags: Vec<String> = serde_json::from_str(&state.tags_json).unwrap_or_default();
+        for effect in &b.effects {
+            if let Some(body) = apply_effect(&mut state, &mut tags, effect) {
+                rows.notes.push(NoteRow {
+                    body: body.to_string(),
+                    created_at: now.clone(),
+                });
+            }
+            rows.effects.push(EffectRow {
+                kind: effect_kind_name(effect).into(),
+                value_json: serde_json::to_string(effect).unwrap_or_default(),
+                applied_at: now.clone(),
+            });
+        }
+        state.status = b.status.clone();
+        state.tags_json = serde_json::to_string(&tags).unwrap_or_else(|_| "[]".into());
+        state.updated_at = now.clone();
+        states.insert(b.ticket_id.clone(), state.clone());
+        for sh in &b.shadows {
+            rows.shadows.push(committed::ShadowRow {
+                slot: sh.slot.clone(),
+                plugin: sh.plugin.clone(),
+                digest: sh.digest.clone(),
+                outcome: sh.outcome.clone(),
+                proposal_json: sh.proposal.as_ref().map(|v| v.to_string()),
+                fault_json: sh.fault.as_ref().map(|v| v.to_string()),
+                stats_json: sh.stats.to_string(),
                 created_at: now.clone(),
             });
         }
-        let row = EffectRow {
-            kind: effect_kind_name(effect).into(),
-            value_json: serde_json::to_string(effect).unwrap_or_default(),
-            applied_at: now.clone(),
-        };
-        sqlx::query("INSERT INTO effects (run_id, ticket_id, kind, value_json, applied_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(&b.run_id)
-            .bind(&b.ticket_id)
-            .bind(&row.kind)
-            .bind(&row.value_json)
-            .bind(&row.applied_at)
-            .execute(&mut **tx)
-            .await?;
-        rows.effects.push(row);
-    }
-    // What was applied goes back to the help desk the ticket came from, if any.
-    let outgoing: Vec<Outgoing> = (b.effects.iter().cloned().map(Outgoing::Effect))
-        .chain(b.assessment.clone())
-        .collect();
-    crate::outbox::enqueue(tx, &b.ticket_id, &format!("run:{}", b.run_id), &outgoing).await?;
-    state.status = b.status.clone();
-    state.tags_json = serde_json::to_string(&tags).unwrap_or_else(|_| "[]".into());
-    state.updated_at = now.clone();
-    let state = state.write(tx, Some(&b.run_id)).await?;
-
-    for sh in &b.shadows {
-        let row = committed::ShadowRow {
-            slot: sh.slot.clone(),
-            plugin: sh.plugin.clone(),
-            digest: sh.digest.clone(),
-            outcome: sh.outcome.clone(),
-            proposal_json: sh.proposal.as_ref().map(|v| v.to_string()),
-            fault_json: sh.fault.as_ref().map(|v| v.to_string()),
-            stats_json: sh.stats.to_string(),
-            created_at: now.clone(),
-        };
-        sqlx::query(
-            "INSERT INTO shadow_runs (run_id, slot, plugin, digest, ticket_id, ticket_version, outcome, proposal_json, fault_json, stats_json, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(&b.run_id)
-        .bind(&row.slot)
-        .bind(&row.plugin)
-        .bind(&row.digest)
-        .bind(&b.ticket_id)
-        .bind(i64::from(b.ticket_version))
-        .bind(&row.outcome)
-        .bind(&row.proposal_json)
-        .bind(&row.fault_json)
-        .bind(&row.stats_json)
-        .bind(&row.created_at)
-        .execute(&mut **tx)
-        .await?;
-        rows.shadows.push(row);
-    }
-    if let Some(r) = &b.review {
-        let row = committed::ReviewRow {
+        rows.review = b.review.as_ref().map(|r| committed::ReviewRow {
             id: r.id.clone(),
             ticket_id: b.ticket_id.clone(),
             ticket_version: i64::from(b.ticket_version),
@@ -345,31 +334,261 @@ async fn write_one(
             reasons_json: r.reasons.to_string(),
             payload_json: r.payload.to_string(),
             created_at: now.clone(),
-        };
-        sqlx::query(
-            "INSERT INTO review_items (id, run_id, ticket_id, ticket_version, status, reasons_json, payload_json, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&row.id)
-        .bind(&b.run_id)
-        .bind(&row.ticket_id)
-        .bind(row.ticket_version)
-        .bind(&row.status)
-        .bind(&row.reasons_json)
-        .bind(&row.payload_json)
-        .bind(&row.created_at)
-        .execute(&mut **tx)
-        .await?;
-        rows.review = Some(row);
+        });
+        // What was applied goes back to the help desk the ticket came from, if any.
+        let outgoing = (b.effects.iter().cloned().map(Outgoing::Effect))
+            .chain(b.assessment.clone())
+            .collect();
+        pending.push(Pending {
+            bundle: b,
+            run,
+            rows,
+            outgoing,
+            state,
+        });
     }
-    let digests = rows.digests(&run, state);
-    let mut entries = b.audit.clone();
-    entries.push(AuditEntry::run(
-        &b.run_id,
-        committed::COMMITTED,
-        serde_json::json!(digests),
-    ));
+
+    insert_runs(tx, &pending).await?;
+    insert_stages(tx, &pending).await?;
+    insert_notes_and_effects(tx, &pending).await?;
+    let origins: Vec<String> = pending
+        .iter()
+        .map(|p| format!("run:{}", p.run.run_id))
+        .collect();
+    let queued: Vec<(&str, &str, &[Outgoing])> = pending
+        .iter()
+        .zip(&origins)
+        .map(|(p, origin)| (p.run.ticket_id.as_str(), origin.as_str(), &p.outgoing[..]))
+        .collect();
+    crate::outbox::enqueue_many(tx, &queued).await?;
+    let logged: Vec<(&StateRow, Option<&str>)> = pending
+        .iter()
+        .map(|p| (&p.state, Some(p.run.run_id.as_str())))
+        .collect();
+    let state_refs = StateRow::write_all(tx, &logged).await?;
+    insert_shadows(tx, &pending).await?;
+    insert_reviews(tx, &pending).await?;
+
+    let mut entries = Vec::new();
+    for (p, state) in pending.iter().zip(state_refs) {
+        let digests = p.rows.digests(&p.run, state);
+        entries.extend(p.bundle.audit.iter().cloned());
+        entries.push(AuditEntry::run(
+            &p.run.run_id,
+            committed::COMMITTED,
+            serde_json::json!(digests),
+        ));
+    }
     audit::append(tx, head, &entries).await?;
-    Ok(Committed::Written)
+    Ok(outcomes)
+}
+
+/// The current state of every ticket `bundles` decide.
+async fn current_states(
+    tx: &mut Transaction<'_, Any>,
+    bundles: &[&RunBundle],
+) -> Result<HashMap<String, StateRow>, sqlx::Error> {
+    let mut tickets: Vec<&str> = bundles.iter().map(|b| b.ticket_id.as_str()).collect();
+    tickets.sort_unstable();
+    tickets.dedup();
+    let mut out = HashMap::with_capacity(tickets.len());
+    for chunk in tickets.chunks(batch::rows_per_statement(1)) {
+        for state in StateRow::current_of(tx, chunk).await? {
+            out.insert(state.ticket_id.clone(), state);
+        }
+    }
+    Ok(out)
+}
+
+async fn insert_runs(
+    tx: &mut Transaction<'_, Any>,
+    pending: &[Pending<'_>],
+) -> Result<(), sqlx::Error> {
+    let backend = batch::backend_of(tx);
+    for chunk in pending.chunks(batch::rows_per_statement(8)) {
+        let sql = batch::values_sql(
+            backend,
+            "INSERT INTO runs (run_id, ticket_id, ticket_version, started_at, finished_at, outcome, inputs_json, result_json)",
+            8,
+            chunk.len(),
+            "",
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for Pending { run, .. } in chunk {
+            query = query
+                .bind(&run.run_id)
+                .bind(&run.ticket_id)
+                .bind(run.ticket_version)
+                .bind(&run.started_at)
+                .bind(&run.finished_at)
+                .bind(&run.outcome)
+                .bind(&run.inputs_json)
+                .bind(&run.result_json);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+async fn insert_stages(
+    tx: &mut Transaction<'_, Any>,
+    pending: &[Pending<'_>],
+) -> Result<(), sqlx::Error> {
+    let backend = batch::backend_of(tx);
+    let rows: Vec<(&str, &committed::StageRow)> = pending
+        .iter()
+        .flat_map(|p| p.rows.stages.iter().map(|s| (p.run.run_id.as_str(), s)))
+        .collect();
+    for chunk in rows.chunks(batch::rows_per_statement(11)) {
+        let sql = batch::values_sql(
+            backend,
+            "INSERT INTO run_stages (run_id, stage, plugin, digest, outcome, proposal_json, fault_json, stats_json, transcript_json, input_json, output_json)",
+            11,
+            chunk.len(),
+            "",
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (run_id, row) in chunk {
+            query = query
+                .bind(*run_id)
+                .bind(&row.stage)
+                .bind(&row.plugin)
+                .bind(&row.digest)
+                .bind(&row.outcome)
+                .bind(&row.proposal_json)
+                .bind(&row.fault_json)
+                .bind(&row.stats_json)
+                .bind(&row.transcript_json)
+                .bind(&row.input_json)
+                .bind(&row.output_json);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+async fn insert_notes_and_effects(
+    tx: &mut Transaction<'_, Any>,
+    pending: &[Pending<'_>],
+) -> Result<(), sqlx::Error> {
+    let backend = batch::backend_of(tx);
+    let notes: Vec<(&RunRow, &NoteRow)> = pending
+        .iter()
+        .flat_map(|p| p.rows.notes.iter().map(|n| (&p.run, n)))
+        .collect();
+    for chunk in notes.chunks(batch::rows_per_statement(4)) {
+        let sql = batch::values_sql(
+            backend,
+            "INSERT INTO notes (ticket_id, run_id, body, created_at)",
+            4,
+            chunk.len(),
+            "",
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (run, note) in chunk {
+            query = query
+                .bind(&run.ticket_id)
+                .bind(&run.run_id)
+                .bind(&note.body)
+                .bind(&note.created_at);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    let effects: Vec<(&RunRow, &EffectRow)> = pending
+        .iter()
+        .flat_map(|p| p.rows.effects.iter().map(|e| (&p.run, e)))
+        .collect();
+    for chunk in effects.chunks(batch::rows_per_statement(5)) {
+        let sql = batch::values_sql(
+            backend,
+            "INSERT INTO effects (run_id, ticket_id, kind, value_json, applied_at)",
+            5,
+            chunk.len(),
+            "",
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (run, effect) in chunk {
+            query = query
+                .bind(&run.run_id)
+                .bind(&run.ticket_id)
+                .bind(&effect.kind)
+                .bind(&effect.value_json)
+                .bind(&effect.applied_at);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+async fn insert_shadows(
+    tx: &mut Transaction<'_, Any>,
+    pending: &[Pending<'_>],
+) -> Result<(), sqlx::Error> {
+    let backend = batch::backend_of(tx);
+    let rows: Vec<(&RunRow, &committed::ShadowRow)> = pending
+        .iter()
+        .flat_map(|p| p.rows.shadows.iter().map(|s| (&p.run, s)))
+        .collect();
+    for chunk in rows.chunks(batch::rows_per_statement(11)) {
+        let sql = batch::values_sql(
+            backend,
+            "INSERT INTO shadow_runs (run_id, slot, plugin, digest, ticket_id, ticket_version, outcome, proposal_json, fault_json, stats_json, created_at)",
+            11,
+            chunk.len(),
+            "",
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (run, row) in chunk {
+            query = query
+                .bind(&run.run_id)
+                .bind(&row.slot)
+                .bind(&row.plugin)
+                .bind(&row.digest)
+                .bind(&run.ticket_id)
+                .bind(run.ticket_version)
+                .bind(&row.outcome)
+                .bind(&row.proposal_json)
+                .bind(&row.fault_json)
+                .bind(&row.stats_json)
+                .bind(&row.created_at);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+async fn insert_reviews(
+    tx: &mut Transaction<'_, Any>,
+    pending: &[Pending<'_>],
+) -> Result<(), sqlx::Error> {
+    let backend = batch::backend_of(tx);
+    let rows: Vec<(&RunRow, &committed::ReviewRow)> = pending
+        .iter()
+        .filter_map(|p| p.rows.review.as_ref().map(|r| (&p.run, r)))
+        .collect();
+    for chunk in rows.chunks(batch::rows_per_statement(8)) {
+        let sql = batch::values_sql(
+            backend,
+            "INSERT INTO review_items (id, run_id, ticket_id, ticket_version, status, reasons_json, payload_json, created_at)",
+            8,
+            chunk.len(),
+            "",
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (run, row) in chunk {
+            query = query
+                .bind(&row.id)
+                .bind(&run.run_id)
+                .bind(&row.ticket_id)
+                .bind(row.ticket_version)
+                .bind(&row.status)
+                .bind(&row.reasons_json)
+                .bind(&row.payload_json)
+                .bind(&row.created_at);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 /// Applies `effect` to a ticket's state (`tags` is its tag list, decoded); returns the body

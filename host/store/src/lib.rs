@@ -11,6 +11,7 @@
 //! - [`jsonl`]: the JSON Lines reader every import uses (per-line errors, nothing lost).
 
 pub mod audit;
+mod batch;
 pub mod commit;
 pub mod db;
 pub mod jsonl;

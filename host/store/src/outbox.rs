@@ -14,6 +14,7 @@ use deskhost_protocol::digest::{new_id, now_rfc3339};
 use deskhost_protocol::outbox::{ConnectorStatus, OutboxItem, OutboxState, Outgoing};
 use deskhost_protocol::records::TicketInput;
 use sqlx::{Any, Transaction};
+use std::collections::HashMap;
 
 /// An outbox item claimed for delivery.
 #[derive(Clone, Debug)]
@@ -93,49 +94,94 @@ pub const DELIVERY_ATTEMPT: &str = "delivery-attempt";
 /// Audit record kind of an operator sending a dead or skipped item again.
 pub const OUTBOX_RETRIED: &str = "outbox-retried";
 
-/// Writes `items` for `ticket_id` to the outbox in `tx`, if the ticket came from a connector;
-/// returns the ids written (none for a ticket deskhost took in directly).
+/// Writes `items` for `ticket_id` to the outbox in `tx`, if the ticket came from a connector
+/// (a ticket deskhost took in directly has nowhere to go back to).
 pub(crate) async fn enqueue(
     tx: &mut Transaction<'_, Any>,
     ticket_id: &str,
     origin: &str,
     items: &[Outgoing],
-) -> Result<Vec<String>, sqlx::Error> {
-    if items.is_empty() {
-        return Ok(Vec::new());
+) -> Result<(), sqlx::Error> {
+    enqueue_many(tx, &[(ticket_id, origin, items)]).await
+}
+
+/// [`enqueue`] for many tickets: `(ticket, origin, items)`, in outbox order.
+pub(crate) async fn enqueue_many(
+    tx: &mut Transaction<'_, Any>,
+    batch: &[(&str, &str, &[Outgoing])],
+) -> Result<(), sqlx::Error> {
+    let backend = crate::batch::backend_of(tx);
+    let mut tickets: Vec<&str> = batch
+        .iter()
+        .filter(|(_, _, items)| !items.is_empty())
+        .map(|(t, _, _)| *t)
+        .collect();
+    tickets.sort_unstable();
+    tickets.dedup();
+    let mut sources: HashMap<String, (String, String)> = HashMap::new();
+    for chunk in tickets.chunks(crate::batch::rows_per_statement(1)) {
+        let sql = format!(
+            "SELECT ticket_id, connector, external_id FROM ticket_sources WHERE ticket_id IN ({})",
+            crate::batch::params_list(backend, chunk.len())
+        );
+        let mut query = sqlx::query_as::<_, (String, String, String)>(sqlx::AssertSqlSafe(sql));
+        for t in chunk {
+            query = query.bind(*t);
+        }
+        for (ticket, connector, external_id) in query.fetch_all(&mut **tx).await? {
+            sources.insert(ticket, (connector, external_id));
+        }
     }
-    let source: Option<(String, String)> =
-        sqlx::query_as("SELECT connector, external_id FROM ticket_sources WHERE ticket_id = $1")
-            .bind(ticket_id)
-            .fetch_optional(&mut **tx)
-            .await?;
-    let Some((connector, external_id)) = source else {
-        return Ok(Vec::new());
-    };
+    if sources.is_empty() {
+        return Ok(());
+    }
     let now = now_rfc3339();
     let now_ms = unix_ms();
-    let mut ids = Vec::with_capacity(items.len());
-    for item in items {
-        let id = new_id("ob");
-        let payload = serde_json::to_string(item).unwrap_or_else(|_| "null".into());
-        sqlx::query(
-            "INSERT INTO outbox (id, connector, ticket_id, external_id, kind, payload_json, origin, state, attempts, next_at_ms, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $9, $9)",
-        )
-        .bind(&id)
-        .bind(&connector)
-        .bind(ticket_id)
-        .bind(&external_id)
-        .bind(item.kind())
-        .bind(&payload)
-        .bind(origin)
-        .bind(now_ms)
-        .bind(&now)
-        .execute(&mut **tx)
-        .await?;
-        ids.push(id);
+    let mut rows = Vec::new();
+    for (ticket_id, origin, items) in batch {
+        let Some((connector, external_id)) = sources.get(*ticket_id) else {
+            continue;
+        };
+        for item in *items {
+            let payload = serde_json::to_string(item).unwrap_or_else(|_| "null".into());
+            rows.push((
+                new_id("ob"),
+                connector,
+                *ticket_id,
+                external_id,
+                item,
+                payload,
+                *origin,
+            ));
+        }
     }
-    Ok(ids)
+    for chunk in rows.chunks(crate::batch::rows_per_statement(12)) {
+        let sql = crate::batch::values_sql(
+            backend,
+            "INSERT INTO outbox (id, connector, ticket_id, external_id, kind, payload_json, origin, state, attempts, next_at_ms, created_at, updated_at)",
+            12,
+            chunk.len(),
+            "",
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (id, connector, ticket_id, external_id, item, payload, origin) in chunk {
+            query = query
+                .bind(id)
+                .bind(*connector)
+                .bind(*ticket_id)
+                .bind(*external_id)
+                .bind(item.kind())
+                .bind(payload)
+                .bind(*origin)
+                .bind("pending")
+                .bind(0_i64)
+                .bind(now_ms)
+                .bind(&now)
+                .bind(&now);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 impl Store {

@@ -422,6 +422,124 @@ fn queue_and_note(ticket_id: &str) -> deskhost_store::commit::RunBundle {
     }
 }
 
+conformance!(
+    one_batch_of_decisions_writes_what_one_by_one_would,
+    |store| {
+        use deskhost_protocol::gate::Effect;
+        use deskhost_store::audit::committed;
+        use deskhost_store::commit::{Committed, RunBundle, write_all};
+        store
+            .ingest_tickets(&[ticket("T-1", "first"), ticket("T-2", "other")])
+            .await
+            .expect("ingest");
+        store
+            .ingest_tickets(&[ticket("T-1", "second, edited")])
+            .await
+            .expect("ingest v2");
+        let decide = |ticket_id: &str, version: u32, run: &str, queue: &str| RunBundle {
+            run_id: run.into(),
+            ticket_version: version,
+            effects: vec![
+                Effect::Queue {
+                    value: queue.into(),
+                },
+                Effect::Tags {
+                    values: vec![queue.into()],
+                },
+                Effect::InternalNote {
+                    body: format!("note of {run}"),
+                },
+            ],
+            ..queue_and_note(ticket_id)
+        };
+        let batch = [
+            decide("T-1", 1, "run-a", "billing"),
+            decide("T-2", 1, "run-b", "cards"),
+            // Same version again in the same batch: the first decides it.
+            decide("T-1", 1, "run-c", "fraud"),
+            // The next version of T-1 starts from the state run-a left.
+            decide("T-1", 2, "run-d", "refunds"),
+        ];
+        let refs: Vec<&RunBundle> = batch.iter().collect();
+        let outcomes = write_all(&store, &refs).await.expect("write batch");
+        assert_eq!(
+            outcomes,
+            [
+                Committed::Written,
+                Committed::Written,
+                Committed::AlreadyDecided,
+                Committed::Written
+            ]
+        );
+        // A later batch cannot decide a version already done.
+        let again = decide("T-2", 1, "run-e", "fraud");
+        assert_eq!(
+            write_all(&store, &[&again]).await.expect("second batch"),
+            [Committed::AlreadyDecided]
+        );
+        let runs: Vec<(String, String)> =
+            sqlx::query_as("SELECT run_id, ticket_id FROM runs ORDER BY run_id")
+                .fetch_all(store.pool())
+                .await
+                .expect("runs");
+        assert_eq!(
+            runs,
+            [
+                ("run-a".to_string(), "T-1".to_string()),
+                ("run-b".into(), "T-2".into()),
+                ("run-d".into(), "T-1".into())
+            ]
+        );
+        let (queue, tags): (Option<String>, String) =
+            sqlx::query_as("SELECT queue, tags_json FROM ticket_state WHERE id = 'T-1'")
+                .fetch_one(store.pool())
+                .await
+                .expect("state");
+        assert_eq!(queue.as_deref(), Some("refunds"));
+        assert_eq!(
+            tags, r#"["billing","refunds"]"#,
+            "run-d builds on run-a's tags"
+        );
+        let logged: Vec<(Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT run_id, queue FROM ticket_state_log WHERE ticket_id = 'T-1' ORDER BY seq",
+        )
+        .fetch_all(store.pool())
+        .await
+        .expect("state log");
+        assert_eq!(
+            logged,
+            [
+                (None, None),
+                (None, None),
+                (Some("run-a".to_string()), Some("billing".to_string())),
+                (Some("run-d".into()), Some("refunds".into()))
+            ]
+        );
+        let notes: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM notes")
+            .fetch_one(store.pool())
+            .await
+            .expect("notes");
+        let effects: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM effects")
+            .fetch_one(store.pool())
+            .await
+            .expect("effects");
+        assert_eq!((notes, effects), (3, 9));
+        let pending: Vec<(String, i64, String)> = sqlx::query_as(
+            "SELECT ticket_id, version, state FROM work_queue ORDER BY ticket_id, version",
+        )
+        .fetch_all(store.pool())
+        .await
+        .expect("work queue");
+        assert!(pending.iter().all(|(_, _, s)| s == "done"), "{pending:?}");
+        // Every digest the committed records carry matches the tables, and the chain holds.
+        let decisions = committed::verify(store.pool()).await.expect("verify rows");
+        assert_eq!(decisions.problems, Vec::<String>::new());
+        assert_eq!(decisions.runs, 3);
+        let chain = audit::verify(store.pool()).await.expect("verify chain");
+        assert_eq!(chain.broken, None);
+    }
+);
+
 conformance!(the_outbox_delivers_once_retries_and_dead_letters, |store| {
     use deskhost_protocol::outbox::OutboxState;
     use deskhost_store::commit::{Committer, RunBundle, StageRow};

@@ -128,9 +128,23 @@ pub(crate) async fn run(dir: &Path, args: RunArgs) -> Result<ExitCode> {
 
     let started = Instant::now();
     let mut summary = RunSummary::default();
-    let pipeline = &pipeline;
+    // Each ticket is its own task, so the plugins of different tickets run on every core;
+    // `buffered` keeps the output in input order.
     let mut results = futures::stream::iter(work.iter().cloned())
-        .map(|(id, version)| async move { pipeline.decide_claimed_line(&id, version).await })
+        .map(|(id, version)| {
+            let pipeline = pipeline.clone();
+            async move {
+                let task = tokio::spawn({
+                    let id = id.clone();
+                    async move { pipeline.decide_claimed_line(&id, version).await }
+                });
+                task.await.unwrap_or_else(|e| RunLine::Error {
+                    ticket_id: id,
+                    ticket_version: version,
+                    error: format!("deciding stopped: {e}"),
+                })
+            }
+        })
         .buffered(concurrency.max(1));
     while let Some(line) = results.next().await {
         progress.inc(1);

@@ -381,6 +381,32 @@ impl StateRow {
             .transpose()
     }
 
+    /// The current states of `tickets` (those that have one), in no particular order.
+    pub async fn current_of(
+        tx: &mut Transaction<'_, Any>,
+        tickets: &[&str],
+    ) -> Result<Vec<Self>, sqlx::Error> {
+        let backend = crate::batch::backend_of(tx);
+        if tickets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {} FROM ticket_state WHERE id IN ({})",
+            Self::COLUMNS,
+            crate::batch::params_list(backend, tickets.len())
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for t in tickets {
+            query = query.bind(*t);
+        }
+        query
+            .fetch_all(&mut **tx)
+            .await?
+            .iter()
+            .map(Self::from_row)
+            .collect()
+    }
+
     /// Makes this the ticket's state and logs it; returns the reference the audit record
     /// carries. `run_id` is the run that set it (none for ingest).
     pub async fn write(
@@ -388,47 +414,107 @@ impl StateRow {
         tx: &mut Transaction<'_, Any>,
         run_id: Option<&str>,
     ) -> Result<StateRef, sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO ticket_state (id, latest_version, status, category, queue, priority, language, tags_json, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-             ON CONFLICT(id) DO UPDATE SET latest_version = excluded.latest_version, status = excluded.status,
-             category = excluded.category, queue = excluded.queue, priority = excluded.priority,
-             language = excluded.language, tags_json = excluded.tags_json, created_at = excluded.created_at,
-             updated_at = excluded.updated_at",
-        )
-        .bind(&self.ticket_id)
-        .bind(self.latest_version)
-        .bind(&self.status)
-        .bind(&self.category)
-        .bind(&self.queue)
-        .bind(&self.priority)
-        .bind(&self.language)
-        .bind(&self.tags_json)
-        .bind(&self.created_at)
-        .bind(&self.updated_at)
-        .execute(&mut **tx)
-        .await?;
-        let seq: i64 = sqlx::query_scalar(
-            "INSERT INTO ticket_state_log (ticket_id, run_id, latest_version, status, category, queue, priority, language, tags_json, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING seq",
-        )
-        .bind(&self.ticket_id)
-        .bind(run_id)
-        .bind(self.latest_version)
-        .bind(&self.status)
-        .bind(&self.category)
-        .bind(&self.queue)
-        .bind(&self.priority)
-        .bind(&self.language)
-        .bind(&self.tags_json)
-        .bind(&self.created_at)
-        .bind(&self.updated_at)
-        .fetch_one(&mut **tx)
-        .await?;
-        Ok(StateRef {
-            seq,
-            digest: self.digest(),
-        })
+        let mut refs = Self::write_all(tx, &[(self, run_id)]).await?;
+        refs.pop()
+            .ok_or_else(|| sqlx::Error::Protocol("the state log returned no row".into()))
+    }
+
+    /// [`StateRow::write`] for many states in order: each ticket's current state becomes the
+    /// last one given for it, and every one is logged. Returns their references, in order.
+    pub async fn write_all(
+        tx: &mut Transaction<'_, Any>,
+        states: &[(&StateRow, Option<&str>)],
+    ) -> Result<Vec<StateRef>, sqlx::Error> {
+        let backend = crate::batch::backend_of(tx);
+        // One row per ticket: a statement may not upsert the same row twice.
+        let mut last: Vec<&StateRow> = Vec::new();
+        for (state, _) in states.iter().rev() {
+            if !last.iter().any(|s| s.ticket_id == state.ticket_id) {
+                last.push(state);
+            }
+        }
+        last.reverse();
+        for chunk in last.chunks(crate::batch::rows_per_statement(10)) {
+            let sql = crate::batch::values_sql(
+ backend,
+                "INSERT INTO ticket_state (id, latest_version, status, category, queue, priority, language, tags_json, created_at, updated_at)",
+                10,
+                chunk.len(),
+                "ON CONFLICT(id) DO UPDATE SET latest_version = excluded.latest_version, status = excluded.status,
+                 category = excluded.category, queue = excluded.queue, priority = excluded.priority,
+                 language = excluded.language, tags_json = excluded.tags_json, created_at = excluded.created_at,
+                 updated_at = excluded.updated_at",
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for s in chunk {
+                query = query
+                    .bind(&s.ticket_id)
+                    .bind(s.latest_version)
+                    .bind(&s.status)
+                    .bind(&s.category)
+                    .bind(&s.queue)
+                    .bind(&s.priority)
+                    .bind(&s.language)
+                    .bind(&s.tags_json)
+                    .bind(&s.created_at)
+                    .bind(&s.updated_at);
+            }
+            query.execute(&mut **tx).await?;
+        }
+        let mut refs = Vec::with_capacity(states.len());
+        for chunk in states.chunks(crate::batch::rows_per_statement(11)) {
+            let sql = crate::batch::values_sql(
+                backend,
+                "INSERT INTO ticket_state_log (ticket_id, run_id, latest_version, status, category, queue, priority, language, tags_json, created_at, updated_at)",
+                11,
+                chunk.len(),
+                "RETURNING seq, ticket_id",
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (s, run_id) in chunk {
+                query = query
+                    .bind(&s.ticket_id)
+                    .bind(*run_id)
+                    .bind(s.latest_version)
+                    .bind(&s.status)
+                    .bind(&s.category)
+                    .bind(&s.queue)
+                    .bind(&s.priority)
+                    .bind(&s.language)
+                    .bind(&s.tags_json)
+                    .bind(&s.created_at)
+                    .bind(&s.updated_at);
+            }
+            // Log rows are numbered in the order they are inserted, but RETURNING lists them
+            // in no promised order: sort by seq and check each lines up with its state.
+            let mut logged = query
+                .fetch_all(&mut **tx)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get::<i64, _>(0)?, r.try_get::<String, _>(1)?)))
+                .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            logged.sort_unstable_by_key(|(seq, _)| *seq);
+            if logged.len() != chunk.len() {
+                return Err(sqlx::Error::Protocol(format!(
+                    "the state log returned {} rows for {} states",
+                    logged.len(),
+                    chunk.len()
+                )));
+            }
+            for ((seq, ticket), (s, _)) in logged.into_iter().zip(chunk) {
+                if ticket != s.ticket_id {
+                    return Err(sqlx::Error::Protocol(format!(
+                        "state log row {seq} is for ticket {ticket}, expected {}",
+                        s.ticket_id
+                    )));
+                }
+                refs.push(StateRef {
+                    seq,
+                    digest: s.digest(),
+                });
+            }
+        }
+        Ok(refs)
     }
 }
 

@@ -97,15 +97,13 @@ pub async fn load_head<'e, E: sqlx::Executor<'e, Database = Any>>(
     })
 }
 
-/// Records per INSERT statement (7 parameters each; both backends take thousands).
-const APPEND_CHUNK: usize = 256;
-
 /// Appends `entries` in `tx`, advancing `head`. The caller commits.
 pub async fn append(
     tx: &mut Transaction<'_, Any>,
     head: &mut AuditHead,
     entries: &[AuditEntry],
 ) -> Result<(), sqlx::Error> {
+    let backend = crate::batch::backend_of(tx);
     if entries.is_empty() {
         return Ok(());
     }
@@ -127,26 +125,14 @@ pub async fn append(
     }
     // Many rows per statement: one round trip per chunk rather than per record (what a
     // networked database charges for).
-    for chunk in rows.chunks(APPEND_CHUNK) {
-        let mut sql = String::from(
-            "INSERT INTO audit (seq, prev_hash, hash, recorded_at, run_id, kind, payload) VALUES ",
+    for chunk in rows.chunks(crate::batch::rows_per_statement(7)) {
+        let sql = crate::batch::values_sql(
+            backend,
+            "INSERT INTO audit (seq, prev_hash, hash, recorded_at, run_id, kind, payload)",
+            7,
+            chunk.len(),
+            "",
         );
-        for i in 0..chunk.len() {
-            let b = i * 7;
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7
-            ));
-        }
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (seq, prev, hash, e, payload) in chunk {
             query = query
