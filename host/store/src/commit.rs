@@ -181,7 +181,7 @@ pub async fn write_all(
 ) -> Result<Vec<Committed>, sqlx::Error> {
     // IMMEDIATE takes the write lock before the head is read, so another process appending
     // to the audit log (an import, a second `run`) cannot slip in between and fork the chain.
-    let mut tx = crate::db::begin_write(store.pool()).await?;
+    let mut tx = crate::db::begin_write(store.writer()).await?;
     let mut head = audit::load_head(&mut *tx).await?;
     let outcomes = write_bundles(&mut tx, &mut head, bundles).await?;
     let checkpoint = store.checkpoint_if_due(&mut tx, &head).await?;

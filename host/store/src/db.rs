@@ -206,22 +206,7 @@ pub async fn connect(
         detail: e.to_string(),
     })?;
     let backend = location.backend();
-    let mut pool = AnyPoolOptions::new()
-        .max_connections(max_connections.max(1))
-        .acquire_timeout(Duration::from_secs(30));
-    if backend == Backend::Sqlite {
-        pool = pool.after_connect(|conn, _| {
-            Box::pin(async move {
-                // WAL: readers never block the writer. FULL: a committed decision is on disk.
-                conn.execute(
-                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
-                     PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
-                )
-                .await
-                .map(|_| ())
-            })
-        });
-    }
+    let pool = pool_options(backend, max_connections);
     let open_err = |source: sqlx::Error| DbError::Open {
         location: shown.clone(),
         hint: match &source {
@@ -241,6 +226,42 @@ pub async fn connect(
     let pool = pool.connect_with(options).await.map_err(open_err)?;
     check_schema(&pool, backend, &shown, migrations).await?;
     Ok(pool)
+}
+
+fn pool_options(backend: Backend, max_connections: u32) -> AnyPoolOptions {
+    let pool = AnyPoolOptions::new()
+        .max_connections(max_connections.max(1))
+        .acquire_timeout(Duration::from_secs(30));
+    match backend {
+        Backend::Postgres => pool,
+        Backend::Sqlite => pool.after_connect(|conn, _| {
+            Box::pin(async move {
+                // WAL: readers never block the writer. FULL: a committed decision is on disk.
+                conn.execute(
+                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+                )
+                .await
+                .map(|_| ())
+            })
+        }),
+    }
+}
+
+/// The pool this process's writes go through, beside `pool` (opened by [`connect`]).
+///
+/// SQLite has one write lock per database. Through one connection, this process's writers
+/// (committer, ingest, claims, leases) queue in the pool and each is woken the moment the
+/// writer is free; through many, they collide on the lock and wait in SQLite's busy
+/// handler, which sleeps 1, 2, 5, … up to 100 ms between tries — tens of milliseconds of
+/// latency for nothing. Other processes still meet the busy handler. PostgreSQL writers
+/// share `pool` (row locks, no global write lock).
+pub fn writer_pool(pool: &AnyPool) -> AnyPool {
+    match Backend::of(pool) {
+        Backend::Postgres => pool.clone(),
+        Backend::Sqlite => pool_options(Backend::Sqlite, 1)
+            .connect_lazy_with(pool.connect_options().as_ref().clone()),
+    }
 }
 
 fn sqlite_url(path: &Path) -> Result<String, DbError> {

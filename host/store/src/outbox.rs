@@ -213,7 +213,7 @@ impl Store {
         settle_ms: i64,
     ) -> Result<Vec<Claimed>, StoreError> {
         let now = unix_ms();
-        let mut tx = crate::db::begin_write(self.pool())
+        let mut tx = crate::db::begin_write(self.writer())
             .await
             .map_err(q("start claiming outbox items"))?;
         // Due: pending and past its retry time, or sending under a lease that ran out or
@@ -293,7 +293,7 @@ impl Store {
         max_attempts: u32,
     ) -> Result<OutboxState, StoreError> {
         let now = now_rfc3339();
-        let mut tx = crate::db::begin_write(self.pool())
+        let mut tx = crate::db::begin_write(self.writer())
             .await
             .map_err(q("start recording a delivery"))?;
         let found: Option<(i64, String, String, String)> =
@@ -408,7 +408,7 @@ impl Store {
         id: &str,
         actor: &str,
     ) -> Result<Option<OutboxItem>, StoreError> {
-        let mut tx = crate::db::begin_write(self.pool())
+        let mut tx = crate::db::begin_write(self.writer())
             .await
             .map_err(q("start retrying an outbox item"))?;
         let retried = sqlx::query(
@@ -510,7 +510,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let now = now_rfc3339();
         let synced = cursor.map(|_| now.clone());
-        let mut tx = crate::db::begin_write(self.pool())
+        let mut tx = crate::db::begin_write(self.writer())
             .await
             .map_err(q("start recording a connector's state"))?;
         sqlx::query(
@@ -586,7 +586,7 @@ impl Store {
         let proposal: serde_json::Value = serde_json::from_str(&proposal).unwrap_or_default();
         let now = now_rfc3339();
         let mut recorded = Vec::new();
-        let mut tx = crate::db::begin_write(self.pool())
+        let mut tx = crate::db::begin_write(self.writer())
             .await
             .map_err(q("start recording a close"))?;
         for field in ["category", "queue", "priority", "language"] {
@@ -652,7 +652,7 @@ impl Store {
     /// Puts a claimed item back as it was before the claim (its attempt did not happen: the
     /// connector paused before sending).
     pub async fn release_outbox(&self, id: &str) -> Result<(), StoreError> {
-        let mut tx = crate::db::begin_write(self.pool())
+        let mut tx = crate::db::begin_write(self.writer())
             .await
             .map_err(q("start releasing an outbox item"))?;
         sqlx::query(

@@ -217,7 +217,7 @@ impl Store {
         action: &ReviewAction,
     ) -> Result<ReviewActed, ReviewError> {
         action.check().map_err(ReviewError::Invalid)?;
-        let mut tx = crate::db::begin_write(self.pool())
+        let mut tx = crate::db::begin_write(self.writer())
             .await
             .map_err(q("start a review action"))?;
         let item =
@@ -633,7 +633,7 @@ impl Store {
             created_at: now_rfc3339(),
             revoked_at: None,
         };
-        let mut tx = crate::db::begin_write(self.pool())
+        let mut tx = crate::db::begin_write(self.writer())
             .await
             .map_err(q("start creating a token"))?;
         sqlx::query("INSERT INTO api_tokens (id, name, role, secret_sha256, created_at) VALUES ($1, $2, $3, $4, $5)")
@@ -682,7 +682,7 @@ impl Store {
     /// Revokes the token with this id or name (every one of that name); returns those revoked.
     pub async fn revoke_token(&self, id_or_name: &str) -> Result<Vec<TokenInfo>, StoreError> {
         let now = now_rfc3339();
-        let mut tx = crate::db::begin_write(self.pool())
+        let mut tx = crate::db::begin_write(self.writer())
             .await
             .map_err(q("start revoking a token"))?;
         let rows = sqlx::query(

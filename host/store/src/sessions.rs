@@ -56,7 +56,7 @@ impl Store {
         let csrf = random_hex("a session")?;
         let now = unix_now();
         let expires = now.saturating_add(i64::try_from(ttl_seconds).unwrap_or(i64::MAX / 2));
-        let mut tx = crate::db::begin_write(self.pool())
+        let mut tx = crate::db::begin_write(self.writer())
             .await
             .map_err(q("start opening a session"))?;
         sqlx::query("DELETE FROM ui_sessions WHERE expires_at <= $1")
@@ -111,7 +111,7 @@ impl Store {
 
     /// Ends the session whose cookie holds `secret` (nothing happens if there is none).
     pub async fn close_session(&self, secret: &str) -> Result<(), StoreError> {
-        let mut tx = crate::db::begin_write(self.pool())
+        let mut tx = crate::db::begin_write(self.writer())
             .await
             .map_err(q("start closing a session"))?;
         sqlx::query("DELETE FROM ui_sessions WHERE secret_sha256 = $1")

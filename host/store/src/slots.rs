@@ -127,7 +127,7 @@ impl Store {
         .bind(&installed.digest)
         .bind(&installed.manifest_path)
         .bind(&installed.installed_at)
-        .execute(self.pool())
+        .execute(self.writer())
         .await
         .map_err(q("register an installed version"))?;
         Ok(())

@@ -256,6 +256,8 @@ pub struct TicketSummaryRow {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
+    /// Writes go through here (see [`db::writer_pool`]).
+    writer: AnyPool,
     location: Location,
     checkpoints: Option<Arc<Checkpointer>>,
     /// Wakes this process's idle worker when this process queues work (no poll delay).
@@ -282,6 +284,7 @@ impl Store {
     ) -> Result<Self> {
         let pool = db::connect(location, max_connections, migrations).await?;
         Ok(Self {
+            writer: db::writer_pool(&pool),
             pool,
             location: location.clone(),
             checkpoints: None,
@@ -338,7 +341,7 @@ impl Store {
     pub async fn append_audit(&self, entries: &[AuditEntry]) -> Result<()> {
         // IMMEDIATE: hold the write lock from the head read to the commit, so two processes
         // appending cannot fork the chain.
-        let mut tx = begin_write(&self.pool)
+        let mut tx = begin_write(&self.writer)
             .await
             .map_err(q("begin audit append"))?;
         let mut head = audit::load_head(&mut *tx)
@@ -359,6 +362,12 @@ impl Store {
     /// The connection pool (for the committer and the audit verifier).
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The pool to write through: on SQLite one connection, so this process's writers queue
+    /// instead of colliding on the database's write lock (see [`db::writer_pool`]).
+    pub fn writer(&self) -> &AnyPool {
+        &self.writer
     }
 
     /// Where the store lives (a file, or a URL with its password masked when shown).
@@ -385,7 +394,7 @@ impl Store {
     ) -> Result<Vec<Ingested>> {
         // IMMEDIATE: this transaction reads, then writes; a deferred one would fail with
         // SQLITE_BUSY (no wait) when another writer commits between its read and its write.
-        let mut tx = begin_write(&self.pool).await.map_err(q("begin ingest"))?;
+        let mut tx = begin_write(&self.writer).await.map_err(q("begin ingest"))?;
         let now = now_rfc3339();
         let mut out = Vec::with_capacity(inputs.len());
         let mut audited = Vec::new();
@@ -603,7 +612,7 @@ impl Store {
     ) -> Result<Vec<Claim>> {
         let now = unix_ms();
         let until = now + duration_ms(lease);
-        let mut tx = begin_write(&self.pool).await.map_err(q("begin claim"))?;
+        let mut tx = begin_write(&self.writer).await.map_err(q("begin claim"))?;
         let mut out = Vec::with_capacity(versions.len());
         for (id, version) in versions {
             let done = sqlx::query(
@@ -689,7 +698,7 @@ impl Store {
             .bind(now + duration_ms(lease))
             .bind(now)
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.writer)
             .await
             .map_err(q("claim pending work"))?;
         let mut out = rows
@@ -707,7 +716,7 @@ impl Store {
         )
         .bind(unix_ms() + duration_ms(lease))
         .bind(owner.as_str())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(q("renew leases"))?;
         Ok(done.rows_affected())
@@ -722,7 +731,7 @@ impl Store {
         .bind(id)
         .bind(i64::from(version))
         .bind(owner.as_str())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(q("release a lease"))?;
         Ok(())
@@ -749,7 +758,7 @@ impl Store {
                      WHERE lease_owner = $1 AND state = 'pending'",
                 )
                 .bind(&owner)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(q("end a dead worker's leases"))?
                 .rows_affected();
@@ -827,7 +836,7 @@ impl Store {
             .and_then(|v| v.as_str())
             .unwrap_or_default()
             .to_string();
-        let mut tx = begin_write(&self.pool)
+        let mut tx = begin_write(&self.writer)
             .await
             .map_err(q("begin customer import"))?;
         let current =
@@ -946,7 +955,7 @@ impl Store {
         write: impl FnOnce(u32) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
     ) -> Result<(Upsert, u32)> {
         // One write transaction: two importers of the same record cannot both take a version.
-        let mut tx = begin_write(&self.pool)
+        let mut tx = begin_write(&self.writer)
             .await
             .map_err(q("begin record write"))?;
         let row = sqlx::query(select_current)
@@ -1014,7 +1023,7 @@ impl Store {
         sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
             .bind(key)
             .bind(value)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(q("write meta"))?;
         Ok(())

@@ -128,7 +128,7 @@ pub(crate) async fn audit_command(dir: &Path, cmd: AuditCommand, json: bool) -> 
                     ws.config_path().display()
                 );
             };
-            let cp = audit::sign_now(ws.store.pool(), checkpointer.key()).await?;
+            let cp = audit::sign_now(ws.store.writer(), checkpointer.key()).await?;
             ws.store.published(Some(cp.clone()));
             if let Some(path) = &out {
                 audit::checkpoint::append_to_log(path, &cp)?;
