@@ -305,7 +305,7 @@ pub struct Slots {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
-    /// Tickets decided concurrently (0 = twice the CPU count).
+    /// Tickets decided concurrently (0 = [`WorkspaceConfig::concurrency`] picks).
     pub concurrency: usize,
     /// Categories the reply policy is not asked about (a human writes those).
     pub no_reply_categories: Vec<String>,
@@ -460,6 +460,19 @@ impl KeySpans {
 pub const CONFIG_FILE: &str = "deskhost.toml";
 
 impl WorkspaceConfig {
+    /// Tickets decided at once: `[pipeline] concurrency`, or else 16 per CPU, at most half
+    /// the instance pool. Decisions wait on the store far more than they compute, and the
+    /// committer writes whatever is queued in one transaction, so many in flight make few,
+    /// large commits; each holds one pooled instance at a time.
+    pub fn concurrency(&self) -> usize {
+        if self.pipeline.concurrency > 0 {
+            return self.pipeline.concurrency;
+        }
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let pool = usize::try_from(self.runtime.pool_instances / 2).unwrap_or(usize::MAX);
+        (16 * cpus).min(pool).max(1)
+    }
+
     /// Parses and checks `text` (named `path` in errors).
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let config: WorkspaceConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {

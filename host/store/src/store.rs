@@ -12,6 +12,7 @@ use deskhost_protocol::digest::{now_rfc3339, sha256_hex};
 use deskhost_protocol::records::{ArticleRecord, CustomerRecord, TicketInput, TicketRecord};
 use serde::Serialize;
 use sqlx::{AnyPool, Row};
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -396,111 +397,26 @@ impl Store {
         // SQLITE_BUSY (no wait) when another writer commits between its read and its write.
         let mut tx = begin_write(&self.writer).await.map_err(q("begin ingest"))?;
         let now = now_rfc3339();
-        let mut out = Vec::with_capacity(inputs.len());
-        let mut audited = Vec::new();
+        let (out, audited) = ingest_in(&mut tx, inputs, &now).await?;
         let mut checkpoint = None;
-        for input in inputs {
-            let hash = input.content_hash();
-            let latest = sqlx::query("SELECT version, content_hash FROM tickets WHERE id = $1 ORDER BY version DESC LIMIT 1")
-                .bind(&input.id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(q("read latest ticket version"))?;
-            let (latest_version, latest_hash) = match latest {
-                Some(row) => (row.version(0)?, row.col::<String>(1)?),
-                None => (0, String::new()),
-            };
-            if latest_version > 0 && latest_hash == hash {
-                let state: Option<String> = sqlx::query_scalar(
-                    "SELECT state FROM work_queue WHERE ticket_id = $1 AND version = $2",
-                )
-                .bind(&input.id)
-                .bind(i64::from(latest_version))
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(q("read queue state"))?;
-                out.push(Ingested {
-                    id: input.id.clone(),
-                    version: latest_version,
-                    new_version: false,
-                    pending: state.as_deref() == Some("pending"),
-                });
-                continue;
-            }
-            let version = latest_version + 1;
-            let json = serde_json::to_string(input).map_err(|e| StoreError::Corrupt {
-                what: format!("ticket {}", input.id),
-                detail: e.to_string(),
-            })?;
-            sqlx::query("INSERT INTO tickets (id, version, content_hash, input_json, customer_id, ingested_at) VALUES ($1, $2, $3, $4, $5, $6)")
-                .bind(&input.id)
-                .bind(i64::from(version))
-                .bind(&hash)
-                .bind(&json)
-                .bind(&input.customer_id)
-                .bind(&now)
-                .execute(&mut *tx)
-                .await
-                .map_err(q("insert ticket"))?;
-            let state = match StateRow::current(&mut tx, &input.id)
-                .await
-                .map_err(q("read ticket state"))?
-            {
-                Some(current) => StateRow {
-                    latest_version: i64::from(version),
-                    status: "new".into(),
-                    updated_at: now.clone(),
-                    ..current
-                },
-                None => StateRow {
-                    ticket_id: input.id.clone(),
-                    latest_version: i64::from(version),
-                    status: "new".into(),
-                    category: None,
-                    queue: None,
-                    priority: None,
-                    language: None,
-                    tags_json: serde_json::to_string(&input.tags).unwrap_or_else(|_| "[]".into()),
-                    created_at: input.created_at.clone().unwrap_or_else(|| now.clone()),
-                    updated_at: now.clone(),
-                },
-            };
-            let state = state
-                .write(&mut tx, None)
-                .await
-                .map_err(q("update ticket state"))?;
-            audited.push(IngestRecord {
-                ticket_id: input.id.clone(),
-                version: i64::from(version),
-                content_hash: hash.clone(),
-                state,
-            });
-            sqlx::query("INSERT INTO work_queue (ticket_id, version, state, enqueued_at) VALUES ($1, $2, 'pending', $3)")
-                .bind(&input.id)
-                .bind(i64::from(version))
-                .bind(&now)
-                .execute(&mut *tx)
-                .await
-                .map_err(q("enqueue ticket"))?;
-            out.push(Ingested {
-                id: input.id.clone(),
-                version,
-                new_version: true,
-                pending: true,
-            });
-        }
         if let Some((connector, links)) = source {
-            for (ticket_id, external_id) in links {
-                sqlx::query(
-                    "INSERT INTO ticket_sources (ticket_id, connector, external_id) VALUES ($1, $2, $3)
-                     ON CONFLICT (ticket_id) DO NOTHING",
-                )
-                .bind(ticket_id)
-                .bind(connector)
-                .bind(external_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(q("record a ticket's source"))?;
+            let backend = crate::batch::backend_of(&tx);
+            for chunk in links.chunks(crate::batch::rows_per_statement(3)) {
+                let sql = crate::batch::values_sql(
+                    backend,
+                    "INSERT INTO ticket_sources (ticket_id, connector, external_id)",
+                    3,
+                    chunk.len(),
+                    "ON CONFLICT (ticket_id) DO NOTHING",
+                );
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for (ticket_id, external_id) in chunk {
+                    query = query.bind(ticket_id).bind(connector).bind(external_id);
+                }
+                query
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(q("record a ticket's source"))?;
             }
         }
         if !audited.is_empty() {
@@ -613,42 +529,77 @@ impl Store {
         let now = unix_ms();
         let until = now + duration_ms(lease);
         let mut tx = begin_write(&self.writer).await.map_err(q("begin claim"))?;
-        let mut out = Vec::with_capacity(versions.len());
-        for (id, version) in versions {
-            let done = sqlx::query(
-                "UPDATE work_queue SET lease_owner = $1, lease_until = $2
-                 WHERE ticket_id = $3 AND version = $4 AND state = 'pending'
-                   AND (lease_owner IS NULL OR lease_owner = $1 OR lease_until < $5)",
-            )
-            .bind(owner.as_str())
-            .bind(until)
-            .bind(id)
-            .bind(i64::from(*version))
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(q("claim a ticket version"))?;
-            if done.rows_affected() == 1 {
-                out.push(Claim::Claimed);
-                continue;
+        let backend = crate::batch::backend_of(&tx);
+        // One statement claims every version it can; one more says why the others could not.
+        let mut claimed: HashSet<(String, u32)> = HashSet::with_capacity(versions.len());
+        for chunk in versions.chunks(crate::batch::rows_per_statement(5)) {
+            let sql = crate::batch::values_sql(
+                backend,
+                "UPDATE work_queue SET lease_owner = v.column3, lease_until = v.column4 FROM (",
+                5,
+                chunk.len(),
+                ") AS v WHERE work_queue.ticket_id = v.column1 AND work_queue.version = v.column2 \
+                 AND work_queue.state = 'pending' AND (work_queue.lease_owner IS NULL \
+                 OR work_queue.lease_owner = v.column3 OR work_queue.lease_until < v.column5) \
+                 RETURNING work_queue.ticket_id, work_queue.version",
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (id, version) in chunk {
+                query = query
+                    .bind(id)
+                    .bind(i64::from(*version))
+                    .bind(owner.as_str())
+                    .bind(until)
+                    .bind(now);
             }
-            let row = sqlx::query(
-                "SELECT state, lease_owner, lease_until FROM work_queue WHERE ticket_id = $1 AND version = $2",
-            )
-            .bind(id)
-            .bind(i64::from(*version))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(q("read a claim"))?;
-            out.push(match row {
-                None => Claim::Unknown,
-                Some(r) if r.col::<&str>(0)? == "done" => Claim::Done,
-                Some(r) => Claim::Held {
-                    owner: r.col::<Option<String>>(1)?.unwrap_or_default(),
-                    until_ms: r.col::<Option<i64>>(2)?.unwrap_or_default(),
-                },
-            });
+            for row in query
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(q("claim ticket versions"))?
+            {
+                claimed.insert((row.col(0)?, row.version(1)?));
+            }
         }
+        let missed: Vec<&(String, u32)> = versions
+            .iter()
+            .filter(|(id, v)| !claimed.contains(&(id.clone(), *v)))
+            .collect();
+        let mut seen: HashMap<(String, u32), Claim> = HashMap::with_capacity(missed.len());
+        for chunk in missed.chunks(crate::batch::rows_per_statement(2)) {
+            let sql = crate::batch::values_sql(
+                backend,
+                "SELECT ticket_id, version, state, lease_owner, lease_until FROM work_queue \
+                 WHERE (ticket_id, version) IN (",
+                2,
+                chunk.len(),
+                ")",
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (id, version) in chunk {
+                query = query.bind(id).bind(i64::from(*version));
+            }
+            for r in query.fetch_all(&mut *tx).await.map_err(q("read claims"))? {
+                let claim = if r.col::<&str>(2)? == "done" {
+                    Claim::Done
+                } else {
+                    Claim::Held {
+                        owner: r.col::<Option<String>>(3)?.unwrap_or_default(),
+                        until_ms: r.col::<Option<i64>>(4)?.unwrap_or_default(),
+                    }
+                };
+                seen.insert((r.col(0)?, r.version(1)?), claim);
+            }
+        }
+        let out = versions
+            .iter()
+            .map(|key| {
+                if claimed.contains(key) {
+                    Claim::Claimed
+                } else {
+                    seen.get(key).cloned().unwrap_or(Claim::Unknown)
+                }
+            })
+            .collect();
         tx.commit().await.map_err(q("commit claims"))?;
         Ok(out)
     }
@@ -1053,6 +1004,204 @@ fn decode_ticket(id: &str, r: &sqlx::any::AnyRow) -> Result<TicketRecord> {
         version: r.version(0)?,
         content_hash: r.col(1)?,
     })
+}
+
+/// Stores each of `inputs` as a new version if its content changed and queues the new
+/// versions, in `tx`, a table at a time; returns what became of each input (in order) and
+/// the audit records of the new versions. A ticket given twice is handled as if the
+/// inputs were ingested one after the other.
+async fn ingest_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    inputs: &[TicketInput],
+    now: &str,
+) -> Result<(Vec<Ingested>, Vec<IngestRecord>)> {
+    let backend = crate::batch::backend_of(tx);
+    let mut ids: Vec<&str> = inputs.iter().map(|i| i.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    // Each ticket's latest stored version and content hash.
+    let mut latest: HashMap<String, (u32, String)> = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(crate::batch::rows_per_statement(1)) {
+        let sql = format!(
+            "SELECT t.id, t.version, t.content_hash FROM tickets t
+             WHERE t.id IN ({}) AND t.version = (SELECT MAX(m.version) FROM tickets m WHERE m.id = t.id)",
+            crate::batch::params_list(backend, chunk.len())
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        for row in query
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(q("read latest ticket versions"))?
+        {
+            latest.insert(row.col(0)?, (row.version(1)?, row.col(2)?));
+        }
+    }
+    let mut states: HashMap<String, StateRow> = HashMap::new();
+    for chunk in ids.chunks(crate::batch::rows_per_statement(1)) {
+        for state in StateRow::current_of(tx, chunk)
+            .await
+            .map_err(q("read ticket states"))?
+        {
+            states.insert(state.ticket_id.clone(), state);
+        }
+    }
+    let mut out = Vec::with_capacity(inputs.len());
+    // Unchanged inputs whose queue state is still to be read: (index in `out`, id, version).
+    let mut unchanged: Vec<(usize, &str, u32)> = Vec::new();
+    let mut queued_now: HashSet<(&str, u32)> = HashSet::new();
+    let mut new_rows: Vec<(&TicketInput, u32, String, String)> = Vec::new();
+    let mut new_states: Vec<StateRow> = Vec::new();
+    for input in inputs {
+        let hash = input.content_hash();
+        let (latest_version, latest_hash) = latest
+            .get(&input.id)
+            .map_or((0, ""), |(v, h)| (*v, h.as_str()));
+        if latest_version > 0 && latest_hash == hash {
+            if queued_now.contains(&(input.id.as_str(), latest_version)) {
+                out.push(Ingested {
+                    id: input.id.clone(),
+                    version: latest_version,
+                    new_version: false,
+                    pending: true,
+                });
+            } else {
+                unchanged.push((out.len(), &input.id, latest_version));
+                out.push(Ingested {
+                    id: input.id.clone(),
+                    version: latest_version,
+                    new_version: false,
+                    pending: false,
+                });
+            }
+            continue;
+        }
+        let version = latest_version + 1;
+        let json = serde_json::to_string(input).map_err(|e| StoreError::Corrupt {
+            what: format!("ticket {}", input.id),
+            detail: e.to_string(),
+        })?;
+        let state = match states.remove(&input.id) {
+            Some(current) => StateRow {
+                latest_version: i64::from(version),
+                status: "new".into(),
+                updated_at: now.to_string(),
+                ..current
+            },
+            None => StateRow {
+                ticket_id: input.id.clone(),
+                latest_version: i64::from(version),
+                status: "new".into(),
+                category: None,
+                queue: None,
+                priority: None,
+                language: None,
+                tags_json: serde_json::to_string(&input.tags).unwrap_or_else(|_| "[]".into()),
+                created_at: input.created_at.clone().unwrap_or_else(|| now.to_string()),
+                updated_at: now.to_string(),
+            },
+        };
+        states.insert(input.id.clone(), state.clone());
+        new_states.push(state);
+        latest.insert(input.id.clone(), (version, hash.clone()));
+        queued_now.insert((&input.id, version));
+        new_rows.push((input, version, hash, json));
+        out.push(Ingested {
+            id: input.id.clone(),
+            version,
+            new_version: true,
+            pending: true,
+        });
+    }
+    for chunk in unchanged.chunks(crate::batch::rows_per_statement(2)) {
+        let sql = crate::batch::values_sql(
+            backend,
+            "SELECT ticket_id, version, state FROM work_queue WHERE (ticket_id, version) IN (",
+            2,
+            chunk.len(),
+            ")",
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (_, id, version) in chunk {
+            query = query.bind(*id).bind(i64::from(*version));
+        }
+        let mut pending: HashSet<(String, u32)> = HashSet::new();
+        for row in query
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(q("read queue states"))?
+        {
+            if row.col::<&str>(2)? == "pending" {
+                pending.insert((row.col(0)?, row.version(1)?));
+            }
+        }
+        for (at, id, version) in chunk {
+            if let Some(i) = out.get_mut(*at) {
+                i.pending = pending.contains(&(id.to_string(), *version));
+            }
+        }
+    }
+    for chunk in new_rows.chunks(crate::batch::rows_per_statement(6)) {
+        let sql = crate::batch::values_sql(
+            backend,
+            "INSERT INTO tickets (id, version, content_hash, input_json, customer_id, ingested_at)",
+            6,
+            chunk.len(),
+            "",
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (input, version, hash, json) in chunk {
+            query = query
+                .bind(&input.id)
+                .bind(i64::from(*version))
+                .bind(hash)
+                .bind(json)
+                .bind(&input.customer_id)
+                .bind(now);
+        }
+        query
+            .execute(&mut **tx)
+            .await
+            .map_err(q("insert tickets"))?;
+    }
+    let logged: Vec<(&StateRow, Option<&str>)> = new_states.iter().map(|s| (s, None)).collect();
+    let refs = StateRow::write_all(tx, &logged)
+        .await
+        .map_err(q("update ticket states"))?;
+    for chunk in new_rows.chunks(crate::batch::rows_per_statement(4)) {
+        let sql = crate::batch::values_sql(
+            backend,
+            "INSERT INTO work_queue (ticket_id, version, state, enqueued_at)",
+            4,
+            chunk.len(),
+            "",
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (input, version, _, _) in chunk {
+            query = query
+                .bind(&input.id)
+                .bind(i64::from(*version))
+                .bind("pending")
+                .bind(now);
+        }
+        query
+            .execute(&mut **tx)
+            .await
+            .map_err(q("enqueue tickets"))?;
+    }
+    let audited = new_rows
+        .iter()
+        .zip(refs)
+        .map(|((input, version, hash, _), state)| IngestRecord {
+            ticket_id: input.id.clone(),
+            version: i64::from(*version),
+            content_hash: hash.clone(),
+            state,
+        })
+        .collect();
+    Ok((out, audited))
 }
 
 #[cfg(test)]

@@ -92,6 +92,61 @@ conformance!(
         assert_eq!(v1.input.body, "b");
         assert_eq!(store.pending_count().await.expect("count"), 3);
         assert!(store.ticket("T-9", 1).await.expect("read").is_none());
+        // One import naming a ticket several times reads as imports one after another.
+        let repeated = store
+            .ingest_tickets(&[
+                ticket("T-3", "x"),
+                ticket("T-3", "x"),
+                ticket("T-3", "y"),
+                ticket("T-1", "a"),
+                ticket("T-3", "y"),
+            ])
+            .await
+            .expect("ingest repeats");
+        let seen: Vec<(&str, u32, bool, bool)> = repeated
+            .iter()
+            .map(|i| (i.id.as_str(), i.version, i.new_version, i.pending))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("T-3", 1, true, true),
+                ("T-3", 1, false, true),
+                ("T-3", 2, true, true),
+                ("T-1", 1, false, true),
+                ("T-3", 2, false, true),
+            ]
+        );
+        let decided = vec![("T-1".to_string(), 1)];
+        assert_eq!(
+            store
+                .claim(&worker(1), &decided, LEASE)
+                .await
+                .expect("claim"),
+            [Claim::Claimed]
+        );
+        let bundle = queue_and_note("T-1");
+        deskhost_store::commit::write_all(&store, &[&bundle])
+            .await
+            .expect("decide T-1");
+        let after = store
+            .ingest_tickets(&[ticket("T-1", "a")])
+            .await
+            .expect("ingest decided");
+        assert_eq!(
+            (after[0].version, after[0].new_version, after[0].pending),
+            (1, false, false),
+            "an unchanged, decided version is not pending"
+        );
+        let v2 = store.ticket("T-3", 2).await.expect("read").expect("some");
+        assert_eq!(v2.input.body, "y");
+        assert_eq!(store.pending_count().await.expect("count"), 4);
+        let chain = audit::verify(store.pool()).await.expect("verify");
+        assert_eq!(chain.broken, None);
+        let decisions = deskhost_store::audit::committed::verify(store.pool())
+            .await
+            .expect("verify rows");
+        assert_eq!(decisions.problems, Vec::<String>::new());
     }
 );
 

@@ -194,7 +194,7 @@ async fn decide_pending(ws: &Workspace) -> Result<u64> {
     }
     let pipeline = ws.pipeline().await?;
     let options = WorkerOptions {
-        concurrency: 2 * std::thread::available_parallelism().map_or(2, |n| n.get()),
+        concurrency: ws.config.concurrency(),
         batch: 64,
         exit_when_idle: true,
         idle_poll: Duration::from_millis(50),
@@ -289,7 +289,7 @@ pub(crate) async fn connector(dir: &Path, cmd: ConnectorCommand, json: bool) -> 
                 let _ = rx.wait_for(|s| *s).await;
             };
             let options = WorkerOptions {
-                concurrency: 2 * std::thread::available_parallelism().map_or(2, |n| n.get()),
+                concurrency: ws.config.concurrency(),
                 batch: 64,
                 exit_when_idle: false,
                 idle_poll: Duration::from_millis(200),

@@ -9,7 +9,7 @@ pub(crate) struct RunArgs {
     /// Also decide tickets left pending by earlier runs.
     #[arg(long)]
     pending: bool,
-    /// Tickets decided at once (default from deskhost.toml, else 2 x CPUs).
+    /// Tickets decided at once (default: [pipeline] concurrency, else 16 x CPUs).
     #[arg(long)]
     concurrency: Option<usize>,
 }
@@ -120,10 +120,7 @@ pub(crate) async fn run(dir: &Path, args: RunArgs) -> Result<ExitCode> {
     }
     let work = claimed;
     let keeper = pipeline.keep_leases();
-    let concurrency = args
-        .concurrency
-        .or((ws.config.pipeline.concurrency > 0).then_some(ws.config.pipeline.concurrency))
-        .unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let concurrency = args.concurrency.unwrap_or_else(|| ws.config.concurrency());
     let progress = progress_bar(work.len(), "tickets");
 
     let started = Instant::now();

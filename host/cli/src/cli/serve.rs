@@ -65,11 +65,7 @@ pub(crate) async fn serve(dir: &Path, args: ServeArgs) -> Result<ExitCode> {
         pipeline.clone(),
         Duration::from_millis(args.watch_ms.max(10)),
     );
-    let concurrency = if ws.config.pipeline.concurrency > 0 {
-        ws.config.pipeline.concurrency
-    } else {
-        2 * std::thread::available_parallelism().map_or(2, |n| n.get())
-    };
+    let concurrency = ws.config.concurrency();
     if !addr.ip().is_loopback() && args.allowed_hosts.is_empty() {
         note!(
             "note: listening on {addr} beyond loopback, but only requests addressed to localhost are accepted; pass --allowed-host NAME for the name clients use"

@@ -23,7 +23,7 @@ pub struct IngestArgs {
 
 #[derive(Args)]
 pub struct WorkerArgs {
-    /// Versions decided at once (default from deskhost.toml, else 2 x CPUs).
+    /// Versions decided at once (default: [pipeline] concurrency, else 16 x CPUs).
     #[arg(long)]
     pub concurrency: Option<usize>,
     /// Versions claimed per round.
@@ -89,10 +89,7 @@ pub async fn worker(
     let pipeline = ws.pipeline().await?;
     let watcher =
         deskhost_engine::lifecycle::watch(ws.clone(), pipeline.clone(), Duration::from_millis(200));
-    let concurrency = args
-        .concurrency
-        .or((ws.config.pipeline.concurrency > 0).then_some(ws.config.pipeline.concurrency))
-        .unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let concurrency = args.concurrency.unwrap_or_else(|| ws.config.concurrency());
     let options = WorkerOptions {
         concurrency,
         batch: args.batch,
