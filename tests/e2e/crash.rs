@@ -5,7 +5,9 @@
 use super::support::Ws;
 use std::time::Duration;
 
-const TICKETS: usize = 400;
+/// Enough that a run takes about a second here (~2,500 decisions/s with start-up), so most
+/// kill points (80-500 ms) land mid-batch.
+const TICKETS: usize = 2_000;
 
 #[tokio::test]
 async fn sigkill_mid_batch_loses_and_doubles_nothing() {
