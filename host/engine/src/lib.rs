@@ -20,6 +20,7 @@ pub mod replay;
 pub mod review;
 pub mod runtime;
 pub mod scaffold;
+pub mod synth;
 pub mod train;
 pub mod util;
 pub mod worker;

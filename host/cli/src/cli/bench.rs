@@ -378,91 +378,14 @@ impl Render for KbBench {
     }
 }
 
-/// A small seeded generator (splitmix64): the same seed gives the same corpus.
-struct Seeded(u64);
-
-impl Seeded {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
-/// A vocabulary of pronounceable words; a Zipf-like pick makes some common, most rare.
-fn vocabulary(rng: &mut Seeded, n: usize) -> Vec<String> {
-    const ONSETS: [&str; 12] = ["b", "c", "d", "f", "g", "l", "m", "p", "r", "s", "t", "v"];
-    const VOWELS: [&str; 5] = ["a", "e", "i", "o", "u"];
-    (0..n)
-        .map(|_| {
-            (0..2 + rng.below(2))
-                .map(|_| format!("{}{}", ONSETS[rng.below(12)], VOWELS[rng.below(5)]))
-                .collect()
-        })
-        .collect()
-}
-
-fn zipf_word<'a>(rng: &mut Seeded, words: &'a [String]) -> &'a str {
-    // rank ~ n^(u^2): small ranks far more often than large ones.
-    let u = (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
-    let rank = (words.len() as f64).powf(u * u) as usize;
-    words
-        .get(rank.saturating_sub(1).min(words.len() - 1))
-        .map_or("", String::as_str)
-}
-
-/// A sentence of `min` to `min + spread - 1` words.
-fn sentence(rng: &mut Seeded, words: &[String], min: usize, spread: usize) -> String {
-    let len = min + rng.below(spread);
-    let s: Vec<&str> = (0..len).map(|_| zipf_word(rng, words)).collect();
-    format!("{}.", s.join(" "))
-}
-
-/// `n` seeded articles of 3-8 paragraphs each.
-pub(crate) fn synthetic_articles(
-    seed: u64,
-    n: usize,
-) -> Vec<deskhost_engine::records::ArticleRecord> {
-    let mut rng = Seeded(seed);
-    let words = vocabulary(&mut rng, 20_000);
-    (0..n)
-        .map(|i| {
-            let paragraphs: Vec<String> = (0..3 + rng.below(6))
-                .map(|_| {
-                    (0..2 + rng.below(4))
-                        .map(|_| sentence(&mut rng, &words, 8, 12))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-                .collect();
-            deskhost_engine::records::ArticleRecord {
-                id: format!("kb-{i:06}"),
-                title: sentence(&mut rng, &words, 3, 4),
-                body: paragraphs.join("\n\n"),
-                language: "en".into(),
-                collection: if i % 10 == 0 { "internal" } else { "public" }.into(),
-                version: 1,
-            }
-        })
-        .collect()
-}
-
 fn kb(sizes: &[usize], queries: usize, seed: u64) -> Result<KbBench> {
     use deskhost_engine::kb::{KbIndex, version_of};
+    use deskhost_engine::synth;
     let mut out = Vec::new();
     for &n in sizes {
-        let articles = synthetic_articles(seed, n);
-        let mut rng = Seeded(seed ^ 0x5eed);
-        let words = vocabulary(&mut Seeded(seed), 20_000);
-        let asked: Vec<String> = (0..queries)
-            .map(|_| sentence(&mut rng, &words, 6, 20))
-            .collect();
+        let articles = synth::articles(seed, n);
+        let asked = synth::queries(seed, queries);
+        let mut rng = synth::Seeded::new(seed ^ 0x1d);
         let ids: Vec<String> = (0..queries)
             .map(|_| articles[rng.below(articles.len())].id.clone())
             .collect();

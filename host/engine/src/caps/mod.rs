@@ -494,7 +494,7 @@ impl CallContext {
         match result {
             CapResult::Ok(value) => {
                 let json = serde_json::to_value(&value).unwrap_or(serde_json::Value::Null);
-                let bytes = serde_json::to_vec(&json).map_or(0, |v| v.len());
+                let bytes = json_len(&json);
                 self.push(
                     capability,
                     function,
@@ -562,6 +562,22 @@ impl CallContext {
             outcome,
         });
     }
+}
+
+/// Bytes of `value` as compact JSON, counted without building the text.
+fn json_len(value: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, value).map_or(0, |()| count.0)
 }
 
 /// A `wasmtime::ResourceLimiter` enforcing `limits.memory_mib` (plus the bound config).
