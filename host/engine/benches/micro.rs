@@ -113,8 +113,7 @@ fn host_call(bencher: Bencher) {
 #[divan::bench(args = [1_000, 10_000], sample_count = 200)]
 fn kb_search(bencher: Bencher, n: usize) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let index =
-        KbIndex::build(dir.path(), synth::articles(7, n)).unwrap_or_else(|e| panic!("{e}"));
+    let index = KbIndex::build(dir.path(), synth::articles(7, n)).unwrap_or_else(|e| panic!("{e}"));
     let queries = synth::queries(7, 256);
     let public = vec!["public".to_string()];
     let mut i = 0usize;
@@ -131,8 +130,8 @@ static NEXT_TICKET: AtomicU64 = AtomicU64::new(0);
 /// up); reported per decision. Each sample decides fresh, pending tickets.
 #[divan::bench(args = [1, 8, 32, 128], sample_count = 30, sample_size = 1)]
 fn commit(bencher: Bencher, n: usize) {
-    use deskhost_store::commit::{RunBundle, StageRow, write_all};
     use deskhost_protocol::gate::Effect;
+    use deskhost_store::commit::{RunBundle, StageRow, write_all};
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let store = rt

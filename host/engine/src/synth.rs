@@ -143,7 +143,12 @@ mod tests {
         let t = tickets(7, 4, 50);
         assert_eq!(t, tickets(7, 4, 50));
         for ticket in &t {
-            assert_eq!(ticket.body.split_whitespace().count(), 50, "{}", ticket.body);
+            assert_eq!(
+                ticket.body.split_whitespace().count(),
+                50,
+                "{}",
+                ticket.body
+            );
         }
     }
 }
