@@ -83,13 +83,24 @@ pub async fn run(
         // The round in flight finishes even when shutdown is asked for: its versions are
         // claimed, and leaving them would only delay them by a lease.
         // One task per ticket: the plugins of different tickets run on every core.
-        let mut lines = futures::stream::iter(claimed)
-            .map(|(id, version)| {
+        // The round's versions read back in a few statements rather than one each (a
+        // failed read leaves each decision to read its own).
+        let read = match store.tickets(&claimed).await {
+            Ok(read) => read,
+            Err(_) => vec![None; claimed.len()],
+        };
+        let mut lines = futures::stream::iter(claimed.into_iter().zip(read))
+            .map(|((id, version), read)| {
                 let pipeline = pipeline.clone();
                 async move {
                     let task = tokio::spawn({
                         let id = id.clone();
-                        async move { pipeline.decide_claimed_line(&id, version).await }
+                        async move {
+                            match read {
+                                Some(ticket) => pipeline.decide_claimed_record(ticket).await,
+                                None => pipeline.decide_claimed_line(&id, version).await,
+                            }
+                        }
                     });
                     task.await.unwrap_or_else(|e| RunLine::Error {
                         ticket_id: id,

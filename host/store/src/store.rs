@@ -454,6 +454,37 @@ impl Store {
         row.map(|r| decode_ticket(id, &r)).transpose()
     }
 
+    /// Many ticket versions at once (one statement per few thousand), in the order asked;
+    /// `None` for a version not stored or not readable (and for a repeat in `versions`).
+    pub async fn tickets(&self, versions: &[(String, u32)]) -> Result<Vec<Option<TicketRecord>>> {
+        let mut found: HashMap<(String, u32), TicketRecord> = HashMap::with_capacity(versions.len());
+        for chunk in versions.chunks(crate::batch::rows_per_statement(2)) {
+            let sql = crate::batch::values_sql(
+                self.backend(),
+                "SELECT version, content_hash, input_json, id FROM tickets WHERE (id, version) IN (",
+                2,
+                chunk.len(),
+                ")",
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (id, version) in chunk {
+                query = query.bind(id).bind(i64::from(*version));
+            }
+            for row in query
+                .fetch_all(&self.pool)
+                .await
+                .map_err(q("read tickets"))?
+            {
+                let id: String = row.col(3)?;
+                // One that does not decode is left out: read alone, it names its problem.
+                if let Ok(ticket) = decode_ticket(&id, &row) {
+                    found.insert((id, ticket.version), ticket);
+                }
+            }
+        }
+        Ok(versions.iter().map(|key| found.remove(key)).collect())
+    }
+
     /// The latest version of a ticket.
     pub async fn latest_ticket(&self, id: &str) -> Result<Option<TicketRecord>> {
         let row = sqlx::query("SELECT version, content_hash, input_json FROM tickets WHERE id = $1 ORDER BY version DESC LIMIT 1")

@@ -92,6 +92,16 @@ conformance!(
         assert_eq!(v1.input.body, "b");
         assert_eq!(store.pending_count().await.expect("count"), 3);
         assert!(store.ticket("T-9", 1).await.expect("read").is_none());
+        // Many versions in one read, in the order asked.
+        let read = store
+            .tickets(&[("T-2".into(), 2), ("T-9".into(), 1), ("T-2".into(), 1)])
+            .await
+            .expect("batch read");
+        let bodies: Vec<Option<&str>> = read
+            .iter()
+            .map(|t| t.as_ref().map(|t| t.input.body.as_str()))
+            .collect();
+        assert_eq!(bodies, [Some("b, edited"), None, Some("b")]);
         // One import naming a ticket several times reads as imports one after another.
         let repeated = store
             .ingest_tickets(&[

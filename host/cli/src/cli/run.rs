@@ -127,13 +127,20 @@ pub(crate) async fn run(dir: &Path, args: RunArgs) -> Result<ExitCode> {
     let mut summary = RunSummary::default();
     // Each ticket is its own task, so the plugins of different tickets run on every core;
     // `buffered` keeps the output in input order.
-    let mut results = futures::stream::iter(work.iter().cloned())
-        .map(|(id, version)| {
+    // Read the claimed versions back in a few statements rather than one per ticket.
+    let read = ws.store.tickets(&work).await?;
+    let mut results = futures::stream::iter(work.iter().cloned().zip(read))
+        .map(|((id, version), read)| {
             let pipeline = pipeline.clone();
             async move {
                 let task = tokio::spawn({
                     let id = id.clone();
-                    async move { pipeline.decide_claimed_line(&id, version).await }
+                    async move {
+                        match read {
+                            Some(ticket) => pipeline.decide_claimed_record(ticket).await,
+                            None => pipeline.decide_claimed_line(&id, version).await,
+                        }
+                    }
                 });
                 task.await.unwrap_or_else(|e| RunLine::Error {
                     ticket_id: id,

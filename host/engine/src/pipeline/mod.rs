@@ -547,13 +547,33 @@ impl Pipeline {
     ///
     /// [`Store::claim`]: crate::store::Store::claim
     pub async fn decide_claimed_line(&self, ticket_id: &str, version: u32) -> RunLine {
-        let line = self.decide_claimed(ticket_id, version).await;
+        let line = self.decide_claimed(ticket_id, version, None).await;
         self.metrics.observe(&line);
         line
     }
 
-    async fn decide_claimed(&self, ticket_id: &str, version: u32) -> RunLine {
-        match self.decide(ticket_id, version).await {
+    /// [`Pipeline::decide_claimed_line`] of a claimed version already read (a batch read
+    /// with [`Store::tickets`]: one statement for many tickets instead of one each).
+    ///
+    /// [`Store::tickets`]: crate::store::Store::tickets
+    pub async fn decide_claimed_record(&self, ticket: TicketRecord) -> RunLine {
+        let (id, version) = (ticket.input.id.clone(), ticket.version);
+        let line = self.decide_claimed(&id, version, Some(ticket)).await;
+        self.metrics.observe(&line);
+        line
+    }
+
+    async fn decide_claimed(
+        &self,
+        ticket_id: &str,
+        version: u32,
+        read: Option<TicketRecord>,
+    ) -> RunLine {
+        let decided = match read {
+            Some(ticket) => self.decide_record(Arc::new(ticket)).await,
+            None => self.decide(ticket_id, version).await,
+        };
+        match decided {
             Ok(o) if o.already_decided => RunLine::AlreadyDecided {
                 ticket_id: ticket_id.to_string(),
                 ticket_version: version,
@@ -611,25 +631,32 @@ impl Pipeline {
     }
 
     /// Decides one ticket version and commits the decision.
-    #[tracing::instrument(
-        name = "decide",
-        skip(self),
-        fields(ticket = %ticket_id, version, run_id = tracing::field::Empty)
-    )]
     pub async fn decide(
         &self,
         ticket_id: &str,
         version: u32,
     ) -> Result<TicketOutcome, PipelineError> {
-        let started = Instant::now();
-        let started_at = now_rfc3339();
         let ticket = self
             .services
             .store
             .ticket(ticket_id, version)
             .await?
             .ok_or_else(|| PipelineError::UnknownTicket(ticket_id.to_string(), version))?;
-        let ticket = Arc::new(ticket);
+        self.decide_record(Arc::new(ticket)).await
+    }
+
+    /// Decides a ticket version already read from the store and commits the decision.
+    #[tracing::instrument(
+        name = "decide",
+        skip_all,
+        fields(ticket = %ticket.input.id, version = ticket.version, run_id = tracing::field::Empty)
+    )]
+    pub async fn decide_record(
+        &self,
+        ticket: Arc<TicketRecord>,
+    ) -> Result<TicketOutcome, PipelineError> {
+        let started = Instant::now();
+        let started_at = now_rfc3339();
         let run_id = new_id("run");
         tracing::Span::current().record("run_id", run_id.as_str());
         let plugins = self.active();
@@ -781,7 +808,7 @@ impl Pipeline {
                 .commit(bundle)
                 .await
                 .map_err(|message| PipelineError::Commit {
-                    ticket: ticket_id.to_string(),
+                    ticket: ticket.input.id.clone(),
                     message,
                 })?;
         tracing::debug!(
