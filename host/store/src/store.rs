@@ -457,7 +457,8 @@ impl Store {
     /// Many ticket versions at once (one statement per few thousand), in the order asked;
     /// `None` for a version not stored or not readable (and for a repeat in `versions`).
     pub async fn tickets(&self, versions: &[(String, u32)]) -> Result<Vec<Option<TicketRecord>>> {
-        let mut found: HashMap<(String, u32), TicketRecord> = HashMap::with_capacity(versions.len());
+        let mut found: HashMap<(String, u32), TicketRecord> =
+            HashMap::with_capacity(versions.len());
         for chunk in versions.chunks(crate::batch::rows_per_statement(2)) {
             let sql = crate::batch::values_sql(
                 self.backend(),
