@@ -161,6 +161,47 @@ conformance!(
 );
 
 conformance!(
+    concurrent_ingests_lose_nothing_and_keep_the_chain,
+    |store| {
+        // Many callers at once (as API requests are): each gets its own answer, a ticket two
+        // callers send with the same content is stored once, and the chain verifies.
+        let mut tasks = Vec::new();
+        for n in 0..24u32 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mine = ticket(&format!("C-{n}"), &format!("body {n}"));
+                let shared = ticket("SHARED", "the same for everyone");
+                store.ingest_tickets(&[mine, shared]).await.expect("ingest")
+            }));
+        }
+        let mut new_shared = 0;
+        for (n, t) in tasks.into_iter().enumerate() {
+            let out = t.await.expect("task");
+            assert_eq!(out.len(), 2);
+            assert_eq!(out[0].id, format!("C-{n}"));
+            assert_eq!(
+                (out[0].version, out[0].new_version, out[0].pending),
+                (1, true, true)
+            );
+            assert_eq!((out[1].id.as_str(), out[1].version), ("SHARED", 1));
+            new_shared += usize::from(out[1].new_version);
+        }
+        assert_eq!(
+            new_shared, 1,
+            "the shared ticket is new to exactly one caller"
+        );
+        assert_eq!(store.pending_count().await.expect("count"), 25);
+        let chain = audit::verify(store.pool()).await.expect("verify");
+        assert_eq!(chain.broken, None);
+        let decisions = deskhost_store::audit::committed::verify(store.pool())
+            .await
+            .expect("verify rows");
+        assert_eq!(decisions.problems, Vec::<String>::new());
+        assert_eq!(decisions.ticket_versions, 25);
+    }
+);
+
+conformance!(
     a_claimed_version_is_held_until_released_or_expired,
     |store| {
         store
