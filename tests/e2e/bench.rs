@@ -45,6 +45,20 @@ fn bench_triage_reports_native_and_wasm_side_by_side() {
             "the configured engine uses PAGEMAP_SCAN when the kernel has it: {report}"
         );
     }
+    // Synthetic tickets of a given length, for the cost against ticket length.
+    let long = ws
+        .ok(&[
+            "bench", "triage", "--words", "300", "--limit", "4", "--rounds", "1", "--json",
+        ])
+        .json();
+    assert_eq!(long["tickets"], 4, "{long}");
+    let words = long["words_per_ticket"].as_f64().unwrap_or(0.0);
+    assert!(
+        (300.0..=310.0).contains(&words),
+        "body of 300 words plus a subject: {long}"
+    );
+    let none = ws.cmd(&["bench", "triage"]);
+    assert_ne!(none.code, 0, "neither a file nor --words: {none:?}");
     // A file without tickets is refused with its name.
     std::fs::write(ws.path().join("empty.jsonl"), "").unwrap_or_else(|e| panic!("{e}"));
     let empty = ws.cmd(&["bench", "triage", &ws.file("empty.jsonl")]);

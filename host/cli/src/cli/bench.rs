@@ -19,7 +19,15 @@ pub(crate) enum BenchCommand {
     /// without when the kernel has it.
     Triage {
         /// Tickets (JSON Lines), e.g. ../shared/data/banking77/dev.jsonl.
-        tickets: PathBuf,
+        #[arg(required_unless_present = "words")]
+        tickets: Option<PathBuf>,
+        /// Instead of a file: `--limit` seeded synthetic tickets of this many words each, to
+        /// show the cost against ticket length.
+        #[arg(long, conflicts_with = "tickets")]
+        words: Option<usize>,
+        /// Generator seed for --words (same seed, same tickets).
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
         /// At most this many tickets.
         #[arg(long, default_value_t = 2000)]
         limit: usize,
@@ -69,6 +77,10 @@ struct Phases {
 #[derive(serde::Serialize)]
 struct TriageBench {
     tickets: usize,
+    /// The file, or how the tickets were generated.
+    source: String,
+    /// Mean words per ticket (subject and body).
+    words_per_ticket: f64,
     rounds: usize,
     plugin: String,
     model_bytes: usize,
@@ -82,8 +94,10 @@ impl Render for TriageBench {
     fn human(&self, out: &mut Lines<'_>) -> std::io::Result<()> {
         say!(
             out,
-            "triage: {} tickets x {} rounds, {} (model {:.1} MB), fuel {}, PAGEMAP_SCAN {}",
+            "triage: {} tickets ({}, {:.0} words on average) x {} rounds, {} (model {:.1} MB), fuel {}, PAGEMAP_SCAN {}",
             self.tickets,
+            self.source,
+            self.words_per_ticket,
             self.rounds,
             self.plugin,
             self.model_bytes as f64 / 1e6,
@@ -132,10 +146,19 @@ pub(crate) async fn bench(dir: &Path, cmd: BenchCommand, json: bool) -> Result<E
     match cmd {
         BenchCommand::Triage {
             tickets,
+            words,
+            seed,
             limit,
             rounds,
         } => {
-            let report = triage(dir, &tickets, limit, rounds.max(1)).await?;
+            let source = match (tickets, words) {
+                (Some(file), _) => Tickets::File(file),
+                (None, Some(words)) => Tickets::Synthetic { words, seed },
+                (None, None) => bail!(
+                    "give a tickets file (JSON Lines), or --words N for synthetic tickets of N words"
+                ),
+            };
+            let report = triage(dir, &source, limit, rounds.max(1)).await?;
             show(&report, json)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -155,18 +178,40 @@ fn median(xs: &[f64]) -> f64 {
     deskhost_engine::eval::metrics::percentile(xs, 0.5)
 }
 
-async fn triage(dir: &Path, file: &Path, limit: usize, rounds: usize) -> Result<TriageBench> {
+/// What `bench triage` measures on.
+enum Tickets {
+    /// A JSON Lines file.
+    File(PathBuf),
+    /// `deskhost_engine::synth::tickets` of `words` words.
+    Synthetic { words: usize, seed: u64 },
+}
+
+async fn triage(dir: &Path, source: &Tickets, limit: usize, rounds: usize) -> Result<TriageBench> {
     let ws = Workspace::open(dir).await?;
-    let parsed = cli::data::read_jsonl::<TicketInput>(file, TicketInput::check)?;
-    let inputs: Vec<TicketInput> = parsed
-        .records
-        .into_iter()
-        .map(|(_, t)| t)
-        .take(limit)
-        .collect();
-    if inputs.is_empty() {
-        bail!("{} holds no valid ticket to measure", file.display());
-    }
+    let (inputs, described): (Vec<TicketInput>, String) = match source {
+        Tickets::File(file) => {
+            let parsed = cli::data::read_jsonl::<TicketInput>(file, TicketInput::check)?;
+            let inputs: Vec<TicketInput> = parsed
+                .records
+                .into_iter()
+                .map(|(_, t)| t)
+                .take(limit)
+                .collect();
+            if inputs.is_empty() {
+                bail!("{} holds no valid ticket to measure", file.display());
+            }
+            (inputs, file.display().to_string())
+        }
+        Tickets::Synthetic { words, seed } => (
+            deskhost_engine::synth::tickets(*seed, limit.max(1), *words),
+            format!("synthetic, {words} words each, seed {seed}"),
+        ),
+    };
+    let words_per_ticket = inputs
+        .iter()
+        .map(|t| t.subject.split_whitespace().count() + t.body.split_whitespace().count())
+        .sum::<usize>() as f64
+        / inputs.len().max(1) as f64;
     let pipeline = ws.pipeline().await?;
     let plugin = pipeline.active().triage.clone();
     let data = plugin.manifest.data.as_ref().with_context(|| {
@@ -261,6 +306,8 @@ async fn triage(dir: &Path, file: &Path, limit: usize, rounds: usize) -> Result<
     }
     Ok(TriageBench {
         tickets: records.len(),
+        source: described,
+        words_per_ticket,
         rounds,
         plugin: plugin.identity.key(),
         model_bytes: model_bytes.len(),
