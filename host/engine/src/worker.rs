@@ -82,7 +82,6 @@ pub async fn run(
         }
         // The round in flight finishes even when shutdown is asked for: its versions are
         // claimed, and leaving them would only delay them by a lease.
-        // One task per ticket: the plugins of different tickets run on every core.
         // The round's versions read back in a few statements rather than one each (a
         // failed read leaves each decision to read its own).
         let read = match store.tickets(&claimed).await {
@@ -90,25 +89,7 @@ pub async fn run(
             Err(_) => vec![None; claimed.len()],
         };
         let mut lines = futures::stream::iter(claimed.into_iter().zip(read))
-            .map(|((id, version), read)| {
-                let pipeline = pipeline.clone();
-                async move {
-                    let task = tokio::spawn({
-                        let id = id.clone();
-                        async move {
-                            match read {
-                                Some(ticket) => pipeline.decide_claimed_record(ticket).await,
-                                None => pipeline.decide_claimed_line(&id, version).await,
-                            }
-                        }
-                    });
-                    task.await.unwrap_or_else(|e| RunLine::Error {
-                        ticket_id: id,
-                        ticket_version: version,
-                        error: format!("deciding stopped: {e}"),
-                    })
-                }
-            })
+            .map(|((id, version), read)| pipeline.decide_claimed_in_task(id, version, read))
             .buffer_unordered(concurrency);
         let mut progressed = false;
         while let Some(line) = lines.next().await {

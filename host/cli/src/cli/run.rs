@@ -125,30 +125,11 @@ pub(crate) async fn run(dir: &Path, args: RunArgs) -> Result<ExitCode> {
 
     let started = Instant::now();
     let mut summary = RunSummary::default();
-    // Each ticket is its own task, so the plugins of different tickets run on every core;
-    // `buffered` keeps the output in input order.
-    // Read the claimed versions back in a few statements rather than one per ticket.
+    // The claimed versions read back in a few statements rather than one per ticket; each
+    // decided in its own task; `buffered` keeps the output in input order.
     let read = ws.store.tickets(&work).await?;
     let mut results = futures::stream::iter(work.iter().cloned().zip(read))
-        .map(|((id, version), read)| {
-            let pipeline = pipeline.clone();
-            async move {
-                let task = tokio::spawn({
-                    let id = id.clone();
-                    async move {
-                        match read {
-                            Some(ticket) => pipeline.decide_claimed_record(ticket).await,
-                            None => pipeline.decide_claimed_line(&id, version).await,
-                        }
-                    }
-                });
-                task.await.unwrap_or_else(|e| RunLine::Error {
-                    ticket_id: id,
-                    ticket_version: version,
-                    error: format!("deciding stopped: {e}"),
-                })
-            }
-        })
+        .map(|((id, version), read)| pipeline.decide_claimed_in_task(id, version, read))
         .buffered(concurrency.max(1));
     while let Some(line) = results.next().await {
         progress.inc(1);

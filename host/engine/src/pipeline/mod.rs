@@ -563,6 +563,32 @@ impl Pipeline {
         line
     }
 
+    /// [`Pipeline::decide_claimed_record`] (or, with nothing read, the line read by id) in
+    /// a task of its own, so the plugins of tickets decided at once run on every core; a
+    /// task that panicked is an error line (its claim runs out with its lease).
+    pub async fn decide_claimed_in_task(
+        &self,
+        ticket_id: String,
+        version: u32,
+        read: Option<TicketRecord>,
+    ) -> RunLine {
+        let pipeline = self.clone();
+        let task = tokio::spawn({
+            let ticket_id = ticket_id.clone();
+            async move {
+                match read {
+                    Some(ticket) => pipeline.decide_claimed_record(ticket).await,
+                    None => pipeline.decide_claimed_line(&ticket_id, version).await,
+                }
+            }
+        });
+        task.await.unwrap_or_else(|e| RunLine::Error {
+            ticket_id,
+            ticket_version: version,
+            error: format!("deciding stopped: {e}"),
+        })
+    }
+
     async fn decide_claimed(
         &self,
         ticket_id: &str,
