@@ -70,6 +70,30 @@ pub(crate) fn values_sql(
     sql
 }
 
+/// A statement under construction, as `sqlx::query` makes it.
+pub(crate) type Query<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>;
+
+/// Inserts `rows` in as few statements as fit: `{head} VALUES (…), … {tail}`, `bind`
+/// binding each row's `width` values in the order `head` names their columns.
+pub(crate) async fn insert<'r, T>(
+    tx: &mut Transaction<'_, Any>,
+    head: &str,
+    width: usize,
+    tail: &str,
+    rows: &'r [T],
+    bind: impl Fn(Query<'r>, &'r T) -> Query<'r>,
+) -> Result<(), sqlx::Error> {
+    let backend = backend_of(tx);
+    for chunk in rows.chunks(rows_per_statement(width)) {
+        let sql = values_sql(backend, head, width, chunk.len(), tail);
+        let query = chunk
+            .iter()
+            .fold(sqlx::query(sqlx::AssertSqlSafe(sql)), &bind);
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 /// `$1, $2, …` (`count` parameters) for an `IN (…)` list, in a statement with no other.
 pub(crate) fn params_list(backend: Backend, count: usize) -> String {
     let mut out = String::with_capacity(count * 5);

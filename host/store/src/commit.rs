@@ -404,53 +404,42 @@ async fn insert_runs(
     tx: &mut Transaction<'_, Any>,
     pending: &[Pending<'_>],
 ) -> Result<(), sqlx::Error> {
-    let backend = batch::backend_of(tx);
-    for chunk in pending.chunks(batch::rows_per_statement(8)) {
-        let sql = batch::values_sql(
-            backend,
-            "INSERT INTO runs (run_id, ticket_id, ticket_version, started_at, finished_at, outcome, inputs_json, result_json)",
-            8,
-            chunk.len(),
-            "",
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for Pending { run, .. } in chunk {
-            query = query
-                .bind(&run.run_id)
+    batch::insert(
+        tx,
+        "INSERT INTO runs (run_id, ticket_id, ticket_version, started_at, finished_at, outcome, inputs_json, result_json)",
+        8,
+        "",
+        pending,
+        |q, Pending { run, .. }| {
+            q.bind(&run.run_id)
                 .bind(&run.ticket_id)
                 .bind(run.ticket_version)
                 .bind(&run.started_at)
                 .bind(&run.finished_at)
                 .bind(&run.outcome)
                 .bind(&run.inputs_json)
-                .bind(&run.result_json);
-        }
-        query.execute(&mut **tx).await?;
-    }
-    Ok(())
+                .bind(&run.result_json)
+        },
+    )
+    .await
 }
 
 async fn insert_stages(
     tx: &mut Transaction<'_, Any>,
     pending: &[Pending<'_>],
 ) -> Result<(), sqlx::Error> {
-    let backend = batch::backend_of(tx);
     let rows: Vec<(&str, &committed::StageRow)> = pending
         .iter()
         .flat_map(|p| p.rows.stages.iter().map(|s| (p.run.run_id.as_str(), s)))
         .collect();
-    for chunk in rows.chunks(batch::rows_per_statement(11)) {
-        let sql = batch::values_sql(
-            backend,
-            "INSERT INTO run_stages (run_id, stage, plugin, digest, outcome, proposal_json, fault_json, stats_json, transcript_json, input_json, output_json)",
-            11,
-            chunk.len(),
-            "",
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (run_id, row) in chunk {
-            query = query
-                .bind(*run_id)
+    batch::insert(
+        tx,
+        "INSERT INTO run_stages (run_id, stage, plugin, digest, outcome, proposal_json, fault_json, stats_json, transcript_json, input_json, output_json)",
+        11,
+        "",
+        &rows,
+        |q, (run_id, row)| {
+            q.bind(*run_id)
                 .bind(&row.stage)
                 .bind(&row.plugin)
                 .bind(&row.digest)
@@ -460,87 +449,71 @@ async fn insert_stages(
                 .bind(&row.stats_json)
                 .bind(&row.transcript_json)
                 .bind(&row.input_json)
-                .bind(&row.output_json);
-        }
-        query.execute(&mut **tx).await?;
-    }
-    Ok(())
+                .bind(&row.output_json)
+        },
+    )
+    .await
 }
 
 async fn insert_notes_and_effects(
     tx: &mut Transaction<'_, Any>,
     pending: &[Pending<'_>],
 ) -> Result<(), sqlx::Error> {
-    let backend = batch::backend_of(tx);
     let notes: Vec<(&RunRow, &NoteRow)> = pending
         .iter()
         .flat_map(|p| p.rows.notes.iter().map(|n| (&p.run, n)))
         .collect();
-    for chunk in notes.chunks(batch::rows_per_statement(4)) {
-        let sql = batch::values_sql(
-            backend,
-            "INSERT INTO notes (ticket_id, run_id, body, created_at)",
-            4,
-            chunk.len(),
-            "",
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (run, note) in chunk {
-            query = query
-                .bind(&run.ticket_id)
+    batch::insert(
+        tx,
+        "INSERT INTO notes (ticket_id, run_id, body, created_at)",
+        4,
+        "",
+        &notes,
+        |q, (run, note)| {
+            q.bind(&run.ticket_id)
                 .bind(&run.run_id)
                 .bind(&note.body)
-                .bind(&note.created_at);
-        }
-        query.execute(&mut **tx).await?;
-    }
+                .bind(&note.created_at)
+        },
+    )
+    .await?;
     let effects: Vec<(&RunRow, &EffectRow)> = pending
         .iter()
         .flat_map(|p| p.rows.effects.iter().map(|e| (&p.run, e)))
         .collect();
-    for chunk in effects.chunks(batch::rows_per_statement(5)) {
-        let sql = batch::values_sql(
-            backend,
-            "INSERT INTO effects (run_id, ticket_id, kind, value_json, applied_at)",
-            5,
-            chunk.len(),
-            "",
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (run, effect) in chunk {
-            query = query
-                .bind(&run.run_id)
+    batch::insert(
+        tx,
+        "INSERT INTO effects (run_id, ticket_id, kind, value_json, applied_at)",
+        5,
+        "",
+        &effects,
+        |q, (run, effect)| {
+            q.bind(&run.run_id)
                 .bind(&run.ticket_id)
                 .bind(&effect.kind)
                 .bind(&effect.value_json)
-                .bind(&effect.applied_at);
-        }
-        query.execute(&mut **tx).await?;
-    }
-    Ok(())
+                .bind(&effect.applied_at)
+        },
+    )
+    .await
 }
 
 async fn insert_shadows(
     tx: &mut Transaction<'_, Any>,
     pending: &[Pending<'_>],
 ) -> Result<(), sqlx::Error> {
-    let backend = batch::backend_of(tx);
     let rows: Vec<(&RunRow, &committed::ShadowRow)> = pending
         .iter()
         .flat_map(|p| p.rows.shadows.iter().map(|s| (&p.run, s)))
         .collect();
-    for chunk in rows.chunks(batch::rows_per_statement(11)) {
-        let sql = batch::values_sql(
-            backend,
-            "INSERT INTO shadow_runs (run_id, slot, plugin, digest, ticket_id, ticket_version, outcome, proposal_json, fault_json, stats_json, created_at)",
-            11,
-            chunk.len(),
-            "",
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (run, row) in chunk {
-            query = query
-                .bind(&run.run_id)
+    batch::insert(
+        tx,
+        "INSERT INTO shadow_runs (run_id, slot, plugin, digest, ticket_id, ticket_version, outcome, proposal_json, fault_json, stats_json, created_at)",
+        11,
+        "",
+        &rows,
+        |q, (run, row)| {
+            q.bind(&run.run_id)
                 .bind(&row.slot)
                 .bind(&row.plugin)
                 .bind(&row.digest)
@@ -550,45 +523,38 @@ async fn insert_shadows(
                 .bind(&row.proposal_json)
                 .bind(&row.fault_json)
                 .bind(&row.stats_json)
-                .bind(&row.created_at);
-        }
-        query.execute(&mut **tx).await?;
-    }
-    Ok(())
+                .bind(&row.created_at)
+        },
+    )
+    .await
 }
 
 async fn insert_reviews(
     tx: &mut Transaction<'_, Any>,
     pending: &[Pending<'_>],
 ) -> Result<(), sqlx::Error> {
-    let backend = batch::backend_of(tx);
     let rows: Vec<(&RunRow, &committed::ReviewRow)> = pending
         .iter()
         .filter_map(|p| p.rows.review.as_ref().map(|r| (&p.run, r)))
         .collect();
-    for chunk in rows.chunks(batch::rows_per_statement(8)) {
-        let sql = batch::values_sql(
-            backend,
-            "INSERT INTO review_items (id, run_id, ticket_id, ticket_version, status, reasons_json, payload_json, created_at)",
-            8,
-            chunk.len(),
-            "",
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (run, row) in chunk {
-            query = query
-                .bind(&row.id)
+    batch::insert(
+        tx,
+        "INSERT INTO review_items (id, run_id, ticket_id, ticket_version, status, reasons_json, payload_json, created_at)",
+        8,
+        "",
+        &rows,
+        |q, (run, row)| {
+            q.bind(&row.id)
                 .bind(&run.run_id)
                 .bind(&row.ticket_id)
                 .bind(row.ticket_version)
                 .bind(&row.status)
                 .bind(&row.reasons_json)
                 .bind(&row.payload_json)
-                .bind(&row.created_at);
-        }
-        query.execute(&mut **tx).await?;
-    }
-    Ok(())
+                .bind(&row.created_at)
+        },
+    )
+    .await
 }
 
 /// Applies `effect` to a ticket's state (`tags` is its tag list, decoded); returns the body

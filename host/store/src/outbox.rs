@@ -155,18 +155,14 @@ pub(crate) async fn enqueue_many(
             ));
         }
     }
-    for chunk in rows.chunks(crate::batch::rows_per_statement(12)) {
-        let sql = crate::batch::values_sql(
-            backend,
-            "INSERT INTO outbox (id, connector, ticket_id, external_id, kind, payload_json, origin, state, attempts, next_at_ms, created_at, updated_at)",
-            12,
-            chunk.len(),
-            "",
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (id, connector, ticket_id, external_id, item, payload, origin) in chunk {
-            query = query
-                .bind(id)
+    crate::batch::insert(
+        tx,
+        "INSERT INTO outbox (id, connector, ticket_id, external_id, kind, payload_json, origin, state, attempts, next_at_ms, created_at, updated_at)",
+        12,
+        "",
+        &rows,
+        |q, (id, connector, ticket_id, external_id, item, payload, origin)| {
+            q.bind(id)
                 .bind(*connector)
                 .bind(*ticket_id)
                 .bind(*external_id)
@@ -177,11 +173,10 @@ pub(crate) async fn enqueue_many(
                 .bind(0_i64)
                 .bind(now_ms)
                 .bind(&now)
-                .bind(&now);
-        }
-        query.execute(&mut **tx).await?;
-    }
-    Ok(())
+                .bind(&now)
+        },
+    )
+    .await
 }
 
 impl Store {

@@ -400,24 +400,16 @@ impl Store {
         let (out, audited) = ingest_in(&mut tx, inputs, &now).await?;
         let mut checkpoint = None;
         if let Some((connector, links)) = source {
-            let backend = crate::batch::backend_of(&tx);
-            for chunk in links.chunks(crate::batch::rows_per_statement(3)) {
-                let sql = crate::batch::values_sql(
-                    backend,
-                    "INSERT INTO ticket_sources (ticket_id, connector, external_id)",
-                    3,
-                    chunk.len(),
-                    "ON CONFLICT (ticket_id) DO NOTHING",
-                );
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for (ticket_id, external_id) in chunk {
-                    query = query.bind(ticket_id).bind(connector).bind(external_id);
-                }
-                query
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(q("record a ticket's source"))?;
-            }
+            crate::batch::insert(
+                &mut tx,
+                "INSERT INTO ticket_sources (ticket_id, connector, external_id)",
+                3,
+                "ON CONFLICT (ticket_id) DO NOTHING",
+                links,
+                |q, (ticket_id, external_id)| q.bind(ticket_id).bind(connector).bind(external_id),
+            )
+            .await
+            .map_err(q("record a ticket's source"))?;
         }
         if !audited.is_empty() {
             let mut head = audit::load_head(&mut *tx)
@@ -1175,54 +1167,42 @@ async fn ingest_in(
             }
         }
     }
-    for chunk in new_rows.chunks(crate::batch::rows_per_statement(6)) {
-        let sql = crate::batch::values_sql(
-            backend,
-            "INSERT INTO tickets (id, version, content_hash, input_json, customer_id, ingested_at)",
-            6,
-            chunk.len(),
-            "",
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (input, version, hash, json) in chunk {
-            query = query
-                .bind(&input.id)
+    crate::batch::insert(
+        tx,
+        "INSERT INTO tickets (id, version, content_hash, input_json, customer_id, ingested_at)",
+        6,
+        "",
+        &new_rows,
+        |q, (input, version, hash, json)| {
+            q.bind(&input.id)
                 .bind(i64::from(*version))
                 .bind(hash)
                 .bind(json)
                 .bind(&input.customer_id)
-                .bind(now);
-        }
-        query
-            .execute(&mut **tx)
-            .await
-            .map_err(q("insert tickets"))?;
-    }
+                .bind(now)
+        },
+    )
+    .await
+    .map_err(q("insert tickets"))?;
     let logged: Vec<(&StateRow, Option<&str>)> = new_states.iter().map(|s| (s, None)).collect();
     let refs = StateRow::write_all(tx, &logged)
         .await
         .map_err(q("update ticket states"))?;
-    for chunk in new_rows.chunks(crate::batch::rows_per_statement(4)) {
-        let sql = crate::batch::values_sql(
-            backend,
-            "INSERT INTO work_queue (ticket_id, version, state, enqueued_at)",
-            4,
-            chunk.len(),
-            "",
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (input, version, _, _) in chunk {
-            query = query
-                .bind(&input.id)
+    crate::batch::insert(
+        tx,
+        "INSERT INTO work_queue (ticket_id, version, state, enqueued_at)",
+        4,
+        "",
+        &new_rows,
+        |q, (input, version, _, _)| {
+            q.bind(&input.id)
                 .bind(i64::from(*version))
                 .bind("pending")
-                .bind(now);
-        }
-        query
-            .execute(&mut **tx)
-            .await
-            .map_err(q("enqueue tickets"))?;
-    }
+                .bind(now)
+        },
+    )
+    .await
+    .map_err(q("enqueue tickets"))?;
     let audited = new_rows
         .iter()
         .zip(refs)

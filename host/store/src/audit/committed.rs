@@ -352,6 +352,20 @@ impl StateRow {
 
     const COLUMNS: &'static str = "id, latest_version, status, category, queue, priority, language, tags_json, created_at, updated_at";
 
+    /// Binds the values of [`StateRow::COLUMNS`], in that order.
+    fn bind_columns<'q>(&'q self, q: crate::batch::Query<'q>) -> crate::batch::Query<'q> {
+        q.bind(&self.ticket_id)
+            .bind(self.latest_version)
+            .bind(&self.status)
+            .bind(&self.category)
+            .bind(&self.queue)
+            .bind(&self.priority)
+            .bind(&self.language)
+            .bind(&self.tags_json)
+            .bind(&self.created_at)
+            .bind(&self.updated_at)
+    }
+
     fn from_row(r: &AnyRow) -> Result<Self, sqlx::Error> {
         Ok(Self {
             ticket_id: r.try_get(0)?,
@@ -426,64 +440,39 @@ impl StateRow {
         states: &[(&StateRow, Option<&str>)],
     ) -> Result<Vec<StateRef>, sqlx::Error> {
         let backend = crate::batch::backend_of(tx);
-        // One row per ticket: a statement may not upsert the same row twice.
-        let mut last: Vec<&StateRow> = Vec::new();
-        for (state, _) in states.iter().rev() {
-            if !last.iter().any(|s| s.ticket_id == state.ticket_id) {
-                last.push(state);
-            }
-        }
+        // One row per ticket, its last state: a statement may not upsert a row twice.
+        let mut seen = std::collections::HashSet::new();
+        let mut last: Vec<&StateRow> = states
+            .iter()
+            .rev()
+            .filter(|(s, _)| seen.insert(s.ticket_id.as_str()))
+            .map(|(s, _)| *s)
+            .collect();
         last.reverse();
-        for chunk in last.chunks(crate::batch::rows_per_statement(10)) {
-            let sql = crate::batch::values_sql(
- backend,
-                "INSERT INTO ticket_state (id, latest_version, status, category, queue, priority, language, tags_json, created_at, updated_at)",
-                10,
-                chunk.len(),
-                "ON CONFLICT(id) DO UPDATE SET latest_version = excluded.latest_version, status = excluded.status,
-                 category = excluded.category, queue = excluded.queue, priority = excluded.priority,
-                 language = excluded.language, tags_json = excluded.tags_json, created_at = excluded.created_at,
-                 updated_at = excluded.updated_at",
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for s in chunk {
-                query = query
-                    .bind(&s.ticket_id)
-                    .bind(s.latest_version)
-                    .bind(&s.status)
-                    .bind(&s.category)
-                    .bind(&s.queue)
-                    .bind(&s.priority)
-                    .bind(&s.language)
-                    .bind(&s.tags_json)
-                    .bind(&s.created_at)
-                    .bind(&s.updated_at);
-            }
-            query.execute(&mut **tx).await?;
-        }
+        crate::batch::insert(
+            tx,
+            &format!("INSERT INTO ticket_state ({})", Self::COLUMNS),
+            10,
+            "ON CONFLICT(id) DO UPDATE SET latest_version = excluded.latest_version, status = excluded.status,
+             category = excluded.category, queue = excluded.queue, priority = excluded.priority,
+             language = excluded.language, tags_json = excluded.tags_json, created_at = excluded.created_at,
+             updated_at = excluded.updated_at",
+            &last,
+            |q, s| s.bind_columns(q),
+        )
+        .await?;
         let mut refs = Vec::with_capacity(states.len());
         for chunk in states.chunks(crate::batch::rows_per_statement(11)) {
             let sql = crate::batch::values_sql(
                 backend,
-                "INSERT INTO ticket_state_log (ticket_id, run_id, latest_version, status, category, queue, priority, language, tags_json, created_at, updated_at)",
+                "INSERT INTO ticket_state_log (ticket_id, latest_version, status, category, queue, priority, language, tags_json, created_at, updated_at, run_id)",
                 11,
                 chunk.len(),
                 "RETURNING seq, ticket_id",
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for (s, run_id) in chunk {
-                query = query
-                    .bind(&s.ticket_id)
-                    .bind(*run_id)
-                    .bind(s.latest_version)
-                    .bind(&s.status)
-                    .bind(&s.category)
-                    .bind(&s.queue)
-                    .bind(&s.priority)
-                    .bind(&s.language)
-                    .bind(&s.tags_json)
-                    .bind(&s.created_at)
-                    .bind(&s.updated_at);
+                query = s.bind_columns(query).bind(*run_id);
             }
             // Log rows are numbered in the order they are inserted, but RETURNING lists them
             // in no promised order: sort by seq and check each lines up with its state.

@@ -103,7 +103,6 @@ pub async fn append(
     head: &mut AuditHead,
     entries: &[AuditEntry],
 ) -> Result<(), sqlx::Error> {
-    let backend = crate::batch::backend_of(tx);
     if entries.is_empty() {
         return Ok(());
     }
@@ -125,27 +124,23 @@ pub async fn append(
     }
     // Many rows per statement: one round trip per chunk rather than per record (what a
     // networked database charges for).
-    for chunk in rows.chunks(crate::batch::rows_per_statement(7)) {
-        let sql = crate::batch::values_sql(
-            backend,
-            "INSERT INTO audit (seq, prev_hash, hash, recorded_at, run_id, kind, payload)",
-            7,
-            chunk.len(),
-            "",
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (seq, prev, hash, e, payload) in chunk {
-            query = query
-                .bind(*seq)
+    crate::batch::insert(
+        tx,
+        "INSERT INTO audit (seq, prev_hash, hash, recorded_at, run_id, kind, payload)",
+        7,
+        "",
+        &rows,
+        |q, (seq, prev, hash, e, payload)| {
+            q.bind(*seq)
                 .bind(prev)
                 .bind(hash)
                 .bind(&recorded_at)
                 .bind(&e.run_id)
                 .bind(&e.kind)
-                .bind(payload);
-        }
-        query.execute(&mut **tx).await?;
-    }
+                .bind(payload)
+        },
+    )
+    .await?;
     sqlx::query("INSERT INTO audit_head (id, seq, hash) VALUES (1, $1, $2) ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash")
         .bind(head.seq)
         .bind(&head.hash)
