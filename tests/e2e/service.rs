@@ -155,6 +155,20 @@ async fn decided_into_review(ws: &Ws, server: &Server) -> Vec<Value> {
         "the demo tickets put at least two in review: {lines}"
     );
     let reviewer = ws.token("queue-reader", "reviewer");
+    // What a run stored is what the caller was answered, value for value.
+    for line in lines.as_array().into_iter().flatten() {
+        let run_id = line["run_id"].as_str().unwrap_or_default();
+        let stored: Value = server
+            .client_with(&reviewer)
+            .get(format!("{}/v1/runs/{run_id}", server.url))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(&stored, line, "GET /v1/runs/{run_id}");
+    }
     let items: Value = server
         .client_with(&reviewer)
         .get(format!("{}/v1/reviews", server.url))

@@ -344,3 +344,60 @@ fn replay_is_byte_identical_with_the_recorded_plugin_and_shows_another_versions_
         out.stdout
     );
 }
+
+/// A run stored before stage outputs were kept as text had them as value trees: keys sorted,
+/// `f32` confidences widened to `f64` (`0.9648000001907349`). Replay still finds it identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stored_with_sorted_keys_and_widened_floats_still_replays_identical() {
+    fn widen(v: &mut Value) {
+        match v {
+            Value::Number(n) if n.is_f64() => {
+                let wide = f64::from(n.as_f64().unwrap_or_default() as f32);
+                *v = json!(wide);
+            }
+            Value::Array(items) => items.iter_mut().for_each(widen),
+            Value::Object(map) => map.values_mut().for_each(widen),
+            _ => {}
+        }
+    }
+    let ws = Ws::trained();
+    let (out, results) = ws.run(&ws.demo_tickets());
+    assert_eq!(out.code, 0, "{out:?}");
+    let run = results
+        .iter()
+        .find(|r| r["ticket_id"] == "T-1007" && r["escalation"]["outcome"] == "ok")
+        .unwrap_or_else(|| panic!("T-1007 is escalated: {results:?}"));
+    let run_id = run["run_id"].as_str().unwrap_or("");
+
+    let db = ws.db().await;
+    let stored: Vec<(String, String)> =
+        sqlx::query_as("SELECT stage, output_json FROM run_stages WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_all(&db)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stored.len(), 3);
+    let mut widened_any = false;
+    for (stage, text) in &stored {
+        let mut old: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}"));
+        widen(&mut old);
+        let old = old.to_string();
+        assert_ne!(&old, text, "{stage}: the old rendering differs in its text");
+        widened_any |= old.contains("00000");
+        sqlx::query("UPDATE run_stages SET output_json = $1 WHERE run_id = $2 AND stage = $3")
+            .bind(&old)
+            .bind(run_id)
+            .bind(stage)
+            .execute(&db)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert!(widened_any, "some confidence was widened: {stored:?}");
+    let report = ws.ok(&["--json", "replay", run_id]).json();
+    let stages = report["stages"].as_array().cloned().unwrap_or_default();
+    assert_eq!(stages.len(), 3, "{report}");
+    for s in &stages {
+        assert_eq!(s["identical"], true, "{s}");
+        assert_eq!(s["differences"], json!([]), "{s}");
+    }
+}

@@ -142,12 +142,14 @@ fn commit(bencher: Bencher, n: usize) {
         plugin: format!("{name}-default@0.1.0"),
         digest: "0".repeat(64),
         outcome: "ok".into(),
-        proposal: Some(serde_json::json!({"category": {"value": "billing", "confidence": 0.9}})),
+        proposal: Some(
+            serde_json::json!({"category": {"value": "billing", "confidence": 0.9}}).into(),
+        ),
         fault: None,
-        stats: serde_json::json!({"wall_us": 120, "fuel": 100000}),
-        transcript: serde_json::json!({"calls": [], "logs": []}),
-        input: serde_json::json!({"ticket": {"subject": "s", "body": "b".repeat(400)}}),
-        output: Some(serde_json::json!({"ok": true})),
+        stats: serde_json::json!({"wall_us": 120, "fuel": 100000}).into(),
+        transcript: serde_json::json!({"calls": [], "logs": []}).into(),
+        input: serde_json::json!({"ticket": {"subject": "s", "body": "b".repeat(400)}}).into(),
+        output: Some(serde_json::json!({"ok": true}).into()),
     };
     bencher
         .counter(ItemsCount::new(n))
@@ -167,8 +169,8 @@ fn commit(bencher: Bencher, n: usize) {
                     ticket_version: 1,
                     started_at: "2026-12-02T00:00:00Z".into(),
                     outcome: "applied".into(),
-                    inputs: serde_json::json!({"ticket_version": 1}),
-                    result: serde_json::json!({"ticket_id": t.id}),
+                    inputs: serde_json::json!({"ticket_version": 1}).into(),
+                    result: serde_json::json!({"ticket_id": t.id}).into(),
                     stages: vec![stage("triage"), stage("reply")],
                     effects: vec![
                         Effect::Category {

@@ -368,11 +368,10 @@ fn judge(ws: &Workspace, scope: &RunScope, invocation: &Invocation, e: &Expect) 
         PolicyOutput::Escalation(x) => checks::escalation(x, &ws.config.taxonomy, &seen),
     };
     problems.extend(host.0.into_iter().map(|p| format!("host check: {p}")));
-    if let Some(want) = &e.output {
-        let got = serde_json::to_value(output).unwrap_or_default();
-        if &got != want {
-            problems.push("output differs from the expected output".into());
-        }
+    if let Some(want) = &e.output
+        && !output.json_values().contains(want)
+    {
+        problems.push("output differs from the expected output".into());
     }
     match output {
         PolicyOutput::Triage(d) => {

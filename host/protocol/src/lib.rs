@@ -8,6 +8,7 @@ pub mod config;
 pub mod digest;
 pub mod fault;
 pub mod gate;
+pub mod json;
 pub mod manifest;
 pub mod outbox;
 pub mod proposal;

@@ -11,8 +11,10 @@ use crate::batch;
 use crate::store::Store;
 use deskhost_protocol::digest::now_rfc3339;
 use deskhost_protocol::gate::Effect;
+use deskhost_protocol::json::JsonText;
 use deskhost_protocol::outbox::Outgoing;
 use sqlx::{Any, Row, Transaction};
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use tokio::sync::{mpsc, oneshot};
 
@@ -28,17 +30,17 @@ pub struct StageRow {
     /// `ok`, `invalid`, or the fault kind.
     pub outcome: String,
     /// Proposal JSON.
-    pub proposal: Option<serde_json::Value>,
+    pub proposal: Option<JsonText>,
     /// Fault JSON.
-    pub fault: Option<serde_json::Value>,
+    pub fault: Option<JsonText>,
     /// Stats JSON.
-    pub stats: serde_json::Value,
+    pub stats: JsonText,
     /// Host-call transcript JSON.
-    pub transcript: serde_json::Value,
+    pub transcript: JsonText,
     /// The stage's input (WIT values).
-    pub input: serde_json::Value,
+    pub input: JsonText,
     /// The stage's output (WIT values), when it produced one.
-    pub output: Option<serde_json::Value>,
+    pub output: Option<JsonText>,
 }
 
 /// A shadow candidate's result for one run.
@@ -53,11 +55,11 @@ pub struct ShadowRow {
     /// `ok` or the fault kind.
     pub outcome: String,
     /// Proposal JSON.
-    pub proposal: Option<serde_json::Value>,
+    pub proposal: Option<JsonText>,
     /// Fault JSON.
-    pub fault: Option<serde_json::Value>,
+    pub fault: Option<JsonText>,
     /// Stats JSON.
-    pub stats: serde_json::Value,
+    pub stats: JsonText,
 }
 
 /// A new review item.
@@ -66,9 +68,9 @@ pub struct NewReview {
     /// Item id.
     pub id: String,
     /// Reasons JSON.
-    pub reasons: serde_json::Value,
+    pub reasons: JsonText,
     /// Payload JSON.
-    pub payload: serde_json::Value,
+    pub payload: JsonText,
 }
 
 /// Everything one run writes.
@@ -85,9 +87,9 @@ pub struct RunBundle {
     /// Gate outcome (`applied`, `review`, `applied+review`).
     pub outcome: String,
     /// Input versions.
-    pub inputs: serde_json::Value,
+    pub inputs: JsonText,
     /// The run's full output.
-    pub result: serde_json::Value,
+    pub result: JsonText,
     /// Stages.
     pub stages: Vec<StageRow>,
     /// Effects to apply.
@@ -263,8 +265,8 @@ async fn write_bundles(
             started_at: b.started_at.clone(),
             finished_at: now.clone(),
             outcome: b.outcome.clone(),
-            inputs_json: b.inputs.to_string(),
-            result_json: b.result.to_string(),
+            inputs_json: b.inputs.as_str().to_owned(),
+            result_json: b.result.as_str().to_owned(),
         };
         let mut rows = CommittedRows::default();
         for s in &b.stages {
@@ -273,12 +275,12 @@ async fn write_bundles(
                 plugin: s.plugin.clone(),
                 digest: s.digest.clone(),
                 outcome: s.outcome.clone(),
-                proposal_json: s.proposal.as_ref().map(|v| v.to_string()),
-                fault_json: s.fault.as_ref().map(|v| v.to_string()),
-                stats_json: s.stats.to_string(),
-                transcript_json: s.transcript.to_string(),
-                input_json: Some(s.input.to_string()),
-                output_json: s.output.as_ref().map(|v| v.to_string()),
+                proposal_json: s.proposal.as_ref().map(|v| v.as_str().to_owned()),
+                fault_json: s.fault.as_ref().map(|v| v.as_str().to_owned()),
+                stats_json: s.stats.as_str().to_owned(),
+                transcript_json: s.transcript.as_str().to_owned(),
+                input_json: Some(s.input.as_str().to_owned()),
+                output_json: s.output.as_ref().map(|v| v.as_str().to_owned()),
             });
         }
         // Apply effects to the help desk's view of the ticket: the only place decisions
@@ -320,9 +322,9 @@ async fn write_bundles(
                 plugin: sh.plugin.clone(),
                 digest: sh.digest.clone(),
                 outcome: sh.outcome.clone(),
-                proposal_json: sh.proposal.as_ref().map(|v| v.to_string()),
-                fault_json: sh.fault.as_ref().map(|v| v.to_string()),
-                stats_json: sh.stats.to_string(),
+                proposal_json: sh.proposal.as_ref().map(|v| v.as_str().to_owned()),
+                fault_json: sh.fault.as_ref().map(|v| v.as_str().to_owned()),
+                stats_json: sh.stats.as_str().to_owned(),
                 created_at: now.clone(),
             });
         }
@@ -331,8 +333,8 @@ async fn write_bundles(
             ticket_id: b.ticket_id.clone(),
             ticket_version: i64::from(b.ticket_version),
             status: "open".into(),
-            reasons_json: r.reasons.to_string(),
-            payload_json: r.payload.to_string(),
+            reasons_json: r.reasons.as_str().to_owned(),
+            payload_json: r.payload.as_str().to_owned(),
             created_at: now.clone(),
         });
         // What was applied goes back to the help desk the ticket came from, if any.
@@ -369,15 +371,15 @@ async fn write_bundles(
     insert_shadows(tx, &pending).await?;
     insert_reviews(tx, &pending).await?;
 
-    let mut entries = Vec::new();
+    let mut entries: Vec<Cow<'_, AuditEntry>> = Vec::new();
     for (p, state) in pending.iter().zip(state_refs) {
         let digests = p.rows.digests(&p.run, state);
-        entries.extend(p.bundle.audit.iter().cloned());
-        entries.push(AuditEntry::run(
+        entries.extend(p.bundle.audit.iter().map(Cow::Borrowed));
+        entries.push(Cow::Owned(AuditEntry::run(
             &p.run.run_id,
             committed::COMMITTED,
-            serde_json::json!(digests),
-        ));
+            JsonText::of(&digests),
+        )));
     }
     audit::append(tx, head, &entries).await?;
     Ok(outcomes)

@@ -405,7 +405,7 @@ conformance!(concurrent_audit_appends_never_fork_the_chain, |store| {
                 let entry = AuditEntry {
                     run_id: None,
                     kind: "conformance".into(),
-                    payload: json!({"writer": n, "i": i}),
+                    payload: json!({"writer": n, "i": i}).into(),
                 };
                 store.append_audit(&[entry]).await.expect("append");
             }
@@ -509,8 +509,8 @@ fn queue_and_note(ticket_id: &str) -> deskhost_store::commit::RunBundle {
         ticket_version: 1,
         started_at: "2026-12-02T00:00:00Z".into(),
         outcome: "applied".into(),
-        inputs: json!({}),
-        result: json!({}),
+        inputs: json!({}).into(),
+        result: json!({}).into(),
         stages: vec![],
         effects: vec![
             Effect::Queue {
@@ -675,11 +675,11 @@ conformance!(the_outbox_delivers_once_retries_and_dead_letters, |store| {
                     plugin: "triage-default@0.1.0".into(),
                     digest: "d".into(),
                     outcome: "ok".into(),
-                    proposal: Some(proposal),
+                    proposal: Some(proposal.into()),
                     fault: None,
-                    stats: json!({}),
-                    transcript: json!([]),
-                    input: json!({}),
+                    stats: json!({}).into(),
+                    transcript: json!([]).into(),
+                    input: json!({}).into(),
                     output: None,
                 }],
                 ..queue_and_note(id)

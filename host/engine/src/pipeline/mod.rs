@@ -21,6 +21,7 @@ use crate::store::{Claim, WorkerId};
 use crate::util::{new_id, now_rfc3339};
 use arc_swap::ArcSwap;
 use commit::{Committed, Committer, NewReview, RunBundle, ShadowRow, StageRow};
+use deskhost_protocol::json::JsonText;
 use deskhost_protocol::outbox::Outgoing;
 use deskhost_protocol::proposal::{EscalationPacket, ReplyProposal, TriageProposal};
 use deskhost_protocol::run::{
@@ -28,7 +29,6 @@ use deskhost_protocol::run::{
     ShadowRef, StageFault, StageOutcome, StageReport,
 };
 use gate::{GateDecision, GateInput};
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -126,8 +126,8 @@ pub struct Pipeline {
 pub struct StageRun {
     /// Which stage.
     pub stage: PolicyKind,
-    /// The exact input (WIT values as JSON), for replay.
-    pub input: Value,
+    /// The exact input (WIT values as JSON text), for replay.
+    pub input: JsonText,
     /// The plugin that ran.
     pub plugin: Arc<LoadedPlugin>,
     /// Its output or fault, stats and host calls.
@@ -189,7 +189,7 @@ impl StageRun {
         })
     }
 
-    fn proposal_json(&self) -> Option<Value> {
+    fn proposal_json(&self) -> Option<JsonText> {
         self.proposal().map(|p| to_json(&p))
     }
 
@@ -938,7 +938,7 @@ impl Pipeline {
             started_at,
             outcome: record.gate.outcome.as_str().to_string(),
             inputs,
-            result: to_json(&RunLine::Decided(Box::new(record.clone()))),
+            result: to_json(&DecidedLine::Decided(record)),
             stages: rows,
             effects: gated.apply.clone(),
             assessment: record
@@ -996,11 +996,16 @@ fn audit_stage(
     fault
 }
 
-/// A value for a JSON column or an audit payload. The types written here serialize without
-/// error (no maps with non-string keys, no failing `Serialize`); should one ever fail, the
-/// record says so instead of the host panicking mid-commit.
-fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Value {
-    serde_json::to_value(value).unwrap_or_else(|e| Value::String(format!("not serializable: {e}")))
+/// A value for a JSON column or an audit payload, as the text stored.
+fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> JsonText {
+    JsonText::of(value)
+}
+
+/// [`RunLine::Decided`] by reference: the same JSON without cloning the record.
+#[derive(serde::Serialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+enum DecidedLine<'a> {
+    Decided(&'a RunRecord),
 }
 
 /// A stage row's `transcript`: what replay answers host calls from.

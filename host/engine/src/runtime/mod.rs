@@ -24,6 +24,7 @@ use crate::caps::{
     Services,
 };
 use crate::config::RuntimeConfig;
+use deskhost_protocol::json::JsonText;
 use fault::{Fault, FaultKind, HostTrap};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -444,6 +445,16 @@ impl PolicyOutput {
     /// Size as JSON, the unit of `limits.output_kib`.
     pub fn json_size(&self) -> usize {
         serde_json::to_vec(self).map_or(usize::MAX, |v| v.len())
+    }
+
+    /// This output as JSON values, to compare with one read back from a run or a fixture.
+    /// Two renderings, both this output: its text read back (confidences are `f32`, written
+    /// as their shortest decimal, `0.9648`), and the value tree runs and fixtures stored
+    /// before outputs were kept as text (the `f32` widened to `f64`, `0.9648000001907349`).
+    pub fn json_values(&self) -> [serde_json::Value; 2] {
+        let as_text = JsonText::of(self).to_value();
+        let widened = serde_json::to_value(self).unwrap_or_default();
+        [as_text, widened]
     }
 }
 

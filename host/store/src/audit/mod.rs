@@ -12,9 +12,11 @@ pub mod checkpoint;
 pub mod committed;
 
 use deskhost_protocol::digest::{now_rfc3339, sha256_parts};
+use deskhost_protocol::json::JsonText;
 use futures::TryStreamExt;
 use serde::Serialize;
 use sqlx::{Any, AnyPool, Row, Transaction};
+use std::borrow::Borrow;
 
 /// The `prev_hash` of the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -26,26 +28,26 @@ pub struct AuditEntry {
     pub run_id: Option<String>,
     /// What happened: `run-inputs`, `host-call`, `plugin-outcome`, `decision`, `kb-import`, ...
     pub kind: String,
-    /// Details (canonical JSON: keys sorted).
-    pub payload: serde_json::Value,
+    /// Details, as the JSON text stored and hashed.
+    pub payload: JsonText,
 }
 
 impl AuditEntry {
     /// An entry for `run_id`.
-    pub fn run(run_id: &str, kind: &str, payload: serde_json::Value) -> Self {
+    pub fn run(run_id: &str, kind: &str, payload: impl Into<JsonText>) -> Self {
         Self {
             run_id: Some(run_id.to_string()),
             kind: kind.to_string(),
-            payload,
+            payload: payload.into(),
         }
     }
 
     /// An entry outside any run.
-    pub fn global(kind: &str, payload: serde_json::Value) -> Self {
+    pub fn global(kind: &str, payload: impl Into<JsonText>) -> Self {
         Self {
             run_id: None,
             kind: kind.to_string(),
-            payload,
+            payload: payload.into(),
         }
     }
 }
@@ -97,11 +99,11 @@ pub async fn load_head<'e, E: sqlx::Executor<'e, Database = Any>>(
     })
 }
 
-/// Appends `entries` in `tx`, advancing `head`. The caller commits.
-pub async fn append(
+/// Appends `entries` (owned or borrowed) in `tx`, advancing `head`. The caller commits.
+pub async fn append<E: Borrow<AuditEntry>>(
     tx: &mut Transaction<'_, Any>,
     head: &mut AuditHead,
-    entries: &[AuditEntry],
+    entries: &[E],
 ) -> Result<(), sqlx::Error> {
     if entries.is_empty() {
         return Ok(());
@@ -109,15 +111,16 @@ pub async fn append(
     let recorded_at = now_rfc3339();
     let mut rows = Vec::with_capacity(entries.len());
     for e in entries {
+        let e: &AuditEntry = e.borrow();
         let seq = head.seq + 1;
-        let payload = serde_json::to_string(&e.payload).unwrap_or_else(|_| "null".into());
+        let payload = e.payload.as_str();
         let hash = record_hash(
             &head.hash,
             seq,
             &recorded_at,
             e.run_id.as_deref(),
             &e.kind,
-            &payload,
+            payload,
         );
         rows.push((seq, head.hash.clone(), hash.clone(), e, payload));
         *head = AuditHead { seq, hash };
@@ -137,7 +140,7 @@ pub async fn append(
                 .bind(&recorded_at)
                 .bind(&e.run_id)
                 .bind(&e.kind)
-                .bind(payload)
+                .bind(*payload)
         },
     )
     .await?;
