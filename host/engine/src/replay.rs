@@ -225,9 +225,7 @@ pub async fn replay(
             .iter()
             .filter(|c| {
                 c.outcome == crate::caps::CallOutcome::Error
-                    && c.result
-                        .to_string()
-                        .contains("not in the recorded transcript")
+                    && c.result.as_str().contains("not in the recorded transcript")
             })
             .count();
         let replayed_text = invocation.result.as_ref().ok().map(JsonText::of);

@@ -8,6 +8,25 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// Lowercase hex sha256 of `value`'s compact JSON, hashed as it is written (no text kept).
+pub fn sha256_json<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    struct Hashing(Sha256);
+    impl std::io::Write for Hashing {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.update(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut h = Hashing(Sha256::new());
+    // A value that fails to serialize hashes what was written before the failure; the
+    // callers hash WIT arguments, which always serialize.
+    let _ = serde_json::to_writer(&mut h, value);
+    hex::encode(h.0.finalize())
+}
+
 /// Lowercase hex sha256 of several parts, each length-prefixed so parts cannot run together.
 pub fn sha256_parts(parts: &[&[u8]]) -> String {
     let mut h = Sha256::new();
@@ -108,6 +127,17 @@ mod tests {
         assert_eq!(
             format_rfc3339(1_795_000_000, 0),
             "2026-11-18T11:06:40.000000Z"
+        );
+    }
+
+    #[test]
+    fn json_digest_is_the_digest_of_the_json_text() {
+        let v = serde_json::json!({"query": "refund \"late\" ü", "limit": 5, "ids": [1, 2]});
+        let text = serde_json::to_vec(&v).unwrap_or_default();
+        assert_eq!(sha256_json(&v), sha256_hex(&text));
+        assert_ne!(
+            sha256_json(&v),
+            sha256_json(&serde_json::json!({"query": "refund"}))
         );
     }
 

@@ -5,56 +5,106 @@
 //! process — only copies text. The audit chain and the decision digests hash the stored text
 //! itself, never a re-serialization, so the text needs no canonical key order to verify.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use std::fmt;
 
-/// A JSON document as text.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct JsonText(String);
+/// A JSON document as text. Serialized with serde_json it is written verbatim, and read back
+/// (`from_str`, `from_slice`) it is kept verbatim: a recorded answer is stored as it was
+/// given, without a value tree in between.
+#[derive(Clone, Debug)]
+pub struct JsonText(Box<RawValue>);
 
 impl JsonText {
     /// `value` as JSON text. The types stored serialize without error (no maps with
     /// non-string keys, no failing `Serialize`); should one ever fail, the text says so (a
     /// JSON string) instead of the host panicking mid-commit.
     pub fn of<T: Serialize + ?Sized>(value: &T) -> Self {
-        match serde_json::to_string(value) {
-            Ok(text) => Self(text),
-            Err(e) => Self(serde_json::Value::String(format!("not serializable: {e}")).to_string()),
+        match serde_json::value::to_raw_value(value) {
+            Ok(raw) => Self(raw),
+            Err(e) => Self::message(&format!("not serializable: {e}")),
+        }
+    }
+
+    /// A JSON string.
+    fn message(text: &str) -> Self {
+        match serde_json::value::to_raw_value(text) {
+            Ok(raw) => Self(raw),
+            // A `&str` always serializes; `null` keeps the type total.
+            Err(_) => Self(RawValue::NULL.to_owned()),
         }
     }
 
     /// The text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.get()
     }
 
     /// The text, owned.
     pub fn into_string(self) -> String {
-        self.0
+        String::from(Box::<str>::from(self.0))
     }
 
-    /// The value, parsed back (for tests and rare readers).
+    /// Bytes of the text.
+    pub fn len(&self) -> usize {
+        self.0.get().len()
+    }
+
+    /// Never: the shortest JSON document (`0`) has a byte.
+    pub fn is_empty(&self) -> bool {
+        self.0.get().is_empty()
+    }
+
+    /// The value, parsed back (for comparisons and rare readers).
     pub fn to_value(&self) -> serde_json::Value {
-        serde_json::from_str(&self.0).unwrap_or(serde_json::Value::Null)
+        serde_json::from_str(self.0.get()).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Decodes the text as `T`.
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self.0.get())
     }
 }
 
+impl Default for JsonText {
+    /// `null`.
+    fn default() -> Self {
+        Self(RawValue::NULL.to_owned())
+    }
+}
+
+impl PartialEq for JsonText {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for JsonText {}
+
 impl From<serde_json::Value> for JsonText {
     fn from(value: serde_json::Value) -> Self {
-        Self(value.to_string())
+        Self::of(&value)
     }
 }
 
 impl fmt::Display for JsonText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl Serialize for JsonText {
     /// As the JSON value it holds (not as a string of JSON).
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.to_value().serialize(serializer)
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for JsonText {
+    /// Any JSON value, kept as its text. Needs a serde_json text deserializer (`from_str`,
+    /// `from_slice`, `from_reader`); `from_value` has no text to keep and refuses.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Box::<RawValue>::deserialize(deserializer).map(Self)
     }
 }
 
@@ -86,6 +136,21 @@ mod tests {
             serde_json::to_string(&from_value).unwrap(),
             from_value.as_str()
         );
+        // Inside a record: written verbatim, read back verbatim.
+        #[derive(Serialize, Deserialize)]
+        struct Outer {
+            call: u32,
+            result: JsonText,
+        }
+        let outer = Outer {
+            call: 1,
+            result: text.clone(),
+        };
+        let written = serde_json::to_string(&outer).unwrap();
+        assert_eq!(written, format!("{{\"call\":1,\"result\":{text}}}"));
+        let read: Outer = serde_json::from_str(&written).unwrap();
+        assert_eq!(read.result.as_str(), text.as_str());
+        assert_eq!(read.result.len(), text.as_str().len());
     }
 
     #[test]

@@ -20,8 +20,10 @@ use crate::manifest::{CapabilityName, Grants, Limits, PolicyKind};
 use crate::records::{ArticleRecord, TicketRecord, redact_customer, redact_ticket};
 use crate::runtime::fault::HostTrap;
 use crate::store::Store;
-use crate::util::sha256_hex;
+use deskhost_protocol::digest::sha256_json;
+use deskhost_protocol::json::JsonText;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -154,15 +156,15 @@ pub struct HostCall {
     pub seq: u32,
     /// Capability.
     pub capability: CapabilityName,
-    /// Function.
-    pub function: String,
+    /// Function (the host's own names need no copy).
+    pub function: Cow<'static, str>,
     /// Arguments as JSON.
     pub args: serde_json::Value,
     /// sha256 of the arguments' JSON.
     #[serde(default)]
     pub args_digest: String,
-    /// The answer as JSON (`null` when refused).
-    pub result: serde_json::Value,
+    /// The answer as JSON text (`null` when refused), kept as written.
+    pub result: JsonText,
     /// Size of the answer's JSON in bytes.
     #[serde(default)]
     pub result_bytes: usize,
@@ -351,7 +353,7 @@ impl CallContext {
                 capability,
                 function,
                 args,
-                serde_json::Value::Null,
+                JsonText::default(),
                 0,
                 started,
                 outcome,
@@ -406,7 +408,7 @@ impl CallContext {
         else {
             return None;
         };
-        let digest = sha256_hex(&serde_json::to_vec(&call.args).unwrap_or_default());
+        let digest = sha256_json(&call.args);
         self.used.resize(calls.len(), false);
         let matches = |c: &HostCall| {
             c.capability == call.capability
@@ -433,20 +435,18 @@ impl CallContext {
         self.used[i] = true;
         let recorded = &calls[i];
         Some(match recorded.outcome {
-            CallOutcome::Ok => match serde_json::from_value::<T>(recorded.result.clone()) {
+            CallOutcome::Ok => match recorded.result.decode::<T>() {
                 Ok(v) => CapResult::Ok(v),
                 Err(e) => CapResult::Err(types::CapabilityError::Unavailable(format!(
                     "recorded answer does not decode: {e}"
                 ))),
             },
-            CallOutcome::Error => {
-                match serde_json::from_value::<types::CapabilityError>(recorded.result.clone()) {
-                    Ok(e) => CapResult::Err(e),
-                    Err(e) => CapResult::Err(types::CapabilityError::Unavailable(format!(
-                        "recorded error does not decode: {e}"
-                    ))),
-                }
-            }
+            CallOutcome::Error => match recorded.result.decode::<types::CapabilityError>() {
+                Ok(e) => CapResult::Err(e),
+                Err(e) => CapResult::Err(types::CapabilityError::Unavailable(format!(
+                    "recorded error does not decode: {e}"
+                ))),
+            },
             CallOutcome::Denied | CallOutcome::Limited => {
                 CapResult::Denied("refused in the recorded run".into())
             }
@@ -493,8 +493,8 @@ impl CallContext {
         } = call;
         match result {
             CapResult::Ok(value) => {
-                let json = serde_json::to_value(&value).unwrap_or(serde_json::Value::Null);
-                let bytes = json_len(&json);
+                let json = JsonText::of(&value);
+                let bytes = json.len();
                 self.push(
                     capability,
                     function,
@@ -507,7 +507,7 @@ impl CallContext {
                 Ok(Ok(value))
             }
             CapResult::Err(e) => {
-                let json = serde_json::to_value(&e).unwrap_or(serde_json::Value::Null);
+                let json = JsonText::of(&e);
                 self.push(
                     capability,
                     function,
@@ -524,7 +524,7 @@ impl CallContext {
                     capability,
                     function,
                     args,
-                    serde_json::Value::Null,
+                    JsonText::default(),
                     0,
                     started,
                     CallOutcome::Denied,
@@ -542,18 +542,18 @@ impl CallContext {
     fn push(
         &mut self,
         capability: CapabilityName,
-        function: &str,
+        function: &'static str,
         args: serde_json::Value,
-        result: serde_json::Value,
+        result: JsonText,
         result_bytes: usize,
         started: Instant,
         outcome: CallOutcome,
     ) {
-        let args_digest = sha256_hex(&serde_json::to_vec(&args).unwrap_or_default());
+        let args_digest = sha256_json(&args);
         self.calls.push(HostCall {
             seq: self.calls.len() as u32,
             capability,
-            function: function.to_string(),
+            function: Cow::Borrowed(function),
             args,
             args_digest,
             result,
@@ -562,22 +562,6 @@ impl CallContext {
             outcome,
         });
     }
-}
-
-/// Bytes of `value` as compact JSON, counted without building the text.
-fn json_len(value: &serde_json::Value) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    serde_json::to_writer(&mut count, value).map_or(0, |()| count.0)
 }
 
 /// A `wasmtime::ResourceLimiter` enforcing `limits.memory_mib` (plus the bound config).
