@@ -382,7 +382,7 @@ pub struct RuntimeConfig {
     pub max_settings_kib: u32,
     /// Largest data file (manifest `data`, e.g. a model) a plugin may have, MiB.
     pub max_data_mib: u32,
-    /// Reset an instance's memory by scanning for the pages it dirtied (Linux 6.7+
+    /// Reset an instance's memory by scanning for the pages its slot has written (Linux 6.7+
     /// `PAGEMAP_SCAN`) instead of copying back the whole kept-resident region. Used when the
     /// kernel has it; `false` turns it off.
     pub pagemap_scan: bool,

@@ -47,7 +47,7 @@ const MAX_STDERR_KEPT: usize = 4096;
 const HOST_GRACE: Duration = Duration::from_millis(500);
 
 /// Whether this kernel has the `PAGEMAP_SCAN` ioctl (Linux 6.7+), which lets an instance's
-/// memory be reset by the pages it dirtied.
+/// memory be reset by the pages its slot has written instead of the whole kept region.
 pub fn pagemap_scan_available() -> bool {
     PoolingAllocationConfig::is_pagemap_scan_available()
 }
@@ -102,10 +102,16 @@ impl Runtime {
             .max_memory_size(config.max_memory_mib as usize * 1024 * 1024)
             // Keep the first 64 MiB of each slot resident between instances (no madvise and
             // page faults per call). Without PAGEMAP_SCAN wasmtime copies that whole region
-            // back by hand when a store is dropped; with it (Linux 6.7+, `Enabled::Auto`
-            // falls back when the kernel lacks it) only the pages the call dirtied are
-            // reset. `Runtime::pagemap_scan` says which applies; `deskhost bench triage`
-            // measures both.
+            // (up to the memory's size) back by hand when a store is dropped. With it (Linux
+            // 6.7+, `Enabled::Auto` falls back when the kernel lacks it) the kernel walks the
+            // slot's page table and wasmtime resets the pages that are neither the untouched
+            // image nor the zero page. Without userfaultfd write protection the kernel cannot
+            // tell this call's writes from earlier ones, so that is every page the slot ever
+            // wrote, and the walk visits every resident page, the bound model's included
+            // (measured: keeping 256 KiB resident costs the same after the call as 64 MiB;
+            // the triage plugin writes less than that).
+            // `Runtime::pagemap_scan` says which applies; `deskhost bench triage` measures
+            // both.
             .linear_memory_keep_resident(64 * 1024 * 1024)
             .table_keep_resident(1024 * 1024)
             .pagemap_scan(if config.pagemap_scan {
