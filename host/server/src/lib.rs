@@ -512,12 +512,18 @@ async fn tickets(
             )));
         }
     }
-    let ingested = state
-        .ws
-        .store
-        .ingest_tickets(&inputs)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    // A caller that waits has its new versions claimed as they are stored: the background
+    // worker cannot take them in between and make the request wait on its lease.
+    let store = &state.ws.store;
+    let pipeline = &state.pipeline;
+    let ingested = if params.wait {
+        store
+            .ingest_tickets_claimed(&inputs, pipeline.worker(), pipeline.lease())
+            .await
+    } else {
+        store.ingest_tickets(&inputs).await
+    }
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
     state
         .pipeline
         .metrics
@@ -541,7 +547,6 @@ async fn tickets(
         };
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     }
-    let pipeline = &state.pipeline;
     let patience = std::time::Duration::from_secs(state.ws.config.store.lease_seconds.max(1));
     let mut results: Vec<RunLine> = futures::stream::iter(ingested)
         .map(|i| async move {
@@ -550,6 +555,11 @@ async fn tickets(
                     ticket_id: i.id,
                     ticket_version: i.version,
                 };
+            }
+            if i.new_version {
+                // Claimed by this request's ingest; decided in a task of its own, so the
+                // tickets of one request use every core.
+                return pipeline.decide_claimed_in_task(i.id, i.version, None).await;
             }
             pipeline.decide_or_wait(&i.id, i.version, patience).await
         })

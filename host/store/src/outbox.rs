@@ -192,7 +192,7 @@ impl Store {
             .iter()
             .map(|i| (i.ticket.id.clone(), i.external_id.clone()))
             .collect();
-        self.ingest_tickets_with(&tickets, Some((connector, &sources)))
+        self.ingest_tickets_with(&tickets, Some((connector, &sources)), None)
             .await
     }
 

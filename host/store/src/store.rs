@@ -383,7 +383,22 @@ impl Store {
 
     /// Stores each ticket as a new version if its content changed, and queues new versions.
     pub async fn ingest_tickets(&self, inputs: &[TicketInput]) -> Result<Vec<Ingested>> {
-        self.ingest_tickets_with(inputs, None).await
+        self.ingest_tickets_with(inputs, None, None).await
+    }
+
+    /// [`Store::ingest_tickets`] for a caller that decides what it stores at once (`serve`'s
+    /// `?wait=true`): each new version is queued already claimed by `owner` for `lease`, so
+    /// no other worker takes it between the commit and the caller's decision. Versions stored
+    /// before (`new_version: false`) are not claimed here.
+    pub async fn ingest_tickets_claimed(
+        &self,
+        inputs: &[TicketInput],
+        owner: &WorkerId,
+        lease: Duration,
+    ) -> Result<Vec<Ingested>> {
+        let until = unix_ms() + duration_ms(lease);
+        self.ingest_tickets_with(inputs, None, Some((owner.as_str(), until)))
+            .await
     }
 
     /// [`Store::ingest_tickets`], recording for each ticket id in `source.1` the connector
@@ -392,12 +407,13 @@ impl Store {
         &self,
         inputs: &[TicketInput],
         source: Option<(&str, &[(String, String)])>,
+        lease: Option<(&str, i64)>,
     ) -> Result<Vec<Ingested>> {
         // IMMEDIATE: this transaction reads, then writes; a deferred one would fail with
         // SQLITE_BUSY (no wait) when another writer commits between its read and its write.
         let mut tx = begin_write(&self.writer).await.map_err(q("begin ingest"))?;
         let now = now_rfc3339();
-        let (out, audited) = ingest_in(&mut tx, inputs, &now).await?;
+        let (out, audited) = ingest_in(&mut tx, inputs, &now, lease).await?;
         let mut checkpoint = None;
         if let Some((connector, links)) = source {
             crate::batch::insert(
@@ -426,7 +442,7 @@ impl Store {
         }
         tx.commit().await.map_err(q("commit ingest"))?;
         self.published(checkpoint);
-        if out.iter().any(|i| i.new_version) {
+        if lease.is_none() && out.iter().any(|i| i.new_version) {
             // A permit is kept if the worker is not waiting yet: it looks again at once.
             self.local_work.notify_one();
         }
@@ -1038,6 +1054,7 @@ async fn ingest_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     inputs: &[TicketInput],
     now: &str,
+    lease: Option<(&str, i64)>,
 ) -> Result<(Vec<Ingested>, Vec<IngestRecord>)> {
     let backend = crate::batch::backend_of(tx);
     let mut ids: Vec<&str> = inputs.iter().map(|i| i.id.as_str()).collect();
@@ -1190,8 +1207,8 @@ async fn ingest_in(
         .map_err(q("update ticket states"))?;
     crate::batch::insert(
         tx,
-        "INSERT INTO work_queue (ticket_id, version, state, enqueued_at)",
-        4,
+        "INSERT INTO work_queue (ticket_id, version, state, enqueued_at, lease_owner, lease_until)",
+        6,
         "",
         &new_rows,
         |q, (input, version, _, _)| {
@@ -1199,6 +1216,8 @@ async fn ingest_in(
                 .bind(i64::from(*version))
                 .bind("pending")
                 .bind(now)
+                .bind(lease.map(|(owner, _)| owner))
+                .bind(lease.map(|(_, until)| until))
         },
     )
     .await

@@ -260,6 +260,65 @@ conformance!(
     }
 );
 
+conformance!(
+    tickets_ingested_for_a_waiting_caller_are_its_own_until_the_lease_ends,
+    |store| {
+        let (a, b) = (worker(1), worker(2));
+        let got = store
+            .ingest_tickets_claimed(&[ticket("T-1", "a"), ticket("T-2", "b")], &a, LEASE)
+            .await
+            .expect("ingest");
+        assert!(got.iter().all(|i| i.new_version && i.pending), "{got:?}");
+        // No other worker takes them: not by scanning the queue, not by name.
+        assert!(
+            store
+                .claim_next(&b, 10, LEASE)
+                .await
+                .expect("next")
+                .is_empty()
+        );
+        let one = [("T-1".to_string(), 1)];
+        assert!(matches!(
+            store.claim(&b, &one, LEASE).await.expect("claim").as_slice(),
+            [Claim::Held { owner, .. }] if owner == a.as_str()
+        ));
+        assert_eq!(
+            store.claim(&a, &one, LEASE).await.expect("claim"),
+            [Claim::Claimed]
+        );
+        // A version stored before is not claimed again by ingesting it; a new one is.
+        let again = store
+            .ingest_tickets_claimed(&[ticket("T-2", "b"), ticket("T-1", "changed")], &b, LEASE)
+            .await
+            .expect("ingest");
+        assert_eq!(
+            again
+                .iter()
+                .map(|i| (i.id.as_str(), i.version, i.new_version))
+                .collect::<Vec<_>>(),
+            [("T-2", 1, false), ("T-1", 2, true)]
+        );
+        assert!(matches!(
+            store
+                .claim(&a, &[("T-1".to_string(), 2)], LEASE)
+                .await
+                .expect("claim")
+                .as_slice(),
+            [Claim::Held { owner, .. }] if owner == b.as_str()
+        ));
+        // A lease that ran out frees the version for anyone.
+        store
+            .ingest_tickets_claimed(&[ticket("T-3", "c")], &a, Duration::from_millis(1))
+            .await
+            .expect("ingest");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(
+            store.claim_next(&b, 10, LEASE).await.expect("next"),
+            [("T-3".to_string(), 1)]
+        );
+    }
+);
+
 conformance!(renewed_leases_outlive_their_first_term, |store| {
     store
         .ingest_tickets(&[ticket("T-1", "a"), ticket("T-2", "b")])
