@@ -9,7 +9,7 @@ pub(crate) struct RunArgs {
     /// Also decide tickets left pending by earlier runs.
     #[arg(long)]
     pending: bool,
-    /// Tickets decided at once (default: [pipeline] concurrency, else 16 x CPUs).
+    /// Tickets decided at once (default: [pipeline] concurrency, else 32 x CPUs).
     #[arg(long)]
     concurrency: Option<usize>,
 }

@@ -23,7 +23,7 @@ pub struct IngestArgs {
 
 #[derive(Args)]
 pub struct WorkerArgs {
-    /// Versions decided at once (default: [pipeline] concurrency, else 16 x CPUs).
+    /// Versions decided at once (default: [pipeline] concurrency, else 32 x CPUs).
     #[arg(long)]
     pub concurrency: Option<usize>,
     /// Versions claimed per round.
