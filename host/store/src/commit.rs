@@ -139,6 +139,7 @@ impl Committer {
                     }
                 }
                 let result = write_batch(&store, &batch).await;
+                store.wal_written();
                 match result {
                     Ok(outcomes) => {
                         for ((_, reply), outcome) in batch.into_iter().zip(outcomes) {

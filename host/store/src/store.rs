@@ -261,6 +261,8 @@ pub struct Store {
     writer: AnyPool,
     location: Location,
     checkpoints: Option<Arc<Checkpointer>>,
+    /// SQLite: the write-ahead log copied into the database off the writers' path.
+    wal: Option<Arc<db::WalCheckpoints>>,
     /// Wakes this process's idle worker when this process queues work (no poll delay).
     local_work: Arc<tokio::sync::Notify>,
 }
@@ -286,6 +288,7 @@ impl Store {
         let pool = db::connect(location, max_connections, migrations).await?;
         Ok(Self {
             writer: db::writer_pool(&pool),
+            wal: (location.backend() == Backend::Sqlite).then(Arc::default),
             pool,
             location: location.clone(),
             checkpoints: None,
@@ -371,6 +374,19 @@ impl Store {
         &self.writer
     }
 
+    /// After a commit: SQLite copies its write-ahead log into the database soon, on a reader
+    /// connection (see [`db::WalCheckpoints`]). PostgreSQL: nothing to do.
+    pub fn wal_written(&self) {
+        if let Some(wal) = &self.wal {
+            wal.soon(&self.pool);
+        }
+    }
+
+    /// Whether a WAL checkpoint is running now (SQLite).
+    pub fn wal_checkpoint_running(&self) -> bool {
+        self.wal.as_ref().is_some_and(|w| w.running())
+    }
+
     /// Where the store lives (a file, or a URL with its password masked when shown).
     pub fn location(&self) -> &Location {
         &self.location
@@ -441,6 +457,7 @@ impl Store {
                 .map_err(q("sign an audit checkpoint"))?;
         }
         tx.commit().await.map_err(q("commit ingest"))?;
+        self.wal_written();
         self.published(checkpoint);
         if lease.is_none() && out.iter().any(|i| i.new_version) {
             // A permit is kept if the worker is not waiting yet: it looks again at once.
@@ -1256,6 +1273,38 @@ mod tests {
             customer: None,
             handle_seconds: None,
         }
+    }
+
+    #[tokio::test]
+    async fn the_write_ahead_log_reaches_the_database_file_off_the_writers_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let store = Store::open(&path).await.unwrap();
+        let settle = async || {
+            for _ in 0..500 {
+                if !store.wal_checkpoint_running() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!("the checkpoint did not finish");
+        };
+        settle().await;
+        tokio::time::sleep(db::WalCheckpoints::EVERY).await;
+        let before = std::fs::metadata(&path).unwrap().len();
+        let body = "words ".repeat(200);
+        let tickets: Vec<TicketInput> =
+            (0..300).map(|i| ticket(&format!("T-{i}"), &body)).collect();
+        store.ingest_tickets(&tickets).await.unwrap();
+        assert!(
+            store.wal_checkpoint_running(),
+            "the commit asked for a checkpoint"
+        );
+        settle().await;
+        let after = std::fs::metadata(&path).unwrap().len();
+        // 300 tickets of ~1.2 KB: without the checkpoint they would all still be in the log
+        // (the writers' own checkpoint waits for 10,000 pages).
+        assert!(after >= before + 300 * 1024, "{before} -> {after} bytes");
     }
 
     #[tokio::test]
