@@ -17,7 +17,7 @@ use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
+use tantivy::query::{BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, TermQuery};
 use tantivy::schema::{
     Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
 };
@@ -386,6 +386,11 @@ impl KbIndex {
                 Box::new(BoostQuery::new(Box::new(body), *weight)),
             ));
         }
+        // Filters only filter: scored, a smaller collection's articles would outrank the
+        // rest by its term's idf when several collections are granted.
+        fn not_scored(q: impl Query) -> Box<dyn Query> {
+            Box::new(ConstScoreQuery::new(Box::new(q), 0.0))
+        }
         let in_collections: Vec<(Occur, Box<dyn Query>)> = collections
             .iter()
             .map(|c| {
@@ -398,12 +403,12 @@ impl KbIndex {
             .collect();
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![
             (Occur::Must, Box::new(BooleanQuery::new(should))),
-            (Occur::Must, Box::new(BooleanQuery::new(in_collections))),
+            (Occur::Must, not_scored(BooleanQuery::new(in_collections))),
         ];
         if let Some(lang) = language {
             clauses.push((
                 Occur::Must,
-                Box::new(TermQuery::new(
+                not_scored(TermQuery::new(
                     Term::from_field_text(f.language, lang),
                     IndexRecordOption::Basic,
                 )),
@@ -574,6 +579,63 @@ mod tests {
                 "internal",
             ),
         ]
+    }
+
+    #[test]
+    fn filters_do_not_score_a_rarer_collection_or_language_higher() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut articles = vec![
+            article(
+                "a-internal",
+                "Chargeback",
+                "Dispute a chargeback with the bank.",
+                "en",
+                "internal",
+            ),
+            article(
+                "a-public",
+                "Chargeback",
+                "Dispute a chargeback with the bank.",
+                "en",
+                "public",
+            ),
+        ];
+        for i in 0..20 {
+            articles.push(article(
+                &format!("other-{i}"),
+                "Shipping",
+                "Parcels leave the warehouse daily.",
+                "en",
+                "public",
+            ));
+        }
+        articles.push(article(
+            "de",
+            "Versand",
+            "Pakete gehen täglich raus.",
+            "de",
+            "public",
+        ));
+        let kb = KbIndex::build(dir.path(), articles).unwrap();
+        let both = vec!["internal".to_string(), "public".to_string()];
+        let hits = kb
+            .search("chargeback dispute bank", Some("en"), &both, 5)
+            .unwrap();
+        assert_eq!(hits.len(), 2, "{hits:?}");
+        assert_eq!(
+            hits[0].score, hits[1].score,
+            "the same text scores the same in either collection: {hits:?}"
+        );
+        let public = vec!["public".to_string()];
+        let alone = kb
+            .search("chargeback dispute bank", Some("en"), &public, 5)
+            .unwrap();
+        assert_eq!(alone.len(), 1);
+        assert_eq!(alone[0].article_id, "a-public");
+        assert_eq!(
+            alone[0].score, hits[0].score,
+            "a filter adds nothing to a score"
+        );
     }
 
     #[test]
