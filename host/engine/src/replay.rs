@@ -9,7 +9,6 @@ use crate::plugin_test::{DecodedInput, Expect, Fixture};
 use crate::runtime::{LoadedPlugin, Runtime};
 use crate::store::StoreError;
 use crate::workspace::{Workspace, WorkspaceError};
-use deskhost_protocol::json::JsonText;
 use serde::Serialize;
 use serde_json::Value;
 use std::path::Path;
@@ -168,8 +167,8 @@ pub async fn replay(
             )));
         };
         let input: Value = stored_json(run_id, "a stage input", &input_text)?;
-        let recorded_text = r.output_json;
-        let recorded_output: Option<Value> = recorded_text
+        let recorded_output: Option<Value> = r
+            .output_json
             .as_deref()
             .map(|s| stored_json(run_id, "a stage output", s))
             .transpose()?;
@@ -228,7 +227,6 @@ pub async fn replay(
                     && c.result.as_str().contains("not in the recorded transcript")
             })
             .count();
-        let replayed_text = invocation.result.as_ref().ok().map(JsonText::of);
         // Of the output's two JSON renderings, the one the recorded run was written in.
         let replayed_output = invocation.result.as_ref().ok().map(|o| {
             let [as_text, widened] = o.json_values();
@@ -243,13 +241,11 @@ pub async fn replay(
             .as_ref()
             .err()
             .map_or("ok".to_string(), |f| f.kind.as_str().to_string());
-        // Byte for byte: the stored text against the replayed output written the same way.
-        // Runs stored before outputs were kept as text (keys sorted, f32 widened) compare as
-        // JSON values.
-        let identical = match (&recorded_text, &replayed_text) {
-            (Some(a), Some(b)) => {
-                a.as_str() == b.as_str() || recorded_output.as_ref() == replayed_output.as_ref()
-            }
+        // The stored output against the replayed one in the same rendering, as JSON values:
+        // equal text reads back equal, and runs stored before outputs were kept as text
+        // (keys sorted, f32 widened) compare against that rendering.
+        let identical = match (&recorded_output, &replayed_output) {
+            (Some(a), Some(b)) => a == b,
             (None, None) => recorded_outcome == replayed_outcome,
             _ => false,
         };

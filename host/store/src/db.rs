@@ -262,7 +262,7 @@ fn pool_options(backend: Backend, max_connections: u32) -> AnyPoolOptions {
 #[derive(Debug, Default)]
 pub struct WalCheckpoints {
     running: std::sync::atomic::AtomicBool,
-    last_ms: std::sync::atomic::AtomicU64,
+    last_ms: std::sync::atomic::AtomicI64,
 }
 
 impl WalCheckpoints {
@@ -272,10 +272,8 @@ impl WalCheckpoints {
     /// Starts a checkpoint on `pool` unless one is running or ran within [`Self::EVERY`].
     pub fn soon(self: &std::sync::Arc<Self>, pool: &AnyPool) {
         use std::sync::atomic::Ordering;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        if now < self.last_ms.load(Ordering::Relaxed) + Self::EVERY.as_millis() as u64
+        let now = crate::store::unix_ms();
+        if now < self.last_ms.load(Ordering::Relaxed) + Self::EVERY.as_millis() as i64
             || self.running.swap(true, Ordering::AcqRel)
         {
             return;

@@ -190,7 +190,7 @@ impl StageRun {
     }
 
     fn proposal_json(&self) -> Option<JsonText> {
-        self.proposal().map(|p| to_json(&p))
+        self.proposal().map(|p| JsonText::of(&p))
     }
 
     fn outcome(&self) -> StageOutcome {
@@ -268,7 +268,7 @@ impl Pipeline {
         input: PolicyInput<'_>,
         answers: Answers,
     ) -> StageRun {
-        let input_json = to_json(&input);
+        let input_json = JsonText::of(&input);
         let invocation = self
             .runtime
             .invoke(plugin, self.services.clone(), scope.clone(), input, answers)
@@ -863,7 +863,7 @@ impl Pipeline {
         gated: &GateDecision,
     ) -> RunBundle {
         let run_id = record.run_id.as_str();
-        let inputs = to_json(&record.inputs);
+        let inputs = JsonText::of(&record.inputs);
         let mut audit = vec![AuditEntry::run(run_id, "run-inputs", inputs.clone())];
         let mut rows = Vec::new();
         for s in stages {
@@ -875,15 +875,15 @@ impl Pipeline {
                 digest: identity.digest.clone(),
                 outcome: s.outcome().as_str().into(),
                 proposal: s.proposal_json(),
-                fault: fault.map(|f| to_json(&f)),
-                stats: to_json(&s.invocation.stats),
-                transcript: to_json(&TranscriptRecord {
+                fault: fault.map(|f| JsonText::of(&f)),
+                stats: JsonText::of(&s.invocation.stats),
+                transcript: JsonText::of(&TranscriptRecord {
                     calls: &s.invocation.calls,
                     logs: &s.invocation.logs,
                     stderr: &s.invocation.stderr,
                 }),
                 input: s.input.clone(),
-                output: s.invocation.result.as_ref().ok().map(to_json),
+                output: s.invocation.result.as_ref().ok().map(JsonText::of),
             });
         }
         let mut shadow_rows = Vec::new();
@@ -896,15 +896,15 @@ impl Pipeline {
                 digest: identity.digest.clone(),
                 outcome: s.outcome().as_str().into(),
                 proposal: s.proposal_json(),
-                fault: fault.map(|f| to_json(&f)),
-                stats: to_json(&s.invocation.stats),
+                fault: fault.map(|f| JsonText::of(&f)),
+                stats: JsonText::of(&s.invocation.stats),
             });
         }
         let review_id = record.gate.review.as_ref().map(|r| r.item_id.clone());
         audit.push(AuditEntry::run(
             run_id,
             "decision",
-            to_json(&DecisionRecord {
+            JsonText::of(&DecisionRecord {
                 outcome: record.gate.outcome,
                 applied: &gated.apply,
                 held: &gated.held,
@@ -914,8 +914,8 @@ impl Pipeline {
         ));
         let review = review_id.map(|id| NewReview {
             id,
-            reasons: to_json(&gated.reasons),
-            payload: to_json(&ReviewPayload {
+            reasons: JsonText::of(&gated.reasons),
+            payload: JsonText::of(&ReviewPayload {
                 triage: record.triage.as_ref().and_then(|s| s.proposal.clone()),
                 reply: record.reply.as_ref().and_then(|s| s.proposal.clone()),
                 escalation: record.escalation.as_ref().and_then(|s| s.proposal.clone()),
@@ -938,7 +938,7 @@ impl Pipeline {
             started_at,
             outcome: record.gate.outcome.as_str().to_string(),
             inputs,
-            result: to_json(&DecidedLine::Decided(record)),
+            result: JsonText::of(&DecidedLine::Decided(record)),
             stages: rows,
             effects: gated.apply.clone(),
             assessment: record
@@ -980,7 +980,7 @@ fn audit_stage(
             latency_us: call.latency_us,
             outcome: &call.outcome,
         };
-        audit.push(AuditEntry::run(run_id, "host-call", to_json(&record)));
+        audit.push(AuditEntry::run(run_id, "host-call", JsonText::of(&record)));
     }
     let fault = s.fault();
     let outcome = PluginOutcomeRecord {
@@ -992,13 +992,12 @@ fn audit_stage(
         stats: &s.invocation.stats,
         stderr_bytes: s.invocation.stderr.len(),
     };
-    audit.push(AuditEntry::run(run_id, "plugin-outcome", to_json(&outcome)));
+    audit.push(AuditEntry::run(
+        run_id,
+        "plugin-outcome",
+        JsonText::of(&outcome),
+    ));
     fault
-}
-
-/// A value for a JSON column or an audit payload, as the text stored.
-fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> JsonText {
-    JsonText::of(value)
 }
 
 /// [`RunLine::Decided`] by reference: the same JSON without cloning the record.
