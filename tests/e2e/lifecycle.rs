@@ -545,15 +545,7 @@ async fn hot_swap_under_load_fails_no_call_and_attributes_every_result() {
         "every promote and rollback reached the server: {warm:?} {cold:?}"
     );
     // The server's final state agrees with the registry.
-    let plugins: Value = server
-        .client()
-        .get(format!("{url}/v1/plugins"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .json()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let plugins = server.get_json(&server.token, "/v1/plugins").await;
     assert_eq!(plugins["active"]["triage"], v1.as_str());
     // The database agrees with the responses, run by run.
     let db = ws.db().await;

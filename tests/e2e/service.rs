@@ -158,26 +158,12 @@ async fn decided_into_review(ws: &Ws, server: &Server) -> Vec<Value> {
     // What a run stored is what the caller was answered, value for value.
     for line in lines.as_array().into_iter().flatten() {
         let run_id = line["run_id"].as_str().unwrap_or_default();
-        let stored: Value = server
-            .client_with(&reviewer)
-            .get(format!("{}/v1/runs/{run_id}", server.url))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .json()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let stored = server
+            .get_json(&reviewer, &format!("/v1/runs/{run_id}"))
+            .await;
         assert_eq!(&stored, line, "GET /v1/runs/{run_id}");
     }
-    let items: Value = server
-        .client_with(&reviewer)
-        .get(format!("{}/v1/reviews", server.url))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .json()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let items = server.get_json(&reviewer, "/v1/reviews").await;
     let items = items.as_array().cloned().unwrap_or_default();
     assert_eq!(
         items.len(),
@@ -271,15 +257,7 @@ async fn a_reviewer_approves_with_edits_over_http_and_the_help_desk_state_follow
     );
 
     // The item now shows who decided; a second verdict is a conflict that changes nothing.
-    let shown: Value = server
-        .client_with(&alice)
-        .get(format!("{}/v1/reviews/{id}", server.url))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .json()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let shown = server.get_json(&alice, &format!("/v1/reviews/{id}")).await;
     assert_eq!(
         (
             shown["status"].clone(),

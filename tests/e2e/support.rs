@@ -513,6 +513,18 @@ impl Server {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// `GET route` (`/v1/...`) with `token`, the answer as JSON.
+    pub async fn get_json(&self, token: &str, route: &str) -> Value {
+        self.client_with(token)
+            .get(format!("{}{route}", self.url))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// The `/metrics` text, read with the admin token.
     pub async fn metrics(&self) -> String {
         self.client()

@@ -160,18 +160,6 @@ async fn overflows(c: &Client) -> bool {
         == Value::Bool(true)
 }
 
-async fn api(server: &Server, token: &str, route: &str) -> Value {
-    server
-        .client_with(token)
-        .get(format!("{}{route}", server.url))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .json()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
 async fn sign_in(c: &Client, server: &Server, token: &str) {
     c.goto(&format!("{}/ui/sign-in", server.url))
         .await
@@ -220,7 +208,7 @@ async fn a_reviewer_signs_in_edits_and_approves_in_the_browser() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(decided.status().is_success(), "{decided:?}");
-    let items = api(&server, &alice, "/v1/reviews?limit=1000").await;
+    let items = server.get_json(&alice, "/v1/reviews?limit=1000").await;
     let items = items.as_array().cloned().unwrap_or_default();
     // The item to edit: it has a triage proposal and a reply draft.
     let target = items
@@ -417,7 +405,9 @@ async fn a_reviewer_signs_in_edits_and_approves_in_the_browser() {
     );
 
     // The API sees the verdict, the edit beside the proposal, the effect and the reply.
-    let detail = api(&server, &alice, &format!("/v1/reviews/{target_id}")).await;
+    let detail = server
+        .get_json(&alice, &format!("/v1/reviews/{target_id}"))
+        .await;
     assert_eq!(detail["status"], "approved", "{detail}");
     assert_eq!(detail["decided_by"], "alice");
     let ticket_id = target["ticket_id"].as_str().unwrap_or_default();
@@ -499,13 +489,15 @@ async fn a_reviewer_signs_in_edits_and_approves_in_the_browser() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     wait_for_path(&c, "/ui/queue?done=").await;
-    let rejected = api(&server, &alice, &format!("/v1/reviews/{next_id}")).await;
+    let rejected = server
+        .get_json(&alice, &format!("/v1/reviews/{next_id}"))
+        .await;
     assert_eq!(rejected["status"], "rejected", "{rejected}");
     assert_eq!(rejected["decided_by"], "alice");
 
     // A form without this session's CSRF token is refused and changes nothing; without the
     // cookie the server sends the browser to sign in.
-    let open_id = api(&server, &alice, "/v1/reviews").await[0]["id"]
+    let open_id = server.get_json(&alice, "/v1/reviews").await[0]["id"]
         .as_str()
         .unwrap_or_default()
         .to_string();
@@ -529,14 +521,16 @@ async fn a_reviewer_signs_in_edits_and_approves_in_the_browser() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(anonymous.status(), reqwest::StatusCode::SEE_OTHER);
-    let still = api(&server, &alice, &format!("/v1/reviews/{open_id}")).await;
+    let still = server
+        .get_json(&alice, &format!("/v1/reviews/{open_id}"))
+        .await;
     assert_eq!(still["status"], "open", "refused forms change nothing");
 
     // The report page: the same figures as the API's.
     c.goto(&format!("{}/ui/report", server.url))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let report = api(&server, &alice, "/v1/reviews/report").await;
+    let report = server.get_json(&alice, "/v1/reviews/report").await;
     let open = report["backlog"]["open"].as_u64().unwrap_or_default();
     assert_eq!(text(&c, "#backlog .big").await, open.to_string());
     let kept = text(&c, "#fields").await;

@@ -61,6 +61,18 @@ fn worker(n: u32) -> WorkerId {
 
 const LEASE: Duration = Duration::from_secs(60);
 
+/// Asserts the audit chain holds and every committed digest matches its tables; returns
+/// what the decision check counted.
+async fn intact(store: &Store) -> audit::committed::DecisionReport {
+    let chain = audit::verify(store.pool()).await.expect("verify chain");
+    assert_eq!(chain.broken, None);
+    let decisions = audit::committed::verify(store.pool())
+        .await
+        .expect("verify rows");
+    assert_eq!(decisions.problems, Vec::<String>::new());
+    decisions
+}
+
 conformance!(
     tickets_keep_every_content_version_and_queue_each_once,
     |store| {
@@ -151,12 +163,7 @@ conformance!(
         let v2 = store.ticket("T-3", 2).await.expect("read").expect("some");
         assert_eq!(v2.input.body, "y");
         assert_eq!(store.pending_count().await.expect("count"), 4);
-        let chain = audit::verify(store.pool()).await.expect("verify");
-        assert_eq!(chain.broken, None);
-        let decisions = deskhost_store::audit::committed::verify(store.pool())
-            .await
-            .expect("verify rows");
-        assert_eq!(decisions.problems, Vec::<String>::new());
+        intact(&store).await;
     }
 );
 
@@ -191,13 +198,7 @@ conformance!(
             "the shared ticket is new to exactly one caller"
         );
         assert_eq!(store.pending_count().await.expect("count"), 25);
-        let chain = audit::verify(store.pool()).await.expect("verify");
-        assert_eq!(chain.broken, None);
-        let decisions = deskhost_store::audit::committed::verify(store.pool())
-            .await
-            .expect("verify rows");
-        assert_eq!(decisions.problems, Vec::<String>::new());
-        assert_eq!(decisions.ticket_versions, 25);
+        assert_eq!(intact(&store).await.ticket_versions, 25);
     }
 );
 
@@ -591,7 +592,6 @@ conformance!(
     one_batch_of_decisions_writes_what_one_by_one_would,
     |store| {
         use deskhost_protocol::gate::Effect;
-        use deskhost_store::audit::committed;
         use deskhost_store::commit::{Committed, RunBundle, write_all};
         store
             .ingest_tickets(&[ticket("T-1", "first"), ticket("T-2", "other")])
@@ -697,11 +697,7 @@ conformance!(
         .expect("work queue");
         assert!(pending.iter().all(|(_, _, s)| s == "done"), "{pending:?}");
         // Every digest the committed records carry matches the tables, and the chain holds.
-        let decisions = committed::verify(store.pool()).await.expect("verify rows");
-        assert_eq!(decisions.problems, Vec::<String>::new());
-        assert_eq!(decisions.runs, 3);
-        let chain = audit::verify(store.pool()).await.expect("verify chain");
-        assert_eq!(chain.broken, None);
+        assert_eq!(intact(&store).await.runs, 3);
     }
 );
 
