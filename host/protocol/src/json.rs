@@ -40,11 +40,6 @@ impl JsonText {
         self.0.get()
     }
 
-    /// The text, owned.
-    pub fn into_string(self) -> String {
-        String::from(Box::<str>::from(self.0))
-    }
-
     /// Bytes of the text.
     pub fn len(&self) -> usize {
         self.0.get().len()
