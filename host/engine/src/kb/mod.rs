@@ -13,18 +13,20 @@
 use crate::records::ArticleRecord;
 use crate::util::sha256_parts;
 use deskhost_nlp::text::{light_stem, sentence_ranges, token_ranges};
+mod maxscore;
+
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, TermQuery};
+use tantivy::query::{Bm25StatisticsProvider, BooleanQuery, Occur, Query, TermQuery};
 use tantivy::schema::{
-    Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
+    FAST, Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
 };
 use tantivy::tokenizer::{
     AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer,
 };
-use tantivy::{Index, IndexReader, ReloadPolicy, TantivyDocument, Term, doc};
+use tantivy::{Index, IndexReader, ReloadPolicy, Searcher, TantivyDocument, Term, doc};
 
 /// KB errors.
 #[derive(Debug, thiserror::Error)]
@@ -51,11 +53,11 @@ type Result<T> = std::result::Result<T, KbError>;
 
 const ANALYZER: &str = "deskhost";
 /// Named by the index format: an index of an older format has no such file and is rebuilt.
-const VERSION_FILE: &str = "deskhost-kb-version-2";
+const VERSION_FILE: &str = "deskhost-kb-version-3";
+/// Name of the fast field [`Fields::article`].
+const ARTICLE_FIELD: &str = "article";
 /// `kind` of the documents holding whole articles (passages have none).
 const ARTICLE_KIND: &str = "article";
-/// Passages fetched per requested hit (several passages may belong to one article).
-const PASSAGES_PER_HIT: usize = 8;
 /// A passage closes at a blank line or heading once it has this many bytes.
 const MIN_PASSAGE: usize = 300;
 /// Longer passages are cut at sentence ends.
@@ -81,6 +83,16 @@ pub struct KbHitRecord {
     pub score: f32,
 }
 
+/// A query term kept by [`KbIndex::query_terms`].
+struct QueryTerm {
+    text: String,
+    /// `1 + ln` of its count in the query: the boost of its clauses.
+    weight: f32,
+    /// Documents holding it in their body and in their title.
+    df_body: u64,
+    df_title: u64,
+}
+
 #[derive(Clone, Copy)]
 struct Fields {
     id: Field,
@@ -92,6 +104,9 @@ struct Fields {
     kind: Field,
     /// The whole article as JSON (stored, not indexed).
     record: Field,
+    /// The article's position in the set the index was built from, on every document of
+    /// it: a search keeps the best passage per article as it goes.
+    article: Field,
 }
 
 /// The index of an article set.
@@ -131,6 +146,7 @@ fn schema() -> (Schema, Fields) {
         collection: b.add_text_field("collection", STRING | STORED),
         kind: b.add_text_field("kind", STRING),
         record: b.add_text_field("record", STORED),
+        article: b.add_u64_field(ARTICLE_FIELD, FAST),
     };
     (b.build(), fields)
 }
@@ -223,13 +239,14 @@ impl KbIndex {
             index.writer_with_num_threads(1, 50_000_000).map_err(err)?;
         // One document per passage: an article is found by its best section, not diluted
         // by the length of the rest.
-        for a in &articles {
+        for (ordinal, a) in (0u64..).zip(&articles) {
             let record = serde_json::to_string(a).unwrap_or_default();
             writer
                 .add_document(doc!(
                     fields.id => a.id.clone(),
                     fields.kind => ARTICLE_KIND,
                     fields.record => record,
+                    fields.article => ordinal,
                 ))
                 .map_err(err)?;
             for range in passages(&a.body) {
@@ -240,6 +257,7 @@ impl KbIndex {
                         fields.body => a.body[range].to_string(),
                         fields.language => a.language.clone(),
                         fields.collection => a.collection.clone(),
+                        fields.article => ordinal,
                     ))
                     .map_err(err)?;
             }
@@ -306,7 +324,7 @@ impl KbIndex {
     /// ranked by `(1 + ln tf_query) * idf_kb`, terms absent from the KB are dropped, and the
     /// best [`MAX_QUERY_TERMS`] are kept, weighted by their query frequency. No stopword
     /// lists: common words have a low idf and fall out of long queries by themselves.
-    fn query_terms(&self, query: &str) -> Vec<(String, f32)> {
+    fn query_terms(&self, searcher: &Searcher, query: &str) -> Vec<QueryTerm> {
         let Ok(mut analyzer) = self.index.tokenizer_for_field(self.fields.body) else {
             return Vec::new();
         };
@@ -326,19 +344,19 @@ impl KbIndex {
             }
             *count += 1;
         }
-        let searcher = self.reader.searcher();
         // Passages only: the whole-article documents are not searched.
         let docs = searcher.num_docs().saturating_sub(self.count as u64).max(1) as f64;
-        let mut scored: Vec<(usize, String, f64, f32)> = order
+        let mut scored: Vec<(usize, f64, QueryTerm)> = order
             .into_iter()
             .enumerate()
             .filter_map(|(position, t)| {
-                let df = searcher
+                let df_body = searcher
                     .doc_freq(&Term::from_field_text(self.fields.body, &t))
-                    .unwrap_or(0)
-                    + searcher
-                        .doc_freq(&Term::from_field_text(self.fields.title, &t))
-                        .unwrap_or(0);
+                    .unwrap_or(0);
+                let df_title = searcher
+                    .doc_freq(&Term::from_field_text(self.fields.title, &t))
+                    .unwrap_or(0);
+                let df = df_body + df_title;
                 if df == 0 {
                     return None;
                 }
@@ -346,15 +364,27 @@ impl KbIndex {
                 let idf = (1.0 + (docs - df + 0.5) / (df + 0.5)).ln();
                 let tf = f64::from(counts.get(&t).copied().unwrap_or(1));
                 let weight = 1.0 + tf.ln();
-                Some((position, t, weight * idf, weight as f32))
+                Some((
+                    position,
+                    weight * idf,
+                    QueryTerm {
+                        text: t,
+                        weight: weight as f32,
+                        df_body,
+                        df_title,
+                    },
+                ))
             })
             .collect();
-        scored.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         scored.truncate(MAX_QUERY_TERMS);
-        scored.into_iter().map(|(_, t, _, w)| (t, w)).collect()
+        scored.into_iter().map(|(_, _, t)| t).collect()
     }
 
-    /// BM25 search over `collections`, optionally one `language`, best first.
+    /// BM25 search over `collections`, optionally one `language`, best first: the
+    /// disjunction of every kept query term in title and body, within the filters, ranked by
+    /// [`maxscore::Disjunction`] (exact top passages without scoring every passage that holds
+    /// a common word).
     pub fn search(
         &self,
         query: &str,
@@ -362,71 +392,73 @@ impl KbIndex {
         collections: &[String],
         limit: usize,
     ) -> Result<Vec<KbHitRecord>> {
-        let terms = self.query_terms(query);
+        let searcher = self.reader.searcher();
+        let terms = self.query_terms(&searcher, query);
         if terms.is_empty() || collections.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
         let f = self.fields;
-        let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        for (t, weight) in &terms {
-            let title = TermQuery::new(
-                Term::from_field_text(f.title, t),
-                IndexRecordOption::WithFreqs,
-            );
-            should.push((
-                Occur::Should,
-                Box::new(BoostQuery::new(Box::new(title), *weight)),
-            ));
-            let body = TermQuery::new(
-                Term::from_field_text(f.body, t),
-                IndexRecordOption::WithFreqs,
-            );
-            should.push((
-                Occur::Should,
-                Box::new(BoostQuery::new(Box::new(body), *weight)),
-            ));
+        let index_err = |source| KbError::Index {
+            path: PathBuf::new(),
+            source,
+        };
+        // What tantivy's BM25 weights see: every document of every segment.
+        let total_docs = searcher.total_num_docs().map_err(index_err)?.max(1);
+        let mut clauses = Vec::with_capacity(terms.len() * 2);
+        for t in &terms {
+            for (field, df) in [(f.title, t.df_title), (f.body, t.df_body)] {
+                if df > 0 {
+                    clauses.push(maxscore::Clause::term(
+                        Term::from_field_text(field, &t.text),
+                        t.weight,
+                        df,
+                        total_docs,
+                    ));
+                }
+            }
         }
-        // Filters only filter: scored, a smaller collection's articles would outrank the
-        // rest by its term's idf when several collections are granted.
-        fn not_scored(q: impl Query) -> Box<dyn Query> {
-            Box::new(ConstScoreQuery::new(Box::new(q), 0.0))
-        }
-        let in_collections: Vec<(Occur, Box<dyn Query>)> = collections
+        // Filters only filter (a scored one would rank a smaller collection's articles above
+        // the rest by its term's idf). One that every passage passes is left out.
+        let passages = searcher.num_docs().saturating_sub(self.count as u64);
+        let holding = |field: Field, value: &str| {
+            searcher
+                .doc_freq(&Term::from_field_text(field, value))
+                .unwrap_or(0)
+        };
+        let mut filters: Vec<Box<dyn Query>> = Vec::new();
+        let granted: BTreeSet<&String> = collections.iter().collect();
+        if granted
             .iter()
-            .map(|c| {
-                let q: Box<dyn Query> = Box::new(TermQuery::new(
-                    Term::from_field_text(f.collection, c),
-                    IndexRecordOption::Basic,
-                ));
-                (Occur::Should, q)
-            })
-            .collect();
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![
-            (Occur::Must, Box::new(BooleanQuery::new(should))),
-            (Occur::Must, not_scored(BooleanQuery::new(in_collections))),
-        ];
-        if let Some(lang) = language {
-            clauses.push((
-                Occur::Must,
-                not_scored(TermQuery::new(
-                    Term::from_field_text(f.language, lang),
-                    IndexRecordOption::Basic,
-                )),
-            ));
+            .map(|c| holding(f.collection, c))
+            .sum::<u64>()
+            < passages
+        {
+            let in_collections: Vec<(Occur, Box<dyn Query>)> = granted
+                .iter()
+                .map(|c| {
+                    let q: Box<dyn Query> = Box::new(TermQuery::new(
+                        Term::from_field_text(f.collection, c),
+                        IndexRecordOption::Basic,
+                    ));
+                    (Occur::Should, q)
+                })
+                .collect();
+            filters.push(Box::new(BooleanQuery::new(in_collections)));
         }
-        let query = BooleanQuery::new(clauses);
-        let words: Vec<String> = terms.iter().map(|(t, _)| t.clone()).collect();
-        let searcher = self.reader.searcher();
+        if let Some(lang) = language
+            && holding(f.language, lang) < passages
+        {
+            filters.push(Box::new(TermQuery::new(
+                Term::from_field_text(f.language, lang),
+                IndexRecordOption::Basic,
+            )));
+        }
+        let query = maxscore::Disjunction::new(clauses, filters);
         // Passages, best first; an article ranks by its best passage.
-        let top = searcher
-            .search(
-                &query,
-                &TopDocs::with_limit(limit * PASSAGES_PER_HIT).order_by_score(),
-            )
-            .map_err(|source| KbError::Index {
-                path: PathBuf::new(),
-                source,
-            })?;
+        // Articles, best first, each by its best passage.
+        let top =
+            maxscore::top_articles(&searcher, &query, ARTICLE_FIELD, limit).map_err(index_err)?;
+        let words: Vec<String> = terms.into_iter().map(|t| t.text).collect();
         let mut hits = Vec::with_capacity(top.len());
         for (score, address) in top {
             let doc: TantivyDocument = searcher.doc(address).map_err(|source| KbError::Index {
@@ -440,7 +472,7 @@ impl KbIndex {
                     .to_string()
             };
             let id = text(f.id);
-            if id.is_empty() || hits.iter().any(|h: &KbHitRecord| h.article_id == id) {
+            if id.is_empty() {
                 continue;
             }
             let passage = text(f.body);
@@ -452,9 +484,6 @@ impl KbIndex {
                 snippet: best_passage(&passage, &words).to_string(),
                 score,
             });
-            if hits.len() == limit {
-                break;
-            }
         }
         Ok(hits)
     }
