@@ -387,6 +387,21 @@ impl<'a> Model<'a> {
         }
     }
 
+    /// What row `row` times `value` adds to column `column`: the one term of
+    /// [`Self::accumulate`] an explanation needs (the same arithmetic, so the same bits).
+    fn contribution(&self, row: u32, value: f32, column: usize) -> f32 {
+        let stride = self.stride as usize;
+        let scale = f32_at(self.bytes, self.rowmeta_off + row as usize * 8 + 4).unwrap_or(0.0);
+        let start = self.weights_off + (row as usize * stride + column) * self.dtype.bytes();
+        match self.dtype {
+            DType::I8 => self
+                .bytes
+                .get(start)
+                .map_or(0.0, |&w| value * scale * f32::from(w as i8)),
+            DType::F32 => f32_at(self.bytes, start).map_or(0.0, |w| value * w),
+        }
+    }
+
     /// Logits of every head for the vector in `scratch` (one pass over the rows).
     fn logits<'s>(&self, scratch: &'s mut Scratch) -> &'s [f32] {
         let stride = self.stride as usize;
@@ -437,13 +452,11 @@ impl<'a> Model<'a> {
         if column >= stride {
             return Vec::new();
         }
-        let mut single = vec![0.0; stride];
         let mut scored: Vec<(f32, u32, Block)> = Vec::new();
         for &(row, value, block) in &scratch.x {
-            single.iter_mut().for_each(|s| *s = 0.0);
-            self.accumulate(row, value, &mut single);
-            if single[column] > 0.0 {
-                scored.push((single[column], row, block));
+            let weight = self.contribution(row, value, column);
+            if weight > 0.0 {
+                scored.push((weight, row, block));
             }
         }
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
