@@ -189,7 +189,7 @@ pub(super) fn top_articles(
 ) -> tantivy::Result<Vec<(Score, DocAddress)>> {
     let weight = query.weight(EnableScoring::enabled_from_searcher(searcher))?;
     // (score, document, article), at most `limit`, unordered.
-    let mut best: Vec<(Score, DocAddress, u64)> = Vec::with_capacity(limit + 1);
+    let mut best: Vec<(Score, DocAddress, u64)> = Vec::with_capacity(limit.min(64) + 1);
     let mut threshold = Score::MIN;
     for (ord, reader) in (0u32..).zip(searcher.segment_readers()) {
         let articles = reader.fast_fields().u64(article)?;
