@@ -62,9 +62,46 @@ impl Vocabulary {
 
     /// A sentence of `min` to `min + spread - 1` words, ending in a full stop.
     pub fn sentence(&self, rng: &mut Seeded, min: usize, spread: usize) -> String {
+        self.sentence_mixed(rng, min, spread, &Mix::default())
+    }
+
+    /// [`Self::sentence`], each word drawn from `mix` instead with its share.
+    pub fn sentence_mixed(&self, rng: &mut Seeded, min: usize, spread: usize, mix: &Mix) -> String {
         let len = min + rng.below(spread);
-        let words: Vec<&str> = (0..len).map(|_| self.word(rng)).collect();
+        let words: Vec<&str> = (0..len)
+            .map(|_| {
+                // No draw without a mix: the plain generator's output stays what it was.
+                if !mix.words.is_empty() && rng.below(1_000_000) < mix.per_million {
+                    mix.words[rng.below(mix.words.len())].as_str()
+                } else {
+                    self.word(rng)
+                }
+            })
+            .collect();
         format!("{}.", words.join(" "))
+    }
+}
+
+/// Real words mixed into synthetic text, so that real queries find something in it.
+#[derive(Clone, Debug, Default)]
+pub struct Mix {
+    words: Vec<String>,
+    per_million: usize,
+}
+
+impl Mix {
+    /// `share` (0..=1) of the words drawn uniformly from `words`' tokens (lowercased runs of
+    /// 3+ ASCII letters; repeated ones count as often as they occur).
+    pub fn new(words: &str, share: f64) -> Self {
+        let words: Vec<String> = words
+            .split(|c: char| !c.is_ascii_alphabetic())
+            .filter(|w| w.len() >= 3)
+            .map(str::to_ascii_lowercase)
+            .collect();
+        Self {
+            words,
+            per_million: (share.clamp(0.0, 1.0) * 1e6) as usize,
+        }
     }
 }
 
@@ -73,6 +110,11 @@ pub const VOCABULARY_WORDS: usize = 20_000;
 
 /// `n` articles of 3-8 paragraphs each (one in ten in the `internal` collection).
 pub fn articles(seed: u64, n: usize) -> Vec<ArticleRecord> {
+    articles_mixed(seed, n, &Mix::default())
+}
+
+/// [`articles`] with `mix` in their words.
+pub fn articles_mixed(seed: u64, n: usize, mix: &Mix) -> Vec<ArticleRecord> {
     let words = Vocabulary::new(seed, VOCABULARY_WORDS);
     let mut rng = Seeded::new(seed ^ 0xa27);
     (0..n)
@@ -80,14 +122,14 @@ pub fn articles(seed: u64, n: usize) -> Vec<ArticleRecord> {
             let paragraphs: Vec<String> = (0..3 + rng.below(6))
                 .map(|_| {
                     (0..2 + rng.below(4))
-                        .map(|_| words.sentence(&mut rng, 8, 12))
+                        .map(|_| words.sentence_mixed(&mut rng, 8, 12, mix))
                         .collect::<Vec<_>>()
                         .join(" ")
                 })
                 .collect();
             ArticleRecord {
                 id: format!("kb-{i:06}"),
-                title: words.sentence(&mut rng, 3, 4),
+                title: words.sentence_mixed(&mut rng, 3, 4, mix),
                 body: paragraphs.join("\n\n"),
                 language: "en".into(),
                 collection: if i % 10 == 0 { "internal" } else { "public" }.into(),
@@ -140,6 +182,19 @@ mod tests {
         assert_eq!(articles(7, 5), articles(7, 5));
         assert_ne!(articles(7, 5), articles(8, 5));
         assert_eq!(queries(7, 3), queries(7, 3));
+        assert_eq!(articles_mixed(7, 5, &Mix::default()), articles(7, 5));
+        // A mix of real words at its share.
+        let mix = Mix::new("My card was declined; the card payment failed!", 0.25);
+        let text: String = articles_mixed(7, 200, &mix)
+            .iter()
+            .map(|a| format!("{} {} ", a.title, a.body))
+            .collect();
+        let all = text.split_whitespace().count() as f64;
+        let real = text
+            .split(|c: char| !c.is_ascii_alphabetic())
+            .filter(|w| ["card", "declined", "payment", "failed", "was", "the"].contains(w))
+            .count() as f64;
+        assert!((0.2..0.3).contains(&(real / all)), "{real} of {all}");
         let t = tickets(7, 4, 50);
         assert_eq!(t, tickets(7, 4, 50));
         for ticket in &t {

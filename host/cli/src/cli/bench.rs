@@ -48,6 +48,23 @@ pub(crate) enum BenchCommand {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
+    /// Writes seeded synthetic KB articles (JSON Lines, for `kb import`) to stdout: the
+    /// articles `bench kb` measures, optionally with real words mixed in so that real
+    /// tickets' queries find them (e.g. `--mix ../shared/data/banking77/train.jsonl`).
+    Articles {
+        /// How many.
+        count: usize,
+        /// Generator seed (same seed, same articles).
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Words mixed into the articles: a tickets file (JSON Lines: their subjects and
+        /// bodies) or any text.
+        #[arg(long)]
+        mix: Option<PathBuf>,
+        /// Share of the words taken from --mix.
+        #[arg(long, default_value_t = 0.15, requires = "mix")]
+        share: f64,
+    },
 }
 
 /// One variant's per-ticket cost.
@@ -169,6 +186,47 @@ pub(crate) async fn bench(dir: &Path, cmd: BenchCommand, json: bool) -> Result<E
         } => {
             let report = kb(&sizes, queries.max(1), seed)?;
             show(&report, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Articles {
+            count,
+            seed,
+            mix,
+            share,
+        } => {
+            use std::io::Write;
+            if !(0.0..=1.0).contains(&share) {
+                bail!("--share {share}: give a share of the words between 0 and 1 (e.g. 0.15)");
+            }
+            let mix = match &mix {
+                Some(file) => {
+                    let text = std::fs::read_to_string(file)
+                        .with_context(|| format!("cannot read --mix {}", file.display()))?;
+                    // Tickets (JSON Lines): their subjects and bodies; other text as it is.
+                    let words: String = text
+                        .lines()
+                        .map(
+                            |line| match serde_json::from_str::<serde_json::Value>(line) {
+                                Ok(serde_json::Value::Object(o)) => ["subject", "body"]
+                                    .iter()
+                                    .filter_map(|k| o.get(*k).and_then(|v| v.as_str()))
+                                    .collect::<Vec<_>>()
+                                    .join(" "),
+                                _ => line.to_string(),
+                            },
+                        )
+                        .collect::<Vec<_>>()
+                        .join("\n");
+                    deskhost_engine::synth::Mix::new(&words, share)
+                }
+                None => deskhost_engine::synth::Mix::default(),
+            };
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for article in deskhost_engine::synth::articles_mixed(seed, count, &mix) {
+                serde_json::to_writer(&mut out, &article)?;
+                out.write_all(b"\n")?;
+            }
+            out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
     }
