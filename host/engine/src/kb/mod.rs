@@ -13,8 +13,6 @@
 use crate::records::ArticleRecord;
 use crate::util::sha256_parts;
 use deskhost_nlp::text::{light_stem, sentence_ranges, token_ranges};
-mod maxscore;
-
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -50,6 +48,8 @@ pub enum KbError {
 }
 
 type Result<T> = std::result::Result<T, KbError>;
+
+mod maxscore;
 
 const ANALYZER: &str = "deskhost";
 /// Named by the index format: an index of an older format has no such file and is rebuilt.
@@ -321,6 +321,11 @@ impl KbIndex {
         serde_json::from_str(record).ok()
     }
 
+    /// Documents that are passages (the whole-article ones are not searched).
+    fn passage_count(&self, searcher: &Searcher) -> u64 {
+        searcher.num_docs().saturating_sub(self.count as u64)
+    }
+
     /// The query's most distinctive terms with their weights. Long tickets carry greetings,
     /// signatures and story around the question; keeping every term drowns it. Terms are
     /// ranked by `(1 + ln tf_query) * idf_kb`, terms absent from the KB are dropped, and the
@@ -346,8 +351,7 @@ impl KbIndex {
             }
             *count += 1;
         }
-        // Passages only: the whole-article documents are not searched.
-        let docs = searcher.num_docs().saturating_sub(self.count as u64).max(1) as f64;
+        let docs = self.passage_count(searcher).max(1) as f64;
         let mut scored: Vec<(usize, f64, QueryTerm)> = order
             .into_iter()
             .enumerate()
@@ -423,7 +427,7 @@ impl KbIndex {
         }
         // Filters only filter (a scored one would rank a smaller collection's articles above
         // the rest by its term's idf). One that every passage passes is left out.
-        let passages = searcher.num_docs().saturating_sub(self.count as u64);
+        let passages = self.passage_count(&searcher);
         let holding = |field: Field, value: &str| {
             searcher
                 .doc_freq(&Term::from_field_text(field, value))
@@ -458,17 +462,13 @@ impl KbIndex {
             )));
         }
         let query = maxscore::Disjunction::new(clauses, filters);
-        // Passages, best first; an article ranks by its best passage.
         // Articles, best first, each by its best passage.
         let top =
             maxscore::top_articles(&searcher, &query, ARTICLE_FIELD, limit).map_err(index_err)?;
         let words: Vec<String> = terms.into_iter().map(|t| t.text).collect();
         let mut hits = Vec::with_capacity(top.len());
         for (score, address) in top {
-            let doc: TantivyDocument = searcher.doc(address).map_err(|source| KbError::Index {
-                path: PathBuf::new(),
-                source,
-            })?;
+            let doc: TantivyDocument = searcher.doc(address).map_err(index_err)?;
             let text = |field: Field| {
                 doc.get_first(field)
                     .and_then(|v| v.as_str())
