@@ -361,10 +361,15 @@ impl<'a> Model<'a> {
         scratch.chars = chars;
     }
 
+    /// The i8 weights' scale of row `row` (0 when out of bounds).
+    fn row_scale(&self, row: u32) -> f32 {
+        f32_at(self.bytes, self.rowmeta_off + row as usize * 8 + 4).unwrap_or(0.0)
+    }
+
     /// Adds row `row`'s weights times `value` to `acc` (all heads' columns).
     fn accumulate(&self, row: u32, value: f32, acc: &mut [f32]) {
         let stride = self.stride as usize;
-        let scale = f32_at(self.bytes, self.rowmeta_off + row as usize * 8 + 4).unwrap_or(0.0);
+        let scale = self.row_scale(row);
         let start = self.weights_off + row as usize * stride * self.dtype.bytes();
         match self.dtype {
             DType::I8 => {
@@ -391,7 +396,7 @@ impl<'a> Model<'a> {
     /// [`Self::accumulate`] an explanation needs (the same arithmetic, so the same bits).
     fn contribution(&self, row: u32, value: f32, column: usize) -> f32 {
         let stride = self.stride as usize;
-        let scale = f32_at(self.bytes, self.rowmeta_off + row as usize * 8 + 4).unwrap_or(0.0);
+        let scale = self.row_scale(row);
         let start = self.weights_off + (row as usize * stride + column) * self.dtype.bytes();
         match self.dtype {
             DType::I8 => self
