@@ -23,6 +23,9 @@ use divan::{Bencher, counter::ItemsCount};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     divan::main();
 }

@@ -109,7 +109,7 @@ impl Fields {
     }
 
     fn finish(self) -> String {
-        hex::encode(self.0.finalize())
+        deskhost_protocol::digest::hex_lower(&self.0.finalize())
     }
 }
 
