@@ -126,35 +126,22 @@ pub struct Committer {
 const MAX_BATCH: usize = 128;
 
 impl Committer {
-    /// Starts the committer on `store`.
+    /// Starts the committer on `store`, on a thread of its own (see [`commit_loop`]). Call
+    /// it within a tokio runtime: the store's connections and timers stay that runtime's.
     pub fn start(store: Store) -> Self {
-        let (tx, mut rx) = mpsc::channel::<Request>(1024);
-        tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(r) => batch.push(r),
-                        Err(_) => break,
-                    }
-                }
-                let result = write_batch(&store, &batch).await;
-                store.wal_written();
-                match result {
-                    Ok(outcomes) => {
-                        for ((_, reply), outcome) in batch.into_iter().zip(outcomes) {
-                            let _ = reply.send(Ok(outcome));
-                        }
-                    }
-                    Err(e) => {
-                        let message = e.to_string();
-                        for (_, reply) in batch {
-                            let _ = reply.send(Err(message.clone()));
-                        }
-                    }
-                }
-            }
-        });
+        let (tx, rx) = mpsc::channel::<Request>(1024);
+        let runtime = tokio::runtime::Handle::current();
+        let spawned = std::thread::Builder::new()
+            .name("deskhost-commit".into())
+            .spawn(move || {
+                let _entered = runtime.enter();
+                futures::executor::block_on(commit_loop(store, rx));
+            });
+        if let Err(e) = spawned {
+            // No thread to be had: `rx` is gone, so every commit fails with "the committer
+            // stopped" instead of hanging.
+            tracing::error!("the committer could not start: {e}");
+        }
         Self { tx }
     }
 
@@ -167,6 +154,42 @@ impl Committer {
             .map_err(|_| "the committer stopped".to_string())?;
         wait.await
             .map_err(|_| "the committer stopped".to_string())?
+    }
+}
+
+/// The committer: takes what has queued up (at most [`MAX_BATCH`]), writes it in one
+/// transaction and answers each sender once it is durable.
+///
+/// It runs on its own thread rather than as a task among the deciding ones: a batch is a
+/// dozen statements, each a round trip to the database, and a task woken by an answer waits
+/// for a runtime worker to finish what it is running (a plugin invocation, 0.1–0.3 ms). A
+/// thread is woken by the answer itself. Measured on `run` (banking77 train, 2 cores,
+/// three interleaved pairs): the same throughput, batches of ~6 runs committed in ~1.2 ms
+/// instead of ~30 in ~6 ms — a decision waits less for its commit.
+async fn commit_loop(store: Store, mut rx: mpsc::Receiver<Request>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let result = write_batch(&store, &batch).await;
+        store.wal_written();
+        match result {
+            Ok(outcomes) => {
+                for ((_, reply), outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(message.clone()));
+                }
+            }
+        }
     }
 }
 
@@ -184,11 +207,23 @@ pub async fn write_all(
 ) -> Result<Vec<Committed>, sqlx::Error> {
     // IMMEDIATE takes the write lock before the head is read, so another process appending
     // to the audit log (an import, a second `run`) cannot slip in between and fork the chain.
-    let mut tx = crate::db::begin_write(store.writer()).await?;
-    let mut head = audit::load_head(&mut *tx).await?;
-    let outcomes = write_bundles(&mut tx, &mut head, bundles).await?;
-    let checkpoint = store.checkpoint_if_due(&mut tx, &head).await?;
-    tx.commit().await?;
+    let mut conn = store.writer().acquire().await?;
+    // The connection goes back to the pool below, not in its drop: that spawns the return
+    // onto the runtime, where it waits behind the plugin invocations queued there, and the
+    // next batch waits for it (~1.7 ms a batch under `run`, against ~0.25 ms for the
+    // acquire and `BEGIN` now). `return_to_pool` is public but hidden from sqlx's docs;
+    // should it go, the drop does the same, only later.
+    let written = async {
+        let mut tx = crate::db::begin_write_on(&mut conn, store.backend()).await?;
+        let mut head = audit::load_head(&mut *tx).await?;
+        let outcomes = write_bundles(&mut tx, &mut head, bundles).await?;
+        let checkpoint = store.checkpoint_if_due(&mut tx, &head).await?;
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>((outcomes, checkpoint))
+    }
+    .await;
+    conn.return_to_pool().await;
+    let (outcomes, checkpoint) = written?;
     store.published(checkpoint);
     Ok(outcomes)
 }

@@ -6,7 +6,7 @@
 //! Queries use `$1`-style parameters, which both backends accept.
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{Any, AnyPool, Connection, Executor, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Transaction};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -310,6 +310,9 @@ pub fn writer_pool(pool: &AnyPool) -> AnyPool {
     match Backend::of(pool) {
         Backend::Postgres => pool.clone(),
         Backend::Sqlite => pool_options(Backend::Sqlite, 1)
+            // A local file's connection does not drop like a socket; testing it before each
+            // write is a round trip to SQLite's thread for nothing.
+            .test_before_acquire(false)
             .connect_lazy_with(pool.connect_options().as_ref().clone()),
     }
 }
@@ -403,12 +406,32 @@ pub async fn begin_write(pool: &AnyPool) -> Result<Transaction<'static, Any>, sq
         Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
         Backend::Postgres => {
             let mut tx = pool.begin().await?;
-            sqlx::query("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE")
-                .execute(&mut *tx)
-                .await?;
+            lock_audit_head(&mut tx).await?;
             Ok(tx)
         }
     }
+}
+
+/// [`begin_write`] on a connection the caller holds (and hands back to its pool itself).
+pub async fn begin_write_on(
+    conn: &mut AnyConnection,
+    backend: Backend,
+) -> Result<Transaction<'_, Any>, sqlx::Error> {
+    match backend {
+        Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await,
+        Backend::Postgres => {
+            let mut tx = conn.begin().await?;
+            lock_audit_head(&mut tx).await?;
+            Ok(tx)
+        }
+    }
+}
+
+async fn lock_audit_head(tx: &mut Transaction<'_, Any>) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]
