@@ -57,11 +57,15 @@ pub async fn run(
         .max(u32::try_from(concurrency).unwrap_or(u32::MAX));
     tokio::pin!(shutdown);
     let result = loop {
-        let claimed = tokio::select! {
-            biased;
-            _ = &mut shutdown => break Ok(()),
-            claimed = store.claim_next(pipeline.worker(), batch, pipeline.lease()) => claimed,
-        };
+        // Shutdown is looked at before a claim, never raced against one: a claim dropped
+        // after its transaction committed would leave its versions leased to no one until
+        // the lease ran out (seen as a flaky drain test once the committer moved threads).
+        if futures::FutureExt::now_or_never(&mut shutdown).is_some() {
+            break Ok(());
+        }
+        let claimed = store
+            .claim_next(pipeline.worker(), batch, pipeline.lease())
+            .await;
         let claimed = match claimed {
             Ok(c) => c,
             Err(e) => break Err(e),
