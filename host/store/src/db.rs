@@ -236,17 +236,11 @@ fn pool_options(backend: Backend, max_connections: u32) -> AnyPoolOptions {
         Backend::Postgres => pool,
         Backend::Sqlite => pool.after_connect(|conn, _| {
             Box::pin(async move {
-                // 8 KiB pages, for a new database (an existing one keeps its size): a run's
-                // stage rows are ~2 KB, and 4 KiB pages held one each, half empty. A
-                // banking77 `run` (8,541 tickets) left a 125 MB database instead of 155 MB;
-                // throughput the same within noise (6 interleaved pairs). Set before WAL,
-                // which fixes the size.
                 // WAL: readers never block the writer. FULL: a committed decision is on disk.
                 conn.execute(
-                    "PRAGMA page_size = 8192; \
-                     PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
                      PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-                     PRAGMA wal_autocheckpoint = 5000;",
+                     PRAGMA wal_autocheckpoint = 10000;",
                 )
                 .await
                 .map(|_| ())
@@ -263,7 +257,7 @@ fn pool_options(backend: Backend, max_connections: u32) -> AnyPoolOptions {
 /// profile). Writers ask for a checkpoint after they commit ([`WalCheckpoints::soon`]); at
 /// most one runs at a time, at most one per [`WalCheckpoints::EVERY`]. A PASSIVE
 /// checkpoint never blocks the writer and readers never block it for long; the writers'
-/// own automatic checkpoint stays as a backstop at 5,000 pages (40 MB of log) should this
+/// own automatic checkpoint stays as a backstop at 10,000 pages (40 MB of log) should this
 /// one fall behind.
 #[derive(Debug, Default)]
 pub struct WalCheckpoints {
