@@ -22,8 +22,10 @@ use std::time::Instant;
 
 /// mimalloc instead of glibc's allocator: the host makes many small, short-lived allocations
 /// on every host call and commit (JSON text, transcript records). A host call with its audit
-/// record went from ~1.0 to ~0.89 µs (`cargo bench -p deskhost-engine --bench micro --
-/// host_call`, which uses it too); resident memory of a `run` grows ~40 MB.
+/// record went from ~1.0 to ~0.75 µs (`cargo bench -p deskhost-engine --bench micro --
+/// host_call`, which uses it too). mimalloc v2 without transparent huge pages (the workspace's
+/// features): v3 with them measured 0.89 µs and doubled `serve`'s idle RSS (44 → 91 MiB);
+/// this one costs ~11 MiB (55 MiB), a `run` of 1,462 tickets peaks at ~101 MB (was 82–90).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
