@@ -23,6 +23,7 @@ use divan::{Bencher, counter::ItemsCount};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// The allocator the `deskhost` binary uses (host/cli/src/main.rs), so the figures are its.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
