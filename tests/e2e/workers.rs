@@ -1,7 +1,7 @@
 //! Many workers, one PostgreSQL store: three `deskhost worker` processes decide 5,000 ticket
 //! versions while one of them is SIGKILLed mid-way. Every version is decided exactly once,
-//! the killed worker's claims are taken over, and the audit log (chain and decisions)
-//! verifies. Runs whatever `DESKHOST_TEST_BACKEND` says (it needs PostgreSQL; skipped with a
+//! the killed worker's claims are taken over (or were committed as it died), and the audit
+//! log (chain and decisions) verifies. Runs whatever `DESKHOST_TEST_BACKEND` says (it needs PostgreSQL; skipped with a
 //! message where none can start, failed where `DESKHOST_REQUIRE_POSTGRES=1`).
 
 use super::support::Ws;
@@ -75,6 +75,7 @@ async fn three_workers_decide_every_version_once_while_one_is_killed() {
         assert!(Instant::now() < deadline, "no progress: {decided} decided");
         std::thread::sleep(Duration::from_millis(20));
     }
+    let killed_at = deskhost_protocol::digest::now_rfc3339();
     let _ = workers[0].kill(); // SIGKILL
     let _ = workers[0].wait();
     let rows: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -138,10 +139,27 @@ async fn three_workers_decide_every_version_once_while_one_is_killed() {
             }
         }
     }
-    let lost: Vec<_> = orphaned.difference(&by_survivors).collect();
+    // A claim the survivors did not decide was decided by the killed worker itself: its
+    // commit had reached PostgreSQL (statements and COMMIT in the server's socket buffer)
+    // when it died, and the server finished it after the claims above were read. Its run
+    // was stamped before the kill; one a survivor made after taking the claim over could not be.
+    let mut lost = Vec::new();
+    for (ticket, version) in orphaned.difference(&by_survivors) {
+        let finished: Vec<String> = sqlx::query_scalar(
+            "SELECT finished_at FROM runs WHERE ticket_id = $1 AND ticket_version = $2",
+        )
+        .bind(ticket)
+        .bind(version)
+        .fetch_all(&db)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        if !matches!(finished.as_slice(), [at] if *at < killed_at) {
+            lost.push(((ticket, version), finished));
+        }
+    }
     assert!(
         lost.is_empty(),
-        "claims of the killed worker nobody took over: {lost:?}"
+        "claims of the killed worker nobody took over (runs' finished_at; killed at {killed_at}): {lost:?}"
     );
     db.close().await;
 
