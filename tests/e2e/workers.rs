@@ -1,8 +1,9 @@
 //! Many workers, one PostgreSQL store: three `deskhost worker` processes decide 5,000 ticket
 //! versions while one of them is SIGKILLed mid-way. Every version is decided exactly once,
 //! the killed worker's claims are taken over (or were committed as it died), and the audit
-//! log (chain and decisions) verifies. Runs whatever `DESKHOST_TEST_BACKEND` says (it needs PostgreSQL; skipped with a
-//! message where none can start, failed where `DESKHOST_REQUIRE_POSTGRES=1`).
+//! log (chain and decisions) verifies. Runs whatever `DESKHOST_TEST_BACKEND` says (it needs
+//! PostgreSQL; skipped with a message where none can start, failed where
+//! `DESKHOST_REQUIRE_POSTGRES=1`).
 
 use super::support::Ws;
 use std::collections::BTreeSet;
