@@ -16,6 +16,7 @@ use deskhost_nlp::text::{light_stem, sentence_ranges, token_ranges};
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use tantivy::collector::TopDocs;
 use tantivy::query::{Bm25StatisticsProvider, BooleanQuery, Occur, Query, TermQuery};
 use tantivy::schema::{
@@ -49,11 +50,12 @@ pub enum KbError {
 
 type Result<T> = std::result::Result<T, KbError>;
 
+mod bounds;
 mod maxscore;
 
 const ANALYZER: &str = "deskhost";
 /// Named by the index format: an index of an older format has no such file and is rebuilt.
-const VERSION_FILE: &str = "deskhost-kb-version-3";
+const VERSION_FILE: &str = "deskhost-kb-version-4";
 /// Name of the fast field [`Fields::article`].
 const ARTICLE_FIELD: &str = "article";
 /// `kind` of the documents holding whole articles (passages have none).
@@ -120,6 +122,10 @@ pub struct KbIndex {
     version: String,
     /// Articles in it.
     count: usize,
+    /// Where it is: the term bounds beside it are read on the first search.
+    dir: PathBuf,
+    /// Each term's highest BM25 factor ([`bounds`]); `None` when unreadable or stale.
+    bounds: Arc<OnceLock<Option<bounds::TermBounds>>>,
 }
 
 impl std::fmt::Debug for KbIndex {
@@ -203,10 +209,16 @@ impl KbIndex {
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
             .ok()?;
-        Some(Self::with(index, reader, fields, version.to_string()))
+        Some(Self::with(dir, index, reader, fields, version.to_string()))
     }
 
-    fn with(index: Index, reader: IndexReader, fields: Fields, version: String) -> Self {
+    fn with(
+        dir: &Path,
+        index: Index,
+        reader: IndexReader,
+        fields: Fields,
+        version: String,
+    ) -> Self {
         let count = reader
             .searcher()
             .doc_freq(&Term::from_field_text(fields.kind, ARTICLE_KIND))
@@ -217,6 +229,8 @@ impl KbIndex {
             fields,
             version,
             count,
+            dir: dir.to_path_buf(),
+            bounds: Arc::default(),
         }
     }
 
@@ -266,14 +280,20 @@ impl KbIndex {
         }
         writer.commit().map_err(err)?;
         writer.wait_merging_threads().map_err(err)?;
-        let version = version_of(&articles);
-        std::fs::write(dir.join(VERSION_FILE), &version).map_err(io)?;
-        let reader = index
+        let reader: IndexReader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
             .map_err(err)?;
-        Ok(Self::with(index, reader, fields, version))
+        // The bounds and then the version file: an index without the latter is rebuilt.
+        let bounds = bounds::TermBounds::compute(&reader.searcher(), &[fields.title, fields.body])
+            .map_err(err)?;
+        bounds.write(dir).map_err(io)?;
+        let version = version_of(&articles);
+        std::fs::write(dir.join(VERSION_FILE), &version).map_err(io)?;
+        let built = Self::with(dir, index, reader, fields, version);
+        let _ = built.bounds.set(Some(bounds));
+        Ok(built)
     }
 
     /// The version of the article set this index was built from.
@@ -412,15 +432,18 @@ impl KbIndex {
         };
         // What tantivy's BM25 weights see: every document of every segment.
         let total_docs = searcher.total_num_docs().map_err(index_err)?.max(1);
+        let bounds = self
+            .bounds
+            .get_or_init(|| bounds::TermBounds::read(&self.dir, &searcher, &[f.title, f.body]))
+            .as_ref();
         let mut clauses = Vec::with_capacity(terms.len() * 2);
         for t in &terms {
             for (field, df) in [(f.title, t.df_title), (f.body, t.df_body)] {
                 if df > 0 {
+                    let term = Term::from_field_text(field, &t.text);
+                    let factor = bounds.and_then(|b| b.factor(&term));
                     clauses.push(maxscore::Clause::term(
-                        Term::from_field_text(field, &t.text),
-                        t.weight,
-                        df,
-                        total_docs,
+                        term, t.weight, df, total_docs, factor,
                     ));
                 }
             }
