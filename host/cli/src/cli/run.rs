@@ -124,6 +124,7 @@ pub(crate) async fn run(dir: &Path, args: RunArgs) -> Result<ExitCode> {
     let progress = progress_bar(work.len(), "tickets");
 
     let started = Instant::now();
+    let cpu_started = cpu_seconds();
     let mut summary = RunSummary::default();
     // The claimed versions read back in a few statements rather than one per ticket; each
     // decided in its own task; `buffered` keeps the output in input order.
@@ -149,8 +150,16 @@ pub(crate) async fn run(dir: &Path, args: RunArgs) -> Result<ExitCode> {
     watcher.abort();
     keeper.abort();
     let secs = started.elapsed().as_secs_f64();
+    // CPU of every thread over the same span, per decided ticket: steadier than the rate
+    // on a machine shared with other work (the figure `README.md`'s Performance compares).
+    let cpu = match (cpu_started, cpu_seconds()) {
+        (Some(a), Some(b)) if summary.decided > 0 => {
+            format!(", {:.0}us CPU each", (b - a) * 1e6 / summary.decided as f64)
+        }
+        _ => String::new(),
+    };
     note!(
-        "decided {} tickets in {:.2}s ({:.1} tickets/s){}{}",
+        "decided {} tickets in {:.2}s ({:.1} tickets/s{cpu}){}{}",
         summary.decided,
         secs,
         summary.decided as f64 / secs.max(1e-9),
@@ -227,4 +236,17 @@ pub(crate) fn progress_bar(len: usize, what: &str) -> ProgressBar {
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar
+}
+
+/// CPU time of the whole process so far (user and system, every thread), from
+/// `/proc/self/stat` in the kernel's 1/100 s ticks; `None` where there is no such file.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces; fields 14 and 15
+    // (utime, stime) are the 12th and 13th after it.
+    let after = stat.get(stat.rfind(')')? + 1..)?;
+    let mut fields = after.split_ascii_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some((user + system) as f64 / 100.0)
 }
