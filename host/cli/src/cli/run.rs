@@ -152,8 +152,9 @@ pub(crate) async fn run(dir: &Path, args: RunArgs) -> Result<ExitCode> {
     let secs = started.elapsed().as_secs_f64();
     // CPU of every thread over the same span, per decided ticket: steadier than the rate
     // on a machine shared with other work (the figure `README.md`'s Performance compares).
+    // Counted in 1/100 s, so given only once there is enough of it to be within ~2 %.
     let cpu = match (cpu_started, cpu_seconds()) {
-        (Some(a), Some(b)) if summary.decided > 0 => {
+        (Some(a), Some(b)) if summary.decided > 0 && b - a >= 0.5 => {
             format!(", {:.0}us CPU each", (b - a) * 1e6 / summary.decided as f64)
         }
         _ => String::new(),
