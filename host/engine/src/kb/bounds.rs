@@ -71,11 +71,7 @@ impl TermBounds {
     pub(super) fn compute(searcher: &Searcher, fields: &[Field]) -> tantivy::Result<Self> {
         let (docs, tokens) = statistics(searcher, fields)?;
         let mut factors: std::collections::BTreeMap<Vec<u8>, Score> = Default::default();
-        for &field in fields {
-            let field_tokens = tokens
-                .iter()
-                .find(|(f, _)| *f == field.field_id())
-                .map_or(0, |t| t.1);
+        for (&field, &(_, field_tokens)) in fields.iter().zip(&tokens) {
             // tantivy's own average, as `Bm25Weight::for_terms` computes it. Any idf will do:
             // the factor is a score over the weight's maximum (its weight, to within f32
             // precision).

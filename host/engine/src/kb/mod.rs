@@ -113,6 +113,14 @@ struct Fields {
     article: Field,
 }
 
+impl Fields {
+    /// The fields a search scores, whose terms have bounds ([`bounds`]): the ones computed
+    /// at build are read back only for exactly these.
+    fn bounded(&self) -> [Field; 2] {
+        [self.title, self.body]
+    }
+}
+
 /// The index of an article set.
 #[derive(Clone)]
 pub struct KbIndex {
@@ -286,8 +294,8 @@ impl KbIndex {
             .try_into()
             .map_err(err)?;
         // The bounds and then the version file: an index without the latter is rebuilt.
-        let bounds = bounds::TermBounds::compute(&reader.searcher(), &[fields.title, fields.body])
-            .map_err(err)?;
+        let bounds =
+            bounds::TermBounds::compute(&reader.searcher(), &fields.bounded()).map_err(err)?;
         bounds.write(dir).map_err(io)?;
         let version = version_of(&articles);
         std::fs::write(dir.join(VERSION_FILE), &version).map_err(io)?;
@@ -434,7 +442,7 @@ impl KbIndex {
         let total_docs = searcher.total_num_docs().map_err(index_err)?.max(1);
         let bounds = self
             .bounds
-            .get_or_init(|| bounds::TermBounds::read(&self.dir, &searcher, &[f.title, f.body]))
+            .get_or_init(|| bounds::TermBounds::read(&self.dir, &searcher, &f.bounded()))
             .as_ref();
         let mut clauses = Vec::with_capacity(terms.len() * 2);
         for t in &terms {
