@@ -663,3 +663,44 @@ async fn a_corrupt_file_on_a_watched_path_keeps_the_old_version() {
     assert_eq!(r["triage"]["outcome"], "ok", "{r}");
     assert_eq!(r["triage"]["plugin"], "triage-default@0.1.0");
 }
+
+#[test]
+fn more_tickets_in_flight_than_pooled_instances_wait_for_an_instance() {
+    // A pool of 2 instances and 24 tickets in flight, half of them spinning until their fuel
+    // runs out (the guest yields to the executor every epoch tick, so without a bound many
+    // instances are alive at once): each ticket waits for an instance instead of failing to
+    // get one, and every result is its own ticket's.
+    let ws = Ws::new();
+    ws.edit(
+        "deskhost.toml",
+        "pool_instances = 128",
+        "pool_instances = 2",
+    );
+    let probe = ws.install_probe(
+        "probe",
+        "triage",
+        json!({ "mode": "by-ticket" }),
+        &format!("[limits]\nwall_ms = 20000\nfuel = 20_000_000\n{PROBE_GRANTS}"),
+    );
+    ws.set_slot("triage", Some(&probe));
+    let tickets: Vec<Value> = (0..24usize)
+        .map(|i| {
+            let k = if i.is_multiple_of(2) { "LOOP" } else { "ok" };
+            json!({"id": format!("P-{i:03}"), "subject": "pool", "body": format!("ticket {i} says {k}"), "customer_id": "C-1007"})
+        })
+        .collect();
+    let file = ws.path().join("pool.jsonl");
+    let text: Vec<String> = tickets.iter().map(Value::to_string).collect();
+    std::fs::write(&file, text.join("\n")).expect("write tickets");
+    let path = file.to_string_lossy().to_string();
+    let out = ws.cmd(&["run", "--concurrency", "24", &path]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let results = out.lines();
+    assert_eq!(results.len(), 24, "{out:?}");
+    for r in &results {
+        let id = r["ticket_id"].as_str().unwrap_or("");
+        let i: usize = id.trim_start_matches("P-").parse().unwrap_or(0);
+        let want = if i.is_multiple_of(2) { "fuel" } else { "ok" };
+        assert_eq!(r["triage"]["outcome"], want, "{id}: {r}");
+    }
+}

@@ -374,7 +374,7 @@ pub struct RuntimeConfig {
     /// Meter fuel (a deterministic instruction budget per call). Costs ~40% speed; the
     /// wall-clock deadline is always on.
     pub fuel_metering: bool,
-    /// Instances that may exist at once in the pool.
+    /// Instances that may exist at once in the pool (invocations beyond it wait for one).
     pub pool_instances: u32,
     /// Largest linear memory any plugin may reach, MiB (per-plugin limits are lower).
     pub max_memory_mib: u32,
@@ -460,12 +460,13 @@ impl KeySpans {
 pub const CONFIG_FILE: &str = "deskhost.toml";
 
 impl WorkspaceConfig {
-    /// Tickets decided at once: `[pipeline] concurrency`, or else 32 per CPU, at most half
-    /// the instance pool. Decisions wait on the store far more than they compute (a decided
-    /// ticket keeps its place until its commit is on disk), and the committer writes
-    /// whatever is queued in one transaction, so many in flight make few, large commits;
-    /// each holds one pooled instance at a time. (`run`, banking77 dev, 2 CPUs: 64 in
-    /// flight decided 8-15 % more per second than 32, for ~12 MB more memory.)
+    /// Tickets decided at once by a worker (`serve`'s, `work`): `[pipeline] concurrency`,
+    /// or else 32 per CPU, at most half the instance pool. Decisions wait on the store far
+    /// more than they compute (a decided ticket keeps its place until its commit is on
+    /// disk), and the committer writes whatever is queued in one transaction, so many in
+    /// flight make few, large commits. (`run`, banking77 dev, 2 CPUs: 64 in flight decided
+    /// 8-15 % more per second than 32, for ~12 MB more memory.) A worker claims this many
+    /// per round, so more here makes `serve` slower to answer (see `README.md`).
     pub fn concurrency(&self) -> usize {
         if self.pipeline.concurrency > 0 {
             return self.pipeline.concurrency;
@@ -473,6 +474,24 @@ impl WorkspaceConfig {
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
         let pool = usize::try_from(self.runtime.pool_instances / 2).unwrap_or(usize::MAX);
         (32 * cpus).min(pool).max(1)
+    }
+
+    /// Tickets `run` keeps in flight: `[pipeline] concurrency`, or else 8 per pooled
+    /// instance (1,024 with the default pool). A ticket holds an instance only while a
+    /// plugin runs (the runtime makes the rest wait for one), and most of its time in
+    /// flight is spent waiting for its commit, so a batch fills both the plugins and the
+    /// committer only with many more in flight than instances. (banking77 train, 2 CPUs,
+    /// three interleaved rounds: 64 / 256 / 1,024 / 4,096 in flight decided 4,630-5,200 /
+    /// 4,900-5,300 / 5,620-6,070 / 5,260-5,480 per second; peak PSS 81 / 94 / 113 MB at
+    /// 64 / 256 / 1,024.)
+    pub fn batch_concurrency(&self) -> usize {
+        if self.pipeline.concurrency > 0 {
+            return self.pipeline.concurrency;
+        }
+        usize::try_from(self.runtime.pool_instances)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(8)
+            .max(1)
     }
 
     /// Parses and checks `text` (named `path` in errors).

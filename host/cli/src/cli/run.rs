@@ -9,7 +9,9 @@ pub(crate) struct RunArgs {
     /// Also decide tickets left pending by earlier runs.
     #[arg(long)]
     pending: bool,
-    /// Tickets decided at once (default: [pipeline] concurrency, else 32 x CPUs).
+    /// Tickets in flight at once (default: [pipeline] concurrency, else 8 per pooled
+    /// instance). At most `[runtime] pool_instances` are inside a plugin at any moment; the
+    /// others wait for an instance or for their commit.
     #[arg(long)]
     concurrency: Option<usize>,
 }
@@ -120,7 +122,9 @@ pub(crate) async fn run(dir: &Path, args: RunArgs) -> Result<ExitCode> {
     }
     let work = claimed;
     let keeper = pipeline.keep_leases();
-    let concurrency = args.concurrency.unwrap_or_else(|| ws.config.concurrency());
+    let concurrency = args
+        .concurrency
+        .unwrap_or_else(|| ws.config.batch_concurrency());
     let progress = progress_bar(work.len(), "tickets");
 
     let started = Instant::now();

@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
 };
@@ -60,6 +61,12 @@ pub struct Runtime {
     pagemap_scan: bool,
     stop: Arc<AtomicBool>,
     blob_limits: BlobLimits,
+    /// One permit per instance the pool can hold: an invocation waits for one before it
+    /// instantiates and gives it back after its store (and so its slot) is dropped. Without
+    /// it, more invocations alive at once than the pool holds (tickets in flight beyond
+    /// `pool_instances`, guests yielding at epoch ticks or waiting on host calls) fail with
+    /// an instantiation fault instead of waiting.
+    instances: Arc<Semaphore>,
 }
 
 /// The operator's ceilings on the files a manifest names (`[runtime]` in deskhost.toml).
@@ -144,6 +151,7 @@ impl Runtime {
             pagemap_scan: config.pagemap_scan
                 && PoolingAllocationConfig::is_pagemap_scan_available(),
             stop,
+            instances: Arc::new(Semaphore::new(instances as usize)),
             blob_limits: BlobLimits {
                 settings_bytes: u64::from(config.max_settings_kib) * 1024,
                 data_bytes: u64::from(config.max_data_mib) * 1024 * 1024,
@@ -180,6 +188,13 @@ impl Runtime {
         input: PolicyInput<'_>,
         answers: Answers,
     ) -> Invocation {
+        // Declared before the store, so dropped after it: the slot is free again first.
+        let Ok(_instance) = self.instances.acquire().await else {
+            return Invocation::failed(Fault::new(
+                FaultKind::HostError,
+                "no instance permit: the runtime is shutting down",
+            ));
+        };
         let identity = plugin.identity.clone();
         let limits = identity.limits.clone();
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
