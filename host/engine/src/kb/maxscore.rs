@@ -29,6 +29,8 @@
 //! essential word can still reach the threshold with the non-essential ones).
 
 use std::sync::OnceLock;
+use tantivy::fieldnorm::FieldNormReader;
+use tantivy::postings::{Postings, SegmentPostings};
 use tantivy::query::{
     Bm25Weight, BooleanQuery, BoostQuery, ConstScoreQuery, EnableScoring, Explanation, Occur,
     Query, Scorer, TermQuery, Weight,
@@ -132,6 +134,25 @@ impl Query for Disjunction {
             .iter()
             .map(|c| Ok((c.query().weight(scoring)?, c.bound)))
             .collect::<tantivy::Result<Vec<_>>>()?;
+        // Each clause's BM25 weight as `TermQuery` computes it and `BoostQuery` scales it.
+        let terms = match scoring {
+            EnableScoring::Enabled {
+                statistics_provider,
+                ..
+            } => Some(
+                self.clauses
+                    .iter()
+                    .map(|c| {
+                        let weight = Bm25Weight::for_terms(
+                            statistics_provider,
+                            std::slice::from_ref(&c.term),
+                        )?;
+                        Ok((c.term.clone(), weight.boost_by(c.boost)))
+                    })
+                    .collect::<tantivy::Result<Vec<_>>>()?,
+            ),
+            EnableScoring::Disabled { .. } => None,
+        };
         let unscored = EnableScoring::disabled_from_schema(scoring.schema());
         let filters = self
             .filters
@@ -147,6 +168,7 @@ impl Query for Disjunction {
             schema: scoring.schema().clone(),
             plain_weight: OnceLock::new(),
             clauses,
+            terms,
             filters,
             window: self.window,
         }))
@@ -162,6 +184,9 @@ struct DisjunctionWeight {
     schema: Schema,
     plain_weight: OnceLock<Box<dyn Weight>>,
     clauses: Vec<(Box<dyn Weight>, Score)>,
+    /// The clauses' terms and BM25 weights, in the same order, when scoring is enabled: the
+    /// walk then reads their postings itself ([`TermPostings`]).
+    terms: Option<Vec<(Term, Bm25Weight)>>,
     filters: Vec<Box<dyn Weight>>,
     window: usize,
 }
@@ -199,20 +224,100 @@ impl Weight for DisjunctionWeight {
         reader: &SegmentReader,
         callback: &mut dyn FnMut(DocId, Score) -> Score,
     ) -> tantivy::Result<()> {
-        let mut clauses: Vec<(Box<dyn Scorer>, Score)> = Vec::with_capacity(self.clauses.len());
-        for (weight, bound) in &self.clauses {
-            let scorer = weight.scorer(reader, 1.0)?;
-            if scorer.doc() != TERMINATED {
-                clauses.push((scorer, *bound));
-            }
-        }
         let mut filters = self
             .filters
             .iter()
             .map(|f| f.scorer(reader, 1.0))
             .collect::<tantivy::Result<Vec<_>>>()?;
-        max_score(&mut clauses, &mut filters, self.window, threshold, callback);
+        if let Some(terms) = &self.terms {
+            let mut clauses: Vec<(TermPostings, Score)> = Vec::with_capacity(terms.len());
+            for ((term, weight), (_, bound)) in terms.iter().zip(&self.clauses) {
+                if let Some(postings) = TermPostings::new(reader, term, weight)? {
+                    clauses.push((postings, *bound));
+                }
+            }
+            max_score(&mut clauses, &mut filters, self.window, threshold, callback);
+        } else {
+            let mut clauses: Vec<(Box<dyn Scorer>, Score)> = Vec::with_capacity(self.clauses.len());
+            for (weight, bound) in &self.clauses {
+                let scorer = weight.scorer(reader, 1.0)?;
+                if scorer.doc() != TERMINATED {
+                    clauses.push((scorer, *bound));
+                }
+            }
+            max_score(&mut clauses, &mut filters, self.window, threshold, callback);
+        }
         Ok(())
+    }
+}
+
+/// A term's postings in one segment, scored as tantivy's `TermScorer` (private to tantivy)
+/// scores them: the term's BM25 weight of its frequency and its document's field norm. A
+/// concrete type, so that the walk over the essential clauses' postings — most of a search's
+/// time — calls it directly instead of through a `Box<dyn Scorer>`, three indirect calls a
+/// posting.
+struct TermPostings {
+    postings: SegmentPostings,
+    norms: FieldNormReader,
+    weight: Bm25Weight,
+}
+
+impl TermPostings {
+    /// `term`'s postings in `reader` (`None` when it has none), with their frequencies.
+    fn new(
+        reader: &SegmentReader,
+        term: &Term,
+        weight: &Bm25Weight,
+    ) -> tantivy::Result<Option<Self>> {
+        let field = term.field();
+        let Some(postings) = reader
+            .inverted_index(field)?
+            .read_postings(term, IndexRecordOption::WithFreqs)?
+        else {
+            return Ok(None);
+        };
+        if postings.doc() == TERMINATED {
+            return Ok(None);
+        }
+        // A field indexed without norms counts as one token everywhere, as in tantivy.
+        let norms = match reader.fieldnorms_readers().get_field(field)? {
+            Some(norms) => norms,
+            None => FieldNormReader::constant(reader.max_doc(), 1),
+        };
+        Ok(Some(Self {
+            postings,
+            norms,
+            weight: weight.clone(),
+        }))
+    }
+}
+
+impl DocSet for TermPostings {
+    #[inline]
+    fn advance(&mut self) -> DocId {
+        self.postings.advance()
+    }
+
+    #[inline]
+    fn seek(&mut self, target: DocId) -> DocId {
+        self.postings.seek(target)
+    }
+
+    #[inline]
+    fn doc(&self) -> DocId {
+        self.postings.doc()
+    }
+
+    fn size_hint(&self) -> u32 {
+        self.postings.size_hint()
+    }
+}
+
+impl Scorer for TermPostings {
+    #[inline]
+    fn score(&mut self) -> Score {
+        let norm = self.norms.fieldnorm_id(self.postings.doc());
+        self.weight.score(norm, self.postings.term_freq())
     }
 }
 
@@ -275,8 +380,8 @@ const WINDOW: usize = 4096;
 /// Calls `callback` with every document in all `filters` whose summed clause score exceeds
 /// the threshold (initially `threshold`, then what `callback` returns), in increasing order,
 /// skipping documents that cannot exceed it.
-fn max_score(
-    clauses: &mut [(Box<dyn Scorer>, Score)],
+fn max_score<S: Scorer>(
+    clauses: &mut [(S, Score)],
     filters: &mut [Box<dyn Scorer>],
     window: usize,
     mut threshold: Score,
@@ -304,7 +409,7 @@ fn max_score(
     };
     'windows: while essential < clauses.len() {
         // The window starts at the first document an essential clause and every filter hold.
-        let first = |clauses: &[(Box<dyn Scorer>, Score)]| {
+        let first = |clauses: &[(S, Score)]| {
             clauses
                 .iter()
                 .map(|(s, _)| s.doc())
