@@ -28,8 +28,10 @@
 //! long queries with many mid-frequency words prune least (a candidate holding any one
 //! essential word can still reach the threshold with the non-essential ones).
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use tantivy::fieldnorm::FieldNormReader;
+use tantivy::index::SegmentId;
 use tantivy::postings::{Postings, SegmentPostings};
 use tantivy::query::{
     Bm25Weight, BooleanQuery, BoostQuery, ConstScoreQuery, EnableScoring, Explanation, Occur,
@@ -80,30 +82,31 @@ impl Clause {
     }
 }
 
+/// A filter: a document passes when it holds any of these terms (one of the granted
+/// collections, the ticket's language). Unscored.
+pub(super) type Filter = Vec<Term>;
+
 /// `clauses` or-ed, scored by BM25 (summed), within every one of `filters` (not scored).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct Disjunction {
     clauses: Vec<Clause>,
-    filters: Vec<Box<dyn Query>>,
+    filters: Vec<Filter>,
+    /// Where the documents passing the filters are kept between searches.
+    passing: Arc<FilterSets>,
     /// Documents gathered per window ([`WINDOW`]; tests use small ones to prune often).
     window: usize,
 }
 
-impl Clone for Disjunction {
-    fn clone(&self) -> Self {
-        Self {
-            clauses: self.clauses.clone(),
-            filters: self.filters.iter().map(|f| f.box_clone()).collect(),
-            window: self.window,
-        }
-    }
-}
-
 impl Disjunction {
-    pub(super) fn new(clauses: Vec<Clause>, filters: Vec<Box<dyn Query>>) -> Self {
+    pub(super) fn new(
+        clauses: Vec<Clause>,
+        filters: Vec<Filter>,
+        passing: Arc<FilterSets>,
+    ) -> Self {
         Self {
             clauses,
             filters,
+            passing,
             window: WINDOW,
         }
     }
@@ -117,10 +120,18 @@ impl Disjunction {
             .collect();
         let mut all: Vec<(Occur, Box<dyn Query>)> =
             vec![(Occur::Must, Box::new(BooleanQuery::new(union)))];
-        for f in &self.filters {
+        for filter in &self.filters {
+            let any: Vec<(Occur, Box<dyn Query>)> = filter
+                .iter()
+                .map(|t| {
+                    let q: Box<dyn Query> =
+                        Box::new(TermQuery::new(t.clone(), IndexRecordOption::Basic));
+                    (Occur::Should, q)
+                })
+                .collect();
             all.push((
                 Occur::Must,
-                Box::new(ConstScoreQuery::new(f.box_clone(), 0.0)),
+                Box::new(ConstScoreQuery::new(Box::new(BooleanQuery::new(any)), 0.0)),
             ));
         }
         BooleanQuery::new(all)
@@ -129,13 +140,8 @@ impl Disjunction {
 
 impl Query for Disjunction {
     fn weight(&self, scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
-        let clauses = self
-            .clauses
-            .iter()
-            .map(|c| Ok((c.query().weight(scoring)?, c.bound)))
-            .collect::<tantivy::Result<Vec<_>>>()?;
         // Each clause's BM25 weight as `TermQuery` computes it and `BoostQuery` scales it.
-        let terms = match scoring {
+        let clauses = match scoring {
             EnableScoring::Enabled {
                 statistics_provider,
                 ..
@@ -147,18 +153,12 @@ impl Query for Disjunction {
                             statistics_provider,
                             std::slice::from_ref(&c.term),
                         )?;
-                        Ok((c.term.clone(), weight.boost_by(c.boost)))
+                        Ok((c.term.clone(), weight.boost_by(c.boost), c.bound))
                     })
                     .collect::<tantivy::Result<Vec<_>>>()?,
             ),
             EnableScoring::Disabled { .. } => None,
         };
-        let unscored = EnableScoring::disabled_from_schema(scoring.schema());
-        let filters = self
-            .filters
-            .iter()
-            .map(|f| f.weight(unscored))
-            .collect::<tantivy::Result<Vec<_>>>()?;
         Ok(Box::new(DisjunctionWeight {
             plain: self.plain(),
             searcher: scoring
@@ -168,8 +168,8 @@ impl Query for Disjunction {
             schema: scoring.schema().clone(),
             plain_weight: OnceLock::new(),
             clauses,
-            terms,
-            filters,
+            filters: self.filters.clone(),
+            passing: self.passing.clone(),
             window: self.window,
         }))
     }
@@ -183,11 +183,11 @@ struct DisjunctionWeight {
     searcher: Option<Searcher>,
     schema: Schema,
     plain_weight: OnceLock<Box<dyn Weight>>,
-    clauses: Vec<(Box<dyn Weight>, Score)>,
-    /// The clauses' terms and BM25 weights, in the same order, when scoring is enabled: the
-    /// walk then reads their postings itself ([`TermPostings`]).
-    terms: Option<Vec<(Term, Bm25Weight)>>,
-    filters: Vec<Box<dyn Weight>>,
+    /// Each clause's term, BM25 weight and bound, when scoring is enabled (the walk reads
+    /// their postings itself, [`TermPostings`]).
+    clauses: Option<Vec<(Term, Bm25Weight, Score)>>,
+    filters: Vec<Filter>,
+    passing: Arc<FilterSets>,
     window: usize,
 }
 
@@ -224,29 +224,28 @@ impl Weight for DisjunctionWeight {
         reader: &SegmentReader,
         callback: &mut dyn FnMut(DocId, Score) -> Score,
     ) -> tantivy::Result<()> {
-        let mut filters = self
-            .filters
-            .iter()
-            .map(|f| f.scorer(reader, 1.0))
-            .collect::<tantivy::Result<Vec<_>>>()?;
-        if let Some(terms) = &self.terms {
-            let mut clauses: Vec<(TermPostings, Score)> = Vec::with_capacity(terms.len());
-            for ((term, weight), (_, bound)) in terms.iter().zip(&self.clauses) {
-                if let Some(postings) = TermPostings::new(reader, term, weight)? {
-                    clauses.push((postings, *bound));
-                }
+        // Unscored there is nothing to prune by: tantivy's own walk.
+        let Some(terms) = &self.clauses else {
+            return self.plain()?.for_each_pruning(threshold, reader, callback);
+        };
+        let mut clauses: Vec<(TermPostings, Score)> = Vec::with_capacity(terms.len());
+        for (term, weight, bound) in terms {
+            if let Some(postings) = TermPostings::new(reader, term, weight)? {
+                clauses.push((postings, *bound));
             }
-            max_score(&mut clauses, &mut filters, self.window, threshold, callback);
-        } else {
-            let mut clauses: Vec<(Box<dyn Scorer>, Score)> = Vec::with_capacity(self.clauses.len());
-            for (weight, bound) in &self.clauses {
-                let scorer = weight.scorer(reader, 1.0)?;
-                if scorer.doc() != TERMINATED {
-                    clauses.push((scorer, *bound));
-                }
-            }
-            max_score(&mut clauses, &mut filters, self.window, threshold, callback);
         }
+        let passing = if self.filters.is_empty() {
+            None
+        } else {
+            Some(self.passing.get(reader, &self.filters)?)
+        };
+        max_score(
+            &mut clauses,
+            passing.as_deref(),
+            self.window,
+            threshold,
+            callback,
+        );
         Ok(())
     }
 }
@@ -321,6 +320,114 @@ impl Scorer for TermPostings {
     }
 }
 
+/// The documents of a segment that pass a query's filters, one bit each, kept between
+/// searches: the filters are few (granted collections, a language) and their postings long,
+/// so looking a candidate up in them cost a fifth of a search at 100k articles; a bit costs
+/// nothing. Keyed by segment (its contents never change; deletions are checked apart) and
+/// filters; at most [`MAX_FILTER_SETS`] are kept (a language comes from the ticket), each
+/// one bit per document of its segment.
+#[derive(Debug, Default)]
+pub(super) struct FilterSets {
+    sets: Mutex<HashMap<FilterKey, Arc<DocBits>>>,
+}
+
+/// A segment and the filters its set passes.
+type FilterKey = (SegmentId, Vec<Filter>);
+
+/// Filter sets kept at most (then all are dropped and built again as searches need them).
+const MAX_FILTER_SETS: usize = 256;
+
+impl FilterSets {
+    fn kept(&self) -> std::sync::MutexGuard<'_, HashMap<FilterKey, Arc<DocBits>>> {
+        // A panic elsewhere while it was held leaves whole entries: still good.
+        self.sets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The documents of `reader` that pass every one of `filters`.
+    fn get(&self, reader: &SegmentReader, filters: &[Filter]) -> tantivy::Result<Arc<DocBits>> {
+        let key = (reader.segment_id(), filters.to_vec());
+        if let Some(set) = self.kept().get(&key) {
+            return Ok(set.clone());
+        }
+        let set = Arc::new(DocBits::passing(reader, filters)?);
+        let mut sets = self.kept();
+        if sets.len() >= MAX_FILTER_SETS {
+            sets.clear();
+        }
+        sets.insert(key, set.clone());
+        Ok(set)
+    }
+}
+
+/// One bit per document of a segment.
+struct DocBits(Vec<u64>);
+
+impl std::fmt::Debug for DocBits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let passing: u32 = self.0.iter().map(|w| w.count_ones()).sum();
+        write!(f, "DocBits({passing} of {})", self.0.len() * 64)
+    }
+}
+
+impl DocBits {
+    /// The documents of `reader` holding at least one term of each of `filters`.
+    fn passing(reader: &SegmentReader, filters: &[Filter]) -> tantivy::Result<Self> {
+        let words = (reader.max_doc() as usize).div_ceil(64);
+        let mut all = vec![u64::MAX; words];
+        let mut any = vec![0u64; words];
+        for filter in filters {
+            any.fill(0);
+            for term in filter {
+                let Some(mut postings) = reader
+                    .inverted_index(term.field())?
+                    .read_postings(term, IndexRecordOption::Basic)?
+                else {
+                    continue;
+                };
+                let mut doc = postings.doc();
+                while doc != TERMINATED {
+                    if let Some(word) = any.get_mut(doc as usize / 64) {
+                        *word |= 1 << (doc % 64);
+                    }
+                    doc = postings.advance();
+                }
+            }
+            for (a, b) in all.iter_mut().zip(&any) {
+                *a &= b;
+            }
+        }
+        Ok(Self(all))
+    }
+
+    #[inline]
+    fn contains(&self, doc: DocId) -> bool {
+        self.0
+            .get(doc as usize / 64)
+            .is_some_and(|w| w >> (doc % 64) & 1 == 1)
+    }
+
+    /// The first document at or after `from` that is in the set, [`TERMINATED`] if none.
+    fn next(&self, from: DocId) -> DocId {
+        let mut i = from as usize / 64;
+        let Some(&first) = self.0.get(i) else {
+            return TERMINATED;
+        };
+        let mut word = first & (u64::MAX << (from % 64));
+        loop {
+            if word != 0 {
+                return (i * 64) as DocId + word.trailing_zeros();
+            }
+            i += 1;
+            match self.0.get(i) {
+                Some(&w) => word = w,
+                None => return TERMINATED,
+            }
+        }
+    }
+}
+
 /// The best `limit` articles for `query`, each as its best-scoring document (articles are
 /// told apart by the u64 fast field `article`), best first (ties: the earlier document).
 /// The threshold handed to the query's pruning walk is the `limit`-th best article's score,
@@ -377,12 +484,12 @@ pub(super) fn top_articles(
 /// are summed into an array, then its documents are checked in order.
 const WINDOW: usize = 4096;
 
-/// Calls `callback` with every document in all `filters` whose summed clause score exceeds
+/// Calls `callback` with every document in `passing` (every one when `None`) whose summed clause score exceeds
 /// the threshold (initially `threshold`, then what `callback` returns), in increasing order,
 /// skipping documents that cannot exceed it.
-fn max_score<S: Scorer>(
-    clauses: &mut [(S, Score)],
-    filters: &mut [Box<dyn Scorer>],
+fn max_score(
+    clauses: &mut [(TermPostings, Score)],
+    passing: Option<&DocBits>,
     window: usize,
     mut threshold: Score,
     callback: &mut dyn FnMut(DocId, Score) -> Score,
@@ -409,7 +516,7 @@ fn max_score<S: Scorer>(
     };
     'windows: while essential < clauses.len() {
         // The window starts at the first document an essential clause and every filter hold.
-        let first = |clauses: &[(S, Score)]| {
+        let first = |clauses: &[(TermPostings, Score)]| {
             clauses
                 .iter()
                 .map(|(s, _)| s.doc())
@@ -421,13 +528,7 @@ fn max_score<S: Scorer>(
             if start == TERMINATED {
                 break 'windows;
             }
-            let mut next = start;
-            for filter in filters.iter_mut() {
-                if filter.doc() < start {
-                    filter.seek(start);
-                }
-                next = next.max(filter.doc());
-            }
+            let next = passing.map_or(start, |p| p.next(start));
             if next == start {
                 break;
             }
@@ -464,13 +565,7 @@ fn max_score<S: Scorer>(
                 if score + below[essential] <= threshold {
                     continue;
                 }
-                let inside = filters.iter_mut().all(|f| {
-                    if f.doc() < doc {
-                        f.seek(doc);
-                    }
-                    f.doc() == doc
-                });
-                if !inside {
+                if passing.is_some_and(|p| !p.contains(doc)) {
                     continue;
                 }
                 // Non-essential clauses, largest bound first, while they can still matter.
@@ -574,6 +669,8 @@ mod tests {
         assert!(searcher.num_docs() < total, "no document was deleted");
         let bounds = super::super::bounds::TermBounds::compute(&searcher, &[title, body]).unwrap();
         let (mut compared, mut tightened) = (0, 0);
+        // One store of filter sets for every query: later ones find theirs kept.
+        let passing = Arc::new(FilterSets::default());
         for (q, query) in synth::queries(12, 45).iter().enumerate() {
             // Half the queries bounded by the formula's limit, half by each term's factor.
             let tight = q % 2 == 1;
@@ -591,18 +688,22 @@ mod tests {
                     }
                 }
             }
-            let only = |l: &str| -> Vec<Box<dyn Query>> {
-                vec![Box::new(TermQuery::new(
-                    Term::from_field_text(lang, l),
-                    IndexRecordOption::Basic,
-                ))]
+            let only = |l: &str| -> Vec<Filter> { vec![vec![Term::from_field_text(lang, l)]] };
+            let either = || {
+                vec![
+                    Term::from_field_text(lang, "de"),
+                    Term::from_field_text(lang, "en"),
+                ]
             };
-            let filters = match q % 3 {
+            let filters = match q % 5 {
                 0 => vec![],
                 1 => only("en"),
-                _ => only("de"),
+                2 => only("de"),
+                // One filter of two terms (either passes), and two filters (both must).
+                3 => vec![either()],
+                _ => [only("de"), vec![either()]].concat(),
             };
-            let mut pruned = Disjunction::new(clauses, filters);
+            let mut pruned = Disjunction::new(clauses, filters, passing.clone());
             let plain = pruned.plain();
             for (limit, window) in [(1, 64), (5, 64), (5, WINDOW), (20, 128)] {
                 pruned.window = window;
@@ -642,5 +743,23 @@ mod tests {
             tightened > 100,
             "only {tightened} clauses had a tighter bound"
         );
+    }
+
+    /// A filter set's lookups at word edges and past its end.
+    #[test]
+    fn a_filter_set_finds_its_next_document() {
+        let docs = [0u32, 63, 64, 130, 199];
+        let mut words = vec![0u64; 200usize.div_ceil(64)];
+        for d in docs {
+            words[d as usize / 64] |= 1 << (d % 64);
+        }
+        let set = DocBits(words);
+        for d in 0..260 {
+            assert_eq!(set.contains(d), docs.contains(&d), "{d}");
+            let next = docs.iter().copied().find(|&x| x >= d).unwrap_or(TERMINATED);
+            assert_eq!(set.next(d), next, "from {d}");
+        }
+        assert_eq!(set.next(TERMINATED), TERMINATED);
+        assert_eq!(DocBits(Vec::new()).next(0), TERMINATED);
     }
 }

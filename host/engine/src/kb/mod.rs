@@ -134,6 +134,8 @@ pub struct KbIndex {
     dir: PathBuf,
     /// Each term's highest BM25 factor ([`bounds`]); `None` when unreadable or stale.
     bounds: Arc<OnceLock<Option<bounds::TermBounds>>>,
+    /// The documents passing each search's filters, per segment ([`maxscore::FilterSets`]).
+    passing: Arc<maxscore::FilterSets>,
 }
 
 impl std::fmt::Debug for KbIndex {
@@ -239,6 +241,7 @@ impl KbIndex {
             count,
             dir: dir.to_path_buf(),
             bounds: Arc::default(),
+            passing: Arc::default(),
         }
     }
 
@@ -464,7 +467,7 @@ impl KbIndex {
                 .doc_freq(&Term::from_field_text(field, value))
                 .unwrap_or(0)
         };
-        let mut filters: Vec<Box<dyn Query>> = Vec::new();
+        let mut filters: Vec<maxscore::Filter> = Vec::new();
         let granted: BTreeSet<&String> = collections.iter().collect();
         if granted
             .iter()
@@ -472,27 +475,19 @@ impl KbIndex {
             .sum::<u64>()
             < passages
         {
-            let in_collections: Vec<(Occur, Box<dyn Query>)> = granted
-                .iter()
-                .map(|c| {
-                    let q: Box<dyn Query> = Box::new(TermQuery::new(
-                        Term::from_field_text(f.collection, c),
-                        IndexRecordOption::Basic,
-                    ));
-                    (Occur::Should, q)
-                })
-                .collect();
-            filters.push(Box::new(BooleanQuery::new(in_collections)));
+            filters.push(
+                granted
+                    .iter()
+                    .map(|c| Term::from_field_text(f.collection, c))
+                    .collect(),
+            );
         }
         if let Some(lang) = language
             && holding(f.language, lang) < passages
         {
-            filters.push(Box::new(TermQuery::new(
-                Term::from_field_text(f.language, lang),
-                IndexRecordOption::Basic,
-            )));
+            filters.push(vec![Term::from_field_text(f.language, lang)]);
         }
-        let query = maxscore::Disjunction::new(clauses, filters);
+        let query = maxscore::Disjunction::new(clauses, filters, self.passing.clone());
         // Articles, best first, each by its best passage.
         let top =
             maxscore::top_articles(&searcher, &query, ARTICLE_FIELD, limit).map_err(index_err)?;
