@@ -57,6 +57,26 @@ fn bench_triage_reports_native_and_wasm_side_by_side() {
         (300.0..=310.0).contains(&words),
         "body of 300 words plus a subject: {long}"
     );
+    // Several lengths in turn, drawn against the words per ticket.
+    let plot = ws.path().join("triage.svg");
+    let plot_arg = plot.to_string_lossy().to_string();
+    let lengths = ws
+        .ok(&[
+            "bench", "triage", "--words", "20,80", "--limit", "3", "--rounds", "1", "--json",
+            "--plot", &plot_arg,
+        ])
+        .json();
+    let reports = lengths.as_array().cloned().unwrap_or_default();
+    assert_eq!(reports.len(), 2, "one report per length: {lengths}");
+    assert!(
+        reports[0]["words_per_ticket"].as_f64() < reports[1]["words_per_ticket"].as_f64(),
+        "{lengths}"
+    );
+    let svg = std::fs::read_to_string(&plot).unwrap_or_default();
+    let variants = reports[0]["figures"].as_array().map_or(0, Vec::len);
+    assert_eq!(svg.matches("<polyline").count(), variants, "{svg}");
+    assert_eq!(svg.matches("<circle").count(), 2 * variants, "{svg}");
+    assert!(svg.contains("native"), "{svg}");
     let none = ws.cmd(&["bench", "triage"]);
     assert_ne!(none.code, 0, "neither a file nor --words: {none:?}");
     // A file without tickets is refused with its name.
@@ -85,6 +105,37 @@ fn bench_kb_reports_each_size_and_is_reproducible_by_seed() {
     };
     let report = run();
     let sizes = report["sizes"].as_array().cloned().unwrap_or_default();
+    let plot = ws.path().join("kb.svg");
+    let plot_arg = plot.to_string_lossy().to_string();
+    ws.ok(&[
+        "bench",
+        "kb",
+        "--sizes",
+        "50,200",
+        "--queries",
+        "5",
+        "--plot",
+        &plot_arg,
+    ]);
+    let svg = std::fs::read_to_string(&plot).unwrap_or_default();
+    assert!(svg.starts_with("<svg"), "{svg}");
+    assert_eq!(svg.matches("<polyline").count(), 2, "p50 and p99: {svg}");
+    assert!(svg.contains("search p99") && svg.contains(">200<"), "{svg}");
+    let unwritable = ws.cmd(&[
+        "bench",
+        "kb",
+        "--sizes",
+        "50",
+        "--queries",
+        "1",
+        "--plot",
+        "/nonexistent/dir/kb.svg",
+    ]);
+    assert_ne!(unwritable.code, 0);
+    assert!(
+        unwritable.stderr.contains("/nonexistent/dir/kb.svg"),
+        "the error names the file: {unwritable:?}"
+    );
     let counts: Vec<u64> = sizes
         .iter()
         .filter_map(|s| s["articles"].as_u64())

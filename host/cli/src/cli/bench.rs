@@ -22,9 +22,10 @@ pub(crate) enum BenchCommand {
         #[arg(required_unless_present = "words")]
         tickets: Option<PathBuf>,
         /// Instead of a file: `--limit` seeded synthetic tickets of this many words each, to
-        /// show the cost against ticket length.
-        #[arg(long, conflicts_with = "tickets")]
-        words: Option<usize>,
+        /// show the cost against ticket length; several lengths (`--words 15,50,200,800`)
+        /// are measured in turn (`--json`: an array of their reports).
+        #[arg(long, conflicts_with = "tickets", value_delimiter = ',')]
+        words: Vec<usize>,
         /// Generator seed for --words (same seed, same tickets).
         #[arg(long, default_value_t = 7)]
         seed: u64,
@@ -34,6 +35,10 @@ pub(crate) enum BenchCommand {
         /// Passes over the tickets per variant (the median pass is reported).
         #[arg(long, default_value_t = 5)]
         rounds: usize,
+        /// Also draw each variant's cost against the words per ticket, as an SVG file (a
+        /// point per length: give several `--words`).
+        #[arg(long)]
+        plot: Option<PathBuf>,
     },
     /// Knowledge-base cost against its size: seeded synthetic articles at each size, the
     /// index build, opening it, and searches (needs no workspace).
@@ -47,6 +52,9 @@ pub(crate) enum BenchCommand {
         /// Generator seed (same seed, same articles and queries).
         #[arg(long, default_value_t = 7)]
         seed: u64,
+        /// Also draw search p50 and p99 against the number of articles, as an SVG file.
+        #[arg(long)]
+        plot: Option<PathBuf>,
     },
     /// Writes seeded synthetic KB articles (JSON Lines, for `kb import`) to stdout: the
     /// articles `bench kb` measures, optionally with real words mixed in so that real
@@ -167,24 +175,49 @@ pub(crate) async fn bench(dir: &Path, cmd: BenchCommand, json: bool) -> Result<E
             seed,
             limit,
             rounds,
+            plot,
         } => {
-            let source = match (tickets, words) {
-                (Some(file), _) => Tickets::File(file),
-                (None, Some(words)) => Tickets::Synthetic { words, seed },
-                (None, None) => bail!(
+            let sources: Vec<Tickets> = match tickets {
+                Some(file) => vec![Tickets::File(file)],
+                None if !words.is_empty() => words
+                    .iter()
+                    .map(|&words| Tickets::Synthetic { words, seed })
+                    .collect(),
+                None => bail!(
                     "give a tickets file (JSON Lines), or --words N for synthetic tickets of N words"
                 ),
             };
-            let report = triage(dir, &source, limit, rounds.max(1)).await?;
-            show(&report, json)?;
+            let mut reports = Vec::with_capacity(sources.len());
+            for source in &sources {
+                let report = triage(dir, source, limit, rounds.max(1)).await?;
+                if !json {
+                    show(&report, false)?;
+                }
+                reports.push(report);
+            }
+            if let Some(path) = &plot {
+                write_plot(path, &triage_chart(&reports))?;
+            }
+            if json {
+                let mut out = std::io::stdout().lock();
+                match reports.as_slice() {
+                    [one] => serde_json::to_writer_pretty(&mut out, one)?,
+                    all => serde_json::to_writer_pretty(&mut out, all)?,
+                }
+                writeln!(out)?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         BenchCommand::Kb {
             sizes,
             queries,
             seed,
+            plot,
         } => {
             let report = kb(&sizes, queries.max(1), seed)?;
+            if let Some(path) = &plot {
+                write_plot(path, &kb_chart(&report))?;
+            }
             show(&report, json)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -229,6 +262,60 @@ pub(crate) async fn bench(dir: &Path, cmd: BenchCommand, json: bool) -> Result<E
             out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Writes `chart` to `path` as SVG.
+fn write_plot(path: &Path, chart: &super::plot::Chart) -> Result<()> {
+    std::fs::write(path, chart.svg())
+        .with_context(|| format!("cannot write the plot to {}", path.display()))?;
+    note!("plot written to {}", path.display());
+    Ok(())
+}
+
+/// Each variant's cost per ticket against the tickets' mean length, one report per length.
+fn triage_chart(reports: &[TriageBench]) -> super::plot::Chart {
+    let mut series: Vec<super::plot::Series> = Vec::new();
+    for report in reports {
+        for (i, figure) in report.figures.iter().enumerate() {
+            if series.len() <= i {
+                series.push(super::plot::Series {
+                    name: figure.name.clone(),
+                    points: Vec::new(),
+                });
+            }
+            if let Some(s) = series.get_mut(i) {
+                s.points
+                    .push((report.words_per_ticket, figure.per_ticket_us));
+            }
+        }
+    }
+    super::plot::Chart {
+        title: "Triage per ticket against ticket length".into(),
+        x_label: "words per ticket".into(),
+        y_label: "µs per ticket".into(),
+        series,
+    }
+}
+
+/// Search p50 and p99 against the number of articles.
+fn kb_chart(report: &KbBench) -> super::plot::Chart {
+    let line = |name: &str, pick: fn(&KbSize) -> f64| super::plot::Series {
+        name: name.into(),
+        points: report
+            .sizes
+            .iter()
+            .map(|s| (s.articles as f64, pick(s) / 1000.0))
+            .collect(),
+    };
+    super::plot::Chart {
+        title: format!("KB search against its size ({} queries)", report.queries),
+        x_label: "articles".into(),
+        y_label: "ms per search".into(),
+        series: vec![
+            line("search p50", |s| s.search_p50_us),
+            line("search p99", |s| s.search_p99_us),
+        ],
     }
 }
 

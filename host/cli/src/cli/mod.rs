@@ -6,6 +6,7 @@ pub mod bench;
 pub mod connector;
 pub mod data;
 pub mod eval;
+pub mod plot;
 pub mod plugin;
 pub mod render;
 pub mod replay;
