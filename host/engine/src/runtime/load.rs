@@ -246,6 +246,8 @@ pub struct LoadedPlugin {
     pub compile_ms: f64,
     /// Size of the component file, bytes.
     pub component_bytes: u64,
+    /// What one instance takes from the pool, in instances ([`super::pool_share`]).
+    pub pool_share: u32,
     /// The component, settings and data files with their sizes and digests.
     pub files: Vec<PluginFile>,
 }
@@ -534,6 +536,10 @@ impl Runtime {
                 }
             })?;
         }
+        // A component that imports modules does not say what it needs: one share.
+        let pool_share = component
+            .resources_required()
+            .map_or(1, |r| super::pool_share(r.num_memories, r.num_tables));
         let instance_pre = linker
             .instantiate_pre(&component)
             .map_err(|e| wasm_err(format!("cannot link: {e}")))?;
@@ -579,6 +585,7 @@ impl Runtime {
             from_cache,
             compile_ms,
             component_bytes: bytes.len() as u64,
+            pool_share,
             files,
         })
     }

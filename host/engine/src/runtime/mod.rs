@@ -47,6 +47,24 @@ const MAX_STDERR_KEPT: usize = 4096;
 /// Extra time for a call stuck in the host (the epoch only interrupts guest code).
 const HOST_GRACE: Duration = Duration::from_millis(500);
 
+/// Linear memories and tables the pool holds per instance, on average: a component may use
+/// more of either (up to `max_memories_per_component` / `max_tables_per_component`) and then
+/// takes more than one instance's share of the pool ([`pool_share`]).
+const MEMORIES_PER_INSTANCE: u32 = 2;
+const TABLES_PER_INSTANCE: u32 = 8;
+
+/// What one instance of a component with `memories` linear memories and `tables` tables
+/// takes from the pool, in instances: at least one, more when it needs more memories or
+/// tables than an instance's share. An invocation holds that many permits, so the instances
+/// alive at once never need more memories or tables than the pool has. (Core instances are
+/// not counted: wasmtime does not say how many a component makes.)
+pub(crate) fn pool_share(memories: u32, tables: u32) -> u32 {
+    memories
+        .div_ceil(MEMORIES_PER_INSTANCE)
+        .max(tables.div_ceil(TABLES_PER_INSTANCE))
+        .max(1)
+}
+
 /// Whether this kernel has the `PAGEMAP_SCAN` ioctl (Linux 6.7+), which lets an instance's
 /// memory be reset by the pages its slot has written instead of the whole kept region.
 pub fn pagemap_scan_available() -> bool {
@@ -61,12 +79,14 @@ pub struct Runtime {
     pagemap_scan: bool,
     stop: Arc<AtomicBool>,
     blob_limits: BlobLimits,
-    /// One permit per instance the pool can hold: an invocation waits for one before it
-    /// instantiates and gives it back after its store (and so its slot) is dropped. Without
-    /// it, more invocations alive at once than the pool holds (tickets in flight beyond
-    /// `pool_instances`, guests yielding at epoch ticks or waiting on host calls) fail with
-    /// an instantiation fault instead of waiting.
+    /// One permit per instance the pool can hold: an invocation waits for its plugin's
+    /// [`pool_share`] before it instantiates and gives it back after its store (and so its
+    /// slots) is dropped. Without it, more invocations alive at once than the pool holds
+    /// (tickets in flight beyond `pool_instances`, guests yielding at epoch ticks or waiting
+    /// on host calls) fail with an instantiation fault instead of waiting.
     instances: Arc<Semaphore>,
+    /// The pool's size in instances (the most permits one invocation can take).
+    pool_instances: u32,
 }
 
 /// The operator's ceilings on the files a manifest names (`[runtime]` in deskhost.toml).
@@ -100,8 +120,8 @@ impl Runtime {
         let instances = config.pool_instances;
         pool.total_component_instances(instances)
             .total_core_instances(instances * 8)
-            .total_memories(instances * 2)
-            .total_tables(instances * 8)
+            .total_memories(instances * MEMORIES_PER_INSTANCE)
+            .total_tables(instances * TABLES_PER_INSTANCE)
             .total_stacks(instances)
             .max_core_instances_per_component(64)
             .max_memories_per_component(4)
@@ -152,6 +172,7 @@ impl Runtime {
                 && PoolingAllocationConfig::is_pagemap_scan_available(),
             stop,
             instances: Arc::new(Semaphore::new(instances as usize)),
+            pool_instances: instances,
             blob_limits: BlobLimits {
                 settings_bytes: u64::from(config.max_settings_kib) * 1024,
                 data_bytes: u64::from(config.max_data_mib) * 1024 * 1024,
@@ -189,7 +210,8 @@ impl Runtime {
         answers: Answers,
     ) -> Invocation {
         // Declared before the store, so dropped after it: the slot is free again first.
-        let Ok(_instance) = self.instances.acquire().await else {
+        let share = plugin.pool_share.clamp(1, self.pool_instances.max(1));
+        let Ok(_instance) = self.instances.acquire_many(share).await else {
             return Invocation::failed(Fault::new(
                 FaultKind::HostError,
                 "no instance permit: the runtime is shutting down",
@@ -510,3 +532,19 @@ impl Invocation {
 
 /// Re-exported for the pipeline.
 pub type Identity = Arc<PluginIdentity>;
+
+#[cfg(test)]
+mod tests {
+    use super::pool_share;
+
+    #[test]
+    fn a_component_needing_more_than_an_instances_share_of_the_pool_takes_more() {
+        assert_eq!(pool_share(0, 0), 1);
+        assert_eq!(pool_share(1, 1), 1);
+        assert_eq!(pool_share(2, 8), 1);
+        assert_eq!(pool_share(3, 1), 2);
+        assert_eq!(pool_share(1, 9), 2);
+        assert_eq!(pool_share(4, 16), 2);
+        assert_eq!(pool_share(4, 17), 3);
+    }
+}
