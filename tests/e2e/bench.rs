@@ -89,6 +89,8 @@ fn bench_triage_reports_native_and_wasm_side_by_side() {
 #[test]
 fn bench_kb_reports_each_size_and_is_reproducible_by_seed() {
     let ws = Ws::new();
+    let plot = ws.path().join("kb.svg");
+    let plot_arg = plot.to_string_lossy().to_string();
     let run = || {
         ws.ok(&[
             "bench",
@@ -100,23 +102,13 @@ fn bench_kb_reports_each_size_and_is_reproducible_by_seed() {
             "--seed",
             "3",
             "--json",
+            "--plot",
+            &plot_arg,
         ])
         .json()
     };
     let report = run();
     let sizes = report["sizes"].as_array().cloned().unwrap_or_default();
-    let plot = ws.path().join("kb.svg");
-    let plot_arg = plot.to_string_lossy().to_string();
-    ws.ok(&[
-        "bench",
-        "kb",
-        "--sizes",
-        "50,200",
-        "--queries",
-        "5",
-        "--plot",
-        &plot_arg,
-    ]);
     let svg = std::fs::read_to_string(&plot).unwrap_or_default();
     assert!(svg.starts_with("<svg"), "{svg}");
     assert_eq!(svg.matches("<polyline").count(), 2, "p50 and p99: {svg}");

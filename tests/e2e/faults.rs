@@ -689,13 +689,8 @@ fn more_tickets_in_flight_than_pooled_instances_wait_for_an_instance() {
             json!({"id": format!("P-{i:03}"), "subject": "pool", "body": format!("ticket {i} says {k}"), "customer_id": "C-1007"})
         })
         .collect();
-    let file = ws.path().join("pool.jsonl");
-    let text: Vec<String> = tickets.iter().map(Value::to_string).collect();
-    std::fs::write(&file, text.join("\n")).expect("write tickets");
-    let path = file.to_string_lossy().to_string();
-    let out = ws.cmd(&["run", "--concurrency", "24", &path]);
+    let (out, results) = ws.run_with(&tickets, &["--concurrency", "24"]);
     assert_eq!(out.code, 0, "{out:?}");
-    let results = out.lines();
     assert_eq!(results.len(), 24, "{out:?}");
     for r in &results {
         let id = r["ticket_id"].as_str().unwrap_or("");

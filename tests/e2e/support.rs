@@ -352,13 +352,21 @@ impl Ws {
 
     /// Writes `tickets` as JSON Lines and runs them; returns the output and the results.
     pub fn run(&self, tickets: &[Value]) -> (Out, Vec<Value>) {
+        self.run_with(tickets, &[])
+    }
+
+    /// [`Ws::run`] with `args` given to `run` before the file.
+    pub fn run_with(&self, tickets: &[Value], args: &[&str]) -> (Out, Vec<Value>) {
         let path = self.path().join(format!(
             "tickets-{}.jsonl",
             std::process::id() ^ rand_suffix()
         ));
         let text: String = tickets.iter().map(|t| format!("{t}\n")).collect();
         std::fs::write(&path, text).unwrap_or_else(|e| panic!("write tickets: {e}"));
-        let out = self.cmd(&["run", path.to_str().unwrap_or("")]);
+        let mut command = vec!["run"];
+        command.extend_from_slice(args);
+        command.push(path.to_str().unwrap_or(""));
+        let out = self.cmd(&command);
         let lines = out.lines();
         (out, lines)
     }

@@ -209,8 +209,8 @@ impl Runtime {
         input: PolicyInput<'_>,
         answers: Answers,
     ) -> Invocation {
-        // Declared before the store, so dropped after it: the slot is free again first.
         let share = plugin.pool_share.clamp(1, self.pool_instances.max(1));
+        // Declared before the store, so dropped after it: the slot is free again first.
         let Ok(_instance) = self.instances.acquire_many(share).await else {
             return Invocation::failed(Fault::new(
                 FaultKind::HostError,
