@@ -16,7 +16,19 @@ fn bench_triage_reports_native_and_wasm_side_by_side() {
     assert_eq!(report["plugin"], "triage-default@0.1.0", "{report}");
     let figures = report["figures"].as_array().cloned().unwrap_or_default();
     assert_eq!(figures[0]["ratio_to_native"], 1.0, "{report}");
-    let wasm: Vec<_> = figures.iter().skip(1).collect();
+    // The native figure is the plugin's own crate: it decided every ticket exactly as the
+    // component did (values, confidences, rationale), so it ran the same code on the same
+    // input.
+    assert_eq!(report["native_identical"], 8, "{report}");
+    let wasm: Vec<_> = figures
+        .iter()
+        .filter(|f| f.get("phases").is_some())
+        .collect();
+    assert_eq!(
+        wasm.len() + 2,
+        figures.len(),
+        "two native figures: {report}"
+    );
     // One engine as configured; a second with PAGEMAP_SCAN the other way when the kernel
     // has it.
     let available = report["pagemap_scan_available"] == true;

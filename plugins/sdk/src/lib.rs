@@ -133,6 +133,15 @@ pub fn settings_borrowed<T: serde::Deserialize<'static> + Default>() -> Result<T
         // Not reached with the SDK's own sources; kept correct for any other.
         std::borrow::Cow::Owned(v) => Vec::leak(v),
     };
+    parse_settings(bytes)
+}
+
+/// `bytes` (a settings document) as `T`, which may borrow from them; all whitespace (or
+/// nothing) is `T::default()`. What [`settings_borrowed`] does with the bound settings, for
+/// a policy run over settings it was handed (natively, e.g. `deskhost bench triage`).
+pub fn parse_settings<'a, T: serde::Deserialize<'a> + Default>(
+    bytes: &'a [u8],
+) -> Result<T, PluginError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }

@@ -162,17 +162,39 @@ struct Policy;
 impl deskhost_sdk::triage_world::Guest for Policy {
     fn triage(ticket: Ticket) -> Result<TriageDecision, PluginError> {
         let settings: Settings<'static> = deskhost_sdk::settings_borrowed()?;
-        let data = deskhost_sdk::bound::data();
-        let model = if data.is_empty() {
-            None
-        } else {
-            Some(
-                Model::parse(&data)
-                    .map_err(|e| plugin_error("bad-model", format!("triage model: {e}")))?,
-            )
-        };
-        Ok(decide(&ticket, &settings, model.as_ref()))
+        decide_with(&ticket, &settings, &deskhost_sdk::bound::data(), &crm_tier)
     }
+}
+
+/// The policy run natively over settings and model bytes it is handed, with `tier` standing
+/// in for the CRM capability (the customer id → its tier): the same code the component runs,
+/// settings parsed and model read on every call as there. For `deskhost bench triage`, which
+/// measures the component against this.
+pub fn triage_with(
+    ticket: &Ticket,
+    settings: &[u8],
+    data: &[u8],
+    tier: &dyn Fn(&str) -> Option<String>,
+) -> Result<TriageDecision, PluginError> {
+    let settings: Settings<'_> = deskhost_sdk::parse_settings(settings)?;
+    decide_with(ticket, &settings, data, tier)
+}
+
+fn decide_with(
+    ticket: &Ticket,
+    settings: &Settings<'_>,
+    data: &[u8],
+    tier: &dyn Fn(&str) -> Option<String>,
+) -> Result<TriageDecision, PluginError> {
+    let model = if data.is_empty() {
+        None
+    } else {
+        Some(
+            Model::parse(data)
+                .map_err(|e| plugin_error("bad-model", format!("triage model: {e}")))?,
+        )
+    };
+    Ok(decide(ticket, settings, model.as_ref(), tier))
 }
 
 deskhost_sdk::export_triage!(Policy);
@@ -181,7 +203,12 @@ fn head_for<'a>(settings: &'a Settings<'_>, field: &'a str) -> &'a str {
     settings.heads.get(field).map_or(field, String::as_str)
 }
 
-fn decide(ticket: &Ticket, settings: &Settings<'_>, model: Option<&Model<'_>>) -> TriageDecision {
+fn decide(
+    ticket: &Ticket,
+    settings: &Settings<'_>,
+    model: Option<&Model<'_>>,
+    tier: &dyn Fn(&str) -> Option<String>,
+) -> TriageDecision {
     let text = ticket_text(ticket);
     let per_field = settings.evidence_per_field.unwrap_or(3);
     let model_ref = model
@@ -342,7 +369,7 @@ fn decide(ticket: &Ticket, settings: &Settings<'_>, model: Option<&Model<'_>>) -
         notes.push(format!("the risk model says {code} ({confidence:.2})"));
     }
     if !settings.tier_rules.is_empty()
-        && let Some(tier) = customer_tier(ticket)
+        && let Some(tier) = ticket.customer_id.as_deref().and_then(tier)
     {
         let matching = |r: &&TierRule| r.tiers.iter().any(|t| t.eq_ignore_ascii_case(&tier));
         for rule in settings.tier_rules.iter().filter(matching) {
@@ -418,8 +445,8 @@ fn apply(d: &mut TriageDecision, rule_id: &str, then: &Effects, why: Evidence) {
     }
 }
 
-fn customer_tier(ticket: &Ticket) -> Option<String> {
-    let id = ticket.customer_id.as_deref()?;
+/// The customer's tier through the CRM capability.
+fn crm_tier(id: &str) -> Option<String> {
     match deskhost_sdk::crm::lookup_customer(id) {
         Ok(Some(customer)) => customer.tier,
         Ok(None) => None,
@@ -547,6 +574,7 @@ mod tests {
             &ticket("Refund", "Refund me or my Lawyer takes legal action."),
             &settings(),
             None,
+            &|_| None,
         );
         let e = d.escalate.unwrap_or_else(|| panic!("escalates"));
         assert_eq!(e.code, "legal-threat");
@@ -568,6 +596,7 @@ mod tests {
             &ticket("Question", "How do I export invoices?"),
             &settings(),
             None,
+            &|_| None,
         );
         assert_eq!(
             (d.category.value.as_str(), d.category.confidence),
@@ -624,7 +653,7 @@ mod high_risk {
                     messages: None,
                     created_at: None,
                 };
-                let d = decide(&t, &settings, None);
+                let d = decide(&t, &settings, None, &|_| None);
                 if let Some(e) = &d.escalate {
                     assert!(
                         priority_rank(d.priority.value) >= priority_rank(Priority::High),

@@ -6,7 +6,7 @@ use crate::*;
 use deskhost_engine::caps::{Answers, RunScope};
 use deskhost_engine::manifest::PolicyKind;
 use deskhost_engine::records::{TicketInput, TicketRecord, redact_ticket};
-use deskhost_engine::runtime::{LoadedPlugin, PolicyInput, Runtime};
+use deskhost_engine::runtime::{LoadedPlugin, PolicyInput, PolicyOutput, Runtime};
 use deskhost_engine::workspace::Workspace;
 use deskhost_nlp::{Model, Scratch, lang, sentiment};
 use std::sync::Arc;
@@ -15,8 +15,9 @@ use std::time::Instant;
 #[derive(Subcommand)]
 pub(crate) enum BenchCommand {
     /// Triage through Wasm (a fresh pooled instance per ticket, the workspace's limits)
-    /// against the same model code natively, on the same tickets. Both with PAGEMAP_SCAN and
-    /// without when the kernel has it.
+    /// against the default triage plugin's crate compiled natively (and its model code
+    /// alone), on the same tickets. Both with PAGEMAP_SCAN and without when the kernel has
+    /// it.
     Triage {
         /// Tickets (JSON Lines), e.g. ../shared/data/banking77/dev.jsonl.
         #[arg(required_unless_present = "words")]
@@ -83,7 +84,7 @@ struct Figure {
     per_ticket_us: f64,
     /// Tickets per second on one core at that cost.
     per_second: f64,
-    /// This figure divided by the native one.
+    /// This figure divided by the native plugin's.
     ratio_to_native: f64,
     /// Of a Wasm call, medians per ticket: the host's `instantiate_us`, its `wall_us`
     /// (instantiate + call), and what the invoke spends after the call returns (output check,
@@ -112,6 +113,11 @@ struct TriageBench {
     fuel_metering: bool,
     pagemap_scan_available: bool,
     target_ratio: f64,
+    /// Tickets whose native decision (the plugin's crate compiled for the host) is the Wasm
+    /// one to the bit (values, confidences, rationale): the two ran the same code on the
+    /// same input. Fewer than `tickets` when the workspace's triage plugin is another one
+    /// (the native figure is then not its cost) or the plugin read the CRM (native has none).
+    native_identical: usize,
     figures: Vec<Figure>,
 }
 
@@ -158,9 +164,17 @@ impl Render for TriageBench {
                 phases
             );
         }
+        if self.native_identical < self.tickets {
+            say!(
+                out,
+                "note: the native plugin decided {} of {} tickets as the component did; it is not the same code or input, so the ratios are not its cost",
+                self.native_identical,
+                self.tickets
+            );
+        }
         say!(
             out,
-            "target: the Wasm invoke within {:.1}x native",
+            "target: the Wasm invoke within {:.1}x the native plugin",
             self.target_ratio
         );
         Ok(())
@@ -331,6 +345,28 @@ enum Tickets {
     Synthetic { words: usize, seed: u64 },
 }
 
+/// What a triage decision says, to the bit: its values, their confidences and the
+/// rationale (which cites the rules that fired). The component's output (the host's WIT
+/// types) and the native plugin's (the guest SDK's) are the same record, so one text.
+macro_rules! fingerprint {
+    ($d:expr) => {{
+        let d = $d;
+        format!(
+            "{}|{:08x}|{}|{:08x}|{:?}|{:08x}|{}|{:?}|{:?}|{}",
+            d.category.value,
+            d.category.confidence.to_bits(),
+            d.queue.value,
+            d.queue.confidence.to_bits(),
+            d.priority.value,
+            d.priority.confidence.to_bits(),
+            d.language.value,
+            d.sentiment.value,
+            d.escalate.as_ref().map(|e| &e.code),
+            d.rationale
+        )
+    }};
+}
+
 async fn triage(dir: &Path, source: &Tickets, limit: usize, rounds: usize) -> Result<TriageBench> {
     let ws = Workspace::open(dir).await?;
     let (inputs, described): (Vec<TicketInput>, String) = match source {
@@ -385,10 +421,47 @@ async fn triage(dir: &Path, source: &Tickets, limit: usize, rounds: usize) -> Re
         })
         .collect();
 
-    // Native: what the plugin does with its model, in the same crate (deskhost-nlp):
-    // vectorize with explanations, predict every head, the top 3 n-grams per head,
-    // language and sentiment detection. The plugin's rules are not part of it.
-    let mut native_rounds = Vec::with_capacity(rounds);
+    // Native, the plugin: the default triage plugin's crate compiled for the host, over the
+    // plugin's settings and model bytes as they are bound into the component (parsed on
+    // every call there too), each ticket as the component is shown it. The CRM is not
+    // there natively: a tier lookup answers none (and the decisions would differ).
+    let settings = match &plugin.manifest.config {
+        Some(file) => {
+            let path = plugin
+                .manifest_path
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join(file);
+            std::fs::read(&path)
+                .with_context(|| format!("cannot read the settings {}", path.display()))?
+        }
+        None => Vec::new(),
+    };
+    let views: Vec<deskhost_sdk::Ticket> = records
+        .iter()
+        .map(|r| sdk_ticket(redact_ticket(r, &plugin.identity.grants)))
+        .collect();
+    let no_crm = |_: &str| None;
+    let mut native_decisions = Vec::with_capacity(views.len());
+    let mut plugin_rounds = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let started = Instant::now();
+        for view in &views {
+            let decided = deskhost_triage::triage_with(view, &settings, &model_bytes, &no_crm);
+            if round == 0 {
+                native_decisions.push(decided.ok().map(|d| fingerprint!(&d)));
+            } else {
+                std::hint::black_box(decided.is_ok());
+            }
+        }
+        plugin_rounds.push(started.elapsed().as_secs_f64() * 1e6 / records.len() as f64);
+    }
+    let native = median(&plugin_rounds);
+
+    // Native, the model code alone (deskhost-nlp): vectorize with explanations, predict
+    // every head, the top 3 n-grams per head, language and sentiment detection — no
+    // settings, rules or decision to build.
+    let mut model_rounds = Vec::with_capacity(rounds);
     let mut scratch = Scratch::default();
     let mut sink = 0usize;
     for _ in 0..rounds {
@@ -404,18 +477,27 @@ async fn triage(dir: &Path, source: &Tickets, limit: usize, rounds: usize) -> Re
             sink += lang::detect(&text).language.len();
             sink += sentiment::detect(&text).evidence.len();
         }
-        native_rounds.push(started.elapsed().as_secs_f64() * 1e6 / records.len() as f64);
+        model_rounds.push(started.elapsed().as_secs_f64() * 1e6 / records.len() as f64);
     }
     std::hint::black_box(sink);
-    let native = median(&native_rounds);
+    let model_only = median(&model_rounds);
 
-    let mut figures = vec![Figure {
-        name: "native (deskhost-nlp, same model)".into(),
-        per_ticket_us: native,
-        per_second: 1e6 / native.max(1e-9),
-        ratio_to_native: 1.0,
-        phases: None,
-    }];
+    let mut figures = vec![
+        Figure {
+            name: "native plugin (deskhost-triage)".into(),
+            per_ticket_us: native,
+            per_second: 1e6 / native.max(1e-9),
+            ratio_to_native: 1.0,
+            phases: None,
+        },
+        Figure {
+            name: "native model code (deskhost-nlp)".into(),
+            per_ticket_us: model_only,
+            per_second: 1e6 / model_only.max(1e-9),
+            ratio_to_native: model_only / native.max(1e-9),
+            phases: None,
+        },
+    ];
     let available = deskhost_engine::runtime::pagemap_scan_available();
     let mut variants = vec![(pipeline.runtime.clone(), plugin.clone())];
     let other = !pipeline.runtime.pagemap_scan() || available;
@@ -435,9 +517,15 @@ async fn triage(dir: &Path, source: &Tickets, limit: usize, rounds: usize) -> Re
         )?;
         variants.push((runtime, Arc::new(loaded)));
     }
+    let mut native_identical = 0;
     for (runtime, plugin) in &variants {
-        let (per_ticket, phases) =
+        let (per_ticket, phases, decided) =
             wasm_rounds(runtime, plugin, &pipeline, &records, rounds).await?;
+        native_identical = decided
+            .iter()
+            .zip(&native_decisions)
+            .filter(|(wasm, native)| native.as_ref() == Some(wasm))
+            .count();
         figures.push(Figure {
             name: format!(
                 "Wasm invoke, PAGEMAP_SCAN {}",
@@ -459,20 +547,54 @@ async fn triage(dir: &Path, source: &Tickets, limit: usize, rounds: usize) -> Re
         fuel_metering: pipeline.runtime.fuel_metering(),
         pagemap_scan_available: available,
         target_ratio: 1.5,
+        native_identical,
         figures,
     })
 }
 
+/// The ticket the component is shown, as the guest SDK's type (the same WIT record).
+fn sdk_ticket(t: deskhost_engine::bindings::types::Ticket) -> deskhost_sdk::Ticket {
+    use deskhost_engine::bindings::types::AuthorRole as Host;
+    deskhost_sdk::Ticket {
+        id: t.id,
+        version: t.version,
+        subject: t.subject,
+        body: t.body,
+        channel: t.channel,
+        language: t.language,
+        customer_id: t.customer_id,
+        requester: t.requester,
+        tags: t.tags,
+        messages: t.messages.map(|messages| {
+            messages
+                .into_iter()
+                .map(|m| deskhost_sdk::Message {
+                    author: match m.author {
+                        Host::Customer => deskhost_sdk::AuthorRole::Customer,
+                        Host::Agent => deskhost_sdk::AuthorRole::Agent,
+                        Host::System => deskhost_sdk::AuthorRole::System,
+                    },
+                    body: m.body,
+                    sent_at: m.sent_at,
+                })
+                .collect()
+        }),
+        created_at: t.created_at,
+    }
+}
+
 /// Median per-ticket cost of a full `Runtime::invoke` (instantiate, call, output check,
-/// teardown) over `rounds` passes, one ticket at a time, and its phases.
+/// teardown) over `rounds` passes, one ticket at a time, its phases, and each ticket's
+/// decision (`fingerprint!`, from the first pass).
 async fn wasm_rounds(
     runtime: &Runtime,
     plugin: &Arc<LoadedPlugin>,
     pipeline: &deskhost_engine::pipeline::Pipeline,
     records: &[Arc<TicketRecord>],
     rounds: usize,
-) -> Result<(f64, Phases)> {
+) -> Result<(f64, Phases, Vec<String>)> {
     let mut per_round = Vec::with_capacity(rounds);
+    let mut decided = Vec::with_capacity(records.len());
     let (mut inst, mut wall, mut total) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
         let started = Instant::now();
@@ -490,12 +612,14 @@ async fn wasm_rounds(
                 )
                 .await;
             let took = one.elapsed().as_secs_f64() * 1e6;
-            if let Err(fault) = &invocation.result {
-                bail!(
+            match &invocation.result {
+                Err(fault) => bail!(
                     "ticket {}: the triage plugin failed: {}",
                     r.input.id,
                     fault.message
-                );
+                ),
+                Ok(PolicyOutput::Triage(d)) if round == 0 => decided.push(fingerprint!(d)),
+                Ok(_) => {}
             }
             if round == rounds / 2 {
                 inst.push(invocation.stats.instantiate_us as f64);
@@ -513,6 +637,7 @@ async fn wasm_rounds(
             wall_us,
             after_us: (total_us - wall_us).max(0.0),
         },
+        decided,
     ))
 }
 
