@@ -4,7 +4,7 @@
 //! uses, then turns the scores into probabilities. Tickets are short and stopword-rich, which
 //! is what this needs; it says `und` (undetermined) when nothing matches.
 
-use crate::text::{LANGUAGES, stopwords, token_ranges};
+use crate::text::{LANGUAGES, stopword_languages, token_ranges};
 
 /// A detected language with its probability and the words that decided it.
 #[derive(Clone, Debug, PartialEq)]
@@ -38,25 +38,38 @@ pub fn detect(text: &str) -> LanguageGuess {
         .iter()
         .map(|&(s, e)| text[s..e].to_lowercase())
         .collect();
-    let mut scores = [0.0f64; 7];
+    // Each token is looked up once, for every language at a time; a language's score is
+    // its stopwords among the tokens, then half a point per letter only it marks (at most
+    // six).
+    let mut scores = [0.0f64; LANGUAGES.len()];
     let mut hits: Vec<Vec<usize>> = vec![Vec::new(); LANGUAGES.len()];
-    for (li, lang) in LANGUAGES.iter().enumerate() {
-        let words = stopwords(lang);
-        for (ti, token) in lowered.iter().enumerate() {
-            if words.contains(&token.as_str()) {
-                scores[li] += 1.0;
-                if hits[li].len() < 5 && !hits[li].iter().any(|&h| lowered[h] == *token) {
-                    hits[li].push(ti);
+    for (ti, token) in lowered.iter().enumerate() {
+        let languages = stopword_languages(token);
+        if languages == 0 {
+            continue;
+        }
+        for (li, (score, hits)) in scores.iter_mut().zip(&mut hits).enumerate() {
+            if languages >> li & 1 == 1 {
+                *score += 1.0;
+                if hits.len() < 5 && !hits.iter().any(|&h| lowered[h] == *token) {
+                    hits.push(ti);
                 }
             }
         }
-        let markers = marker_letters(lang);
-        let marked = text
-            .chars()
-            .filter(|c| markers.contains(&c.to_lowercase().next().unwrap_or(*c)))
-            .count();
+    }
+    let mut marked = [0usize; LANGUAGES.len()];
+    // Every marker letter is outside ASCII, and so is any letter lowercasing to one.
+    for c in text.chars().filter(|c| !c.is_ascii()) {
+        let lower = c.to_lowercase().next().unwrap_or(c);
+        for (count, lang) in marked.iter_mut().zip(LANGUAGES) {
+            if marker_letters(lang).contains(&lower) {
+                *count += 1;
+            }
+        }
+    }
+    for (score, &count) in scores.iter_mut().zip(&marked) {
         // A letter used by several languages is weak evidence; ß or ñ alone is strong.
-        scores[li] += 0.5 * (marked as f64).min(6.0);
+        *score += 0.5 * (count as f64).min(6.0);
     }
     let total_tokens = lowered.len().max(1) as f64;
     let best = (0..LANGUAGES.len()).fold(0, |b, i| if scores[i] > scores[b] { i } else { b });
@@ -128,6 +141,106 @@ mod tests {
             assert!(got.confidence > 0.5, "{text}: {got:?}");
             assert!(!got.evidence.is_empty());
         }
+    }
+
+    /// The detection as first written — every language's stopword list scanned for every
+    /// token, its marker letters counted over the whole text — which the table and the single
+    /// pass over the letters must reproduce exactly.
+    fn detect_by_scanning(text: &str) -> LanguageGuess {
+        use crate::text::stopwords;
+        let tokens: Vec<(usize, usize)> = token_ranges(text)
+            .take(400)
+            .map(|r| (r.start, r.end))
+            .collect();
+        let lowered: Vec<String> = tokens
+            .iter()
+            .map(|&(s, e)| text[s..e].to_lowercase())
+            .collect();
+        let mut scores = [0.0f64; 7];
+        let mut hits: Vec<Vec<usize>> = vec![Vec::new(); LANGUAGES.len()];
+        for (li, lang) in LANGUAGES.iter().enumerate() {
+            let words = stopwords(lang);
+            for (ti, token) in lowered.iter().enumerate() {
+                if words.contains(&token.as_str()) {
+                    scores[li] += 1.0;
+                    if hits[li].len() < 5 && !hits[li].iter().any(|&h| lowered[h] == *token) {
+                        hits[li].push(ti);
+                    }
+                }
+            }
+            let markers = marker_letters(lang);
+            let marked = text
+                .chars()
+                .filter(|c| markers.contains(&c.to_lowercase().next().unwrap_or(*c)))
+                .count();
+            scores[li] += 0.5 * (marked as f64).min(6.0);
+        }
+        let total_tokens = lowered.len().max(1) as f64;
+        let best = (0..LANGUAGES.len()).fold(0, |b, i| if scores[i] > scores[b] { i } else { b });
+        if scores[best] < 1.0 {
+            return LanguageGuess {
+                language: "und",
+                confidence: 0.0,
+                evidence: Vec::new(),
+            };
+        }
+        let sharpness = 4.0 + 20.0 * (total_tokens.min(40.0) / 40.0);
+        let exps: Vec<f64> = scores
+            .iter()
+            .map(|s| crate::detmath::exp(sharpness * (s - scores[best]) / total_tokens.max(4.0)))
+            .collect();
+        let sum: f64 = exps.iter().sum();
+        LanguageGuess {
+            language: LANGUAGES[best],
+            confidence: (exps[best] / sum) as f32,
+            evidence: hits[best]
+                .iter()
+                .map(|&t| text[tokens[t].0..tokens[t].1].to_string())
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_lookup_table_detects_what_scanning_the_lists_does() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let mut texts: Vec<String> = vec![
+            "HALLO, ÜBER DIE RÜCKERSTATTUNG: ICH HABE NICHT BEZAHLT".into(),
+            "Ñandú ¿qué? ¡Sí! ÀÈÌÒÙ ÇA Œuvre ÃÕ ß ẞ".into(),
+            "the der el le o il de in an es".into(),
+            "ok".into(),
+            String::new(),
+        ];
+        for file in ["workspace/tickets.jsonl", "workspace/risk.jsonl"] {
+            let path = root.join(file);
+            let all = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            texts.extend(all.lines().map(str::to_string));
+        }
+        assert!(texts.len() > 200, "{}", texts.len());
+        for text in &texts {
+            assert_eq!(detect(text), detect_by_scanning(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn every_stopword_is_found_in_its_languages_and_only_there() {
+        use crate::text::{is_stopword, stopword_languages, stopwords};
+        for (i, lang) in LANGUAGES.iter().enumerate() {
+            for word in stopwords(lang) {
+                let listed: u8 = (0..LANGUAGES.len())
+                    .filter(|&j| stopwords(LANGUAGES[j]).contains(word))
+                    .map(|j| 1 << j)
+                    .sum();
+                assert_eq!(stopword_languages(word), listed, "{word}");
+                assert!(is_stopword(word, lang), "{word} in {lang}");
+                assert_eq!(listed >> i & 1, 1);
+            }
+        }
+        for word in ["", "refund", "thee", "th", "dere", "ÜBER", "The"] {
+            assert_eq!(stopword_languages(word), 0, "{word}");
+        }
+        // An unknown language counts as English.
+        assert!(is_stopword("the", "xx") && !is_stopword("der", "xx"));
     }
 
     #[test]

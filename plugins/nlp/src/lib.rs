@@ -13,6 +13,7 @@ pub mod sentiment;
 pub mod text;
 #[cfg(feature = "train")]
 pub mod train;
+mod words;
 
 pub use features::{FeatureSpec, Scratch};
 pub use model::{Contribution, DType, Model, ModelError, Prediction};

@@ -4,6 +4,7 @@
 //! plus shouting (`!!`, long upper-case words). Small, multilingual, explainable.
 
 use crate::text::token_ranges;
+use crate::words::WordTable;
 
 /// Sentiment class.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -224,6 +225,14 @@ const FORMULAIC: &[&str] = &[
     "thanks", "thank", "danke", "gracias", "merci", "obrigado", "obrigada",
 ];
 
+/// The lexicon's lists, looked up once per token: bit 0 [`NEGATIONS`], 1 [`POSITIVE`],
+/// 2 [`NEGATIVE`], 3 [`FORMULAIC`].
+static LEXICON: WordTable<1024> = WordTable::new(&[NEGATIONS, POSITIVE, NEGATIVE, FORMULAIC]);
+const IS_NEGATION: u8 = 1;
+const IS_POSITIVE: u8 = 2;
+const IS_NEGATIVE: u8 = 4;
+const IS_FORMULAIC: u8 = 8;
+
 /// Guesses the sentiment of `text`.
 pub fn detect(text: &str) -> SentimentGuess {
     let mut negative = 0.0f32;
@@ -236,14 +245,12 @@ pub fn detect(text: &str) -> SentimentGuess {
         let word = original.to_lowercase();
         let negated = negate_left > 0;
         negate_left = negate_left.saturating_sub(1);
-        if NEGATIONS.contains(&word.as_str()) {
+        let lists = LEXICON.get(&word);
+        if lists & IS_NEGATION != 0 {
             negate_left = 3;
             continue;
         }
-        let (is_pos, is_neg) = (
-            POSITIVE.contains(&word.as_str()),
-            NEGATIVE.contains(&word.as_str()),
-        );
+        let (is_pos, is_neg) = (lists & IS_POSITIVE != 0, lists & IS_NEGATIVE != 0);
         let weight = if original.chars().count() >= 4
             && original.chars().all(|c| !c.is_lowercase())
             && original.chars().any(char::is_alphabetic)
@@ -253,7 +260,7 @@ pub fn detect(text: &str) -> SentimentGuess {
             1.0
         };
         if is_pos && !negated {
-            if FORMULAIC.contains(&word.as_str()) {
+            if lists & IS_FORMULAIC != 0 {
                 formulaic_positive += 0.5;
             } else {
                 positive += weight;
@@ -293,6 +300,27 @@ fn push_unique(list: &mut Vec<String>, word: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lexicon_table_holds_each_word_on_exactly_its_lists() {
+        let lists = [NEGATIONS, POSITIVE, NEGATIVE, FORMULAIC];
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let tickets = std::fs::read_to_string(root.join("workspace/tickets.jsonl"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let words: Vec<String> = lists
+            .iter()
+            .flat_map(|l| l.iter().map(|w| w.to_string()))
+            .chain(token_ranges(&tickets).map(|r| tickets[r].to_lowercase()))
+            .collect();
+        assert!(words.len() > 500, "{}", words.len());
+        for word in &words {
+            let on: u8 = (0..lists.len())
+                .filter(|&i| lists[i].contains(&word.as_str()))
+                .map(|i| 1 << i)
+                .sum();
+            assert_eq!(LEXICON.get(word), on, "{word}");
+        }
+    }
 
     #[test]
     fn polarity_follows_cues_and_negation() {
