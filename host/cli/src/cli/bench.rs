@@ -517,15 +517,18 @@ async fn triage(dir: &Path, source: &Tickets, limit: usize, rounds: usize) -> Re
         )?;
         variants.push((runtime, Arc::new(loaded)));
     }
-    let mut native_identical = 0;
+    // Counted against every engine's decisions (they must not differ either).
+    let mut native_identical = records.len();
     for (runtime, plugin) in &variants {
         let (per_ticket, phases, decided) =
             wasm_rounds(runtime, plugin, &pipeline, &records, rounds).await?;
-        native_identical = decided
-            .iter()
-            .zip(&native_decisions)
-            .filter(|(wasm, native)| native.as_ref() == Some(wasm))
-            .count();
+        native_identical = native_identical.min(
+            decided
+                .iter()
+                .zip(&native_decisions)
+                .filter(|(wasm, native)| native.as_ref() == Some(wasm))
+                .count(),
+        );
         figures.push(Figure {
             name: format!(
                 "Wasm invoke, PAGEMAP_SCAN {}",
