@@ -161,3 +161,46 @@ fn bench_kb_reports_each_size_and_is_reproducible_by_seed() {
     }
     assert_eq!(run()["seed"], 3);
 }
+
+/// `DESKHOST_PROFILER` names a profiler for plugin code or the command refuses to start,
+/// naming the variable (a typo must not silently profile nothing).
+#[test]
+fn an_unknown_profiler_is_refused_naming_the_variable() {
+    let ws = Ws::trained();
+    let tickets = ws.file("tickets.jsonl");
+    let out = ws.cmd_env(
+        &["run", &tickets],
+        &[("DESKHOST_PROFILER", "perf\u{1b}[2Jmap")],
+    );
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("DESKHOST_PROFILER"), "{out:?}");
+    assert!(out.stderr.contains("perfmap or jitdump"), "{out:?}");
+    assert!(
+        !out.stderr.contains('\u{1b}'),
+        "the value is escaped: {out:?}"
+    );
+    // Unset, empty or `none`: no profiler, and the same tickets are all decided.
+    let (out, lines) = ws.run_with(&ws.demo_tickets(), &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(lines.len(), ws.demo_tickets().len(), "{out:?}");
+}
+
+/// With `perfmap`, wasmtime writes perf's map of JIT code (`/tmp/perf-PID.map`), and it names
+/// the plugins' own functions (what `perf report` shows instead of bare addresses).
+#[test]
+fn perfmap_names_the_plugins_functions_for_perf() {
+    let ws = Ws::trained();
+    let tickets = ws.file("tickets.jsonl");
+    let mut child = ws.spawn_env(&["run", &tickets], &[("DESKHOST_PROFILER", "perfmap")]);
+    let map = std::path::PathBuf::from(format!("/tmp/perf-{}.map", child.id()));
+    let status = child.wait().unwrap_or_else(|e| panic!("{e}"));
+    let text = std::fs::read_to_string(&map).unwrap_or_default();
+    let _ = std::fs::remove_file(&map);
+    assert!(status.success(), "{status:?}");
+    assert!(
+        text.lines().any(|l| l.contains("deskhost_triage")),
+        "no triage plugin function in {}: {}",
+        map.display(),
+        text.lines().take(5).collect::<Vec<_>>().join("\n")
+    );
+}

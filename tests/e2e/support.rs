@@ -198,7 +198,8 @@ impl Ws {
         command
             .args(args)
             .env("DESKHOST_CACHE_DIR", Self::cache_dir())
-            .env_remove("DESKHOST_WORKSPACE");
+            .env_remove("DESKHOST_WORKSPACE")
+            .env_remove("DESKHOST_PROFILER");
         match &self.db_url {
             Some(url) => command.env("DESKHOST_DATABASE_URL", url),
             None => command.env_remove("DESKHOST_DATABASE_URL"),

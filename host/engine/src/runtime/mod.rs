@@ -71,6 +71,28 @@ pub fn pagemap_scan_available() -> bool {
     PoolingAllocationConfig::is_pagemap_scan_available()
 }
 
+/// The profiler `DESKHOST_PROFILER` names for plugin code: unset, empty or `none` for none;
+/// `perfmap` (wasmtime writes `/tmp/perf-PID.map`, which `perf report` reads to name a
+/// component's functions) or `jitdump` (for `perf inject --jit`). Anything else is refused,
+/// naming the variable, rather than ignored.
+fn profiler_from_env() -> wasmtime::Result<wasmtime::ProfilingStrategy> {
+    use wasmtime::ProfilingStrategy;
+    let Some(value) = std::env::var_os(PROFILER_ENV) else {
+        return Ok(ProfilingStrategy::None);
+    };
+    Ok(match value.to_str() {
+        Some("" | "none") => ProfilingStrategy::None,
+        Some("perfmap") => ProfilingStrategy::PerfMap,
+        Some("jitdump") => ProfilingStrategy::JitDump,
+        _ => wasmtime::bail!(
+            "{PROFILER_ENV}={value:?} is not a profiler: use perfmap or jitdump, or unset it"
+        ),
+    })
+}
+
+/// The environment variable naming a profiler for plugin code ([`profiler_from_env`]).
+pub const PROFILER_ENV: &str = "DESKHOST_PROFILER";
+
 /// The shared engine and compile cache.
 pub struct Runtime {
     engine: Engine,
@@ -151,6 +173,7 @@ impl Runtime {
             .epoch_interruption(true)
             .consume_fuel(config.fuel_metering)
             .memory_init_cow(true)
+            .profiler(profiler_from_env()?)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&wasm)?;
         let stop = Arc::new(AtomicBool::new(false));
