@@ -452,31 +452,62 @@ impl<'a> Model<'a> {
         class: usize,
         k: usize,
     ) -> Vec<Contribution> {
+        self.explain_by(text, scratch, head, class, k, (2 * k).max(8))
+    }
+
+    /// [`Self::explain`], ranking `chunk` contributions at a time: the features in order of
+    /// contribution (largest first; equal ones in the order of `scratch.x`) are what a stable
+    /// sort of all of them gives, but only as many are put in order as it takes to find `k`
+    /// different texts — usually the first few of dozens.
+    fn explain_by(
+        &self,
+        text: &str,
+        scratch: &Scratch,
+        head: &Head<'_>,
+        class: usize,
+        k: usize,
+        chunk: usize,
+    ) -> Vec<Contribution> {
         let stride = self.stride as usize;
         let column = head.column + class;
         if column >= stride {
             return Vec::new();
         }
-        let mut scored: Vec<(f32, u32, Block)> = Vec::new();
-        for &(row, value, block) in &scratch.x {
+        // (weight, position in x, row, block): weight descending, then position, is a total
+        // order, so selecting and sorting by it needs no stable sort.
+        let mut scored: Vec<(f32, usize, u32, Block)> = Vec::new();
+        for (at, &(row, value, block)) in scratch.x.iter().enumerate() {
             let weight = self.contribution(row, value, column);
             if weight > 0.0 {
-                scored.push((weight, row, block));
+                scored.push((weight, at, row, block));
             }
         }
-        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let order = |a: &(f32, usize, u32, Block), b: &(f32, usize, u32, Block)| {
+            b.0.total_cmp(&a.0).then(a.1.cmp(&b.1))
+        };
+        let chunk = chunk.max(1);
         let mut out: Vec<Contribution> = Vec::new();
-        for (weight, row, block) in scored {
-            let Some(text) = self.origin_text(text, scratch, row, block) else {
-                continue;
-            };
-            match out.iter_mut().find(|c| c.text == text) {
-                Some(existing) => existing.weight += weight,
-                None => out.push(Contribution { text, weight }),
+        let mut rest = scored.as_mut_slice();
+        while !rest.is_empty() && out.len() < k {
+            let take = chunk.min(rest.len());
+            if take < rest.len() {
+                rest.select_nth_unstable_by(take - 1, order);
             }
-            if out.len() >= k {
-                break;
+            let (head, tail) = rest.split_at_mut(take);
+            head.sort_unstable_by(order);
+            for &(weight, _, row, block) in head.iter() {
+                let Some(text) = self.origin_text(text, scratch, row, block) else {
+                    continue;
+                };
+                match out.iter_mut().find(|c| c.text == text) {
+                    Some(existing) => existing.weight += weight,
+                    None => out.push(Contribution { text, weight }),
+                }
+                if out.len() >= k {
+                    break;
+                }
             }
+            rest = tail;
         }
         out
     }
@@ -817,6 +848,75 @@ mod tests {
                 why[0].text, "PASSWORD",
                 "explanations quote the original text"
             );
+        }
+    }
+
+    /// The explanation as first written: every contribution stably sorted, then walked.
+    fn explain_sorting_all(
+        model: &Model<'_>,
+        text: &str,
+        scratch: &Scratch,
+        head: &Head<'_>,
+        class: usize,
+        k: usize,
+    ) -> Vec<Contribution> {
+        let column = head.column + class;
+        let mut scored: Vec<(f32, u32, Block)> = Vec::new();
+        for &(row, value, block) in &scratch.x {
+            let weight = model.contribution(row, value, column);
+            if weight > 0.0 {
+                scored.push((weight, row, block));
+            }
+        }
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut out: Vec<Contribution> = Vec::new();
+        for (weight, row, block) in scored {
+            let Some(text) = model.origin_text(text, scratch, row, block) else {
+                continue;
+            };
+            match out.iter_mut().find(|c| c.text == text) {
+                Some(existing) => existing.weight += weight,
+                None => out.push(Contribution { text, weight }),
+            }
+            if out.len() >= k {
+                break;
+            }
+        }
+        out
+    }
+
+    #[test]
+    #[allow(clippy::expect_used)]
+    fn explaining_a_few_at_a_time_gives_what_sorting_all_gives() {
+        let texts = [
+            "I forgot my PASSWORD again",
+            "password password reset login access locked out of my account",
+            "refund the invoice, billing charged twice, refund refund",
+            "urgent outage: nothing works, access denied, password rejected, invoice missing",
+            "",
+        ];
+        for dtype in [DType::F32, DType::I8] {
+            let bytes = tiny(dtype);
+            let model = Model::parse(&bytes).expect("parses");
+            let mut scratch = Scratch::default();
+            for text in texts {
+                model.vectorize(text, &mut scratch, true);
+                for head in model.heads() {
+                    for class in 0..head.n_classes {
+                        for k in [1, 2, 3, 5, 50] {
+                            let want = explain_sorting_all(&model, text, &scratch, &head, class, k);
+                            for chunk in [1, 2, 3, 8, 1000] {
+                                let got = model.explain_by(text, &scratch, &head, class, k, chunk);
+                                assert_eq!(got.len(), want.len(), "{text} {class} {k} {chunk}");
+                                for (g, w) in got.iter().zip(&want) {
+                                    assert_eq!(g.text, w.text, "{text} {class} {k} {chunk}");
+                                    assert_eq!(g.weight.to_bits(), w.weight.to_bits());
+                                }
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 
