@@ -30,14 +30,7 @@ fn marker_letters(language: &str) -> &'static [char] {
 
 /// Guesses the language of `text`.
 pub fn detect(text: &str) -> LanguageGuess {
-    let tokens: Vec<(usize, usize)> = token_ranges(text)
-        .take(400)
-        .map(|r| (r.start, r.end))
-        .collect();
-    let lowered: Vec<String> = tokens
-        .iter()
-        .map(|&(s, e)| text[s..e].to_lowercase())
-        .collect();
+    let (tokens, lowered) = tokens_of(text);
     // Each token is looked up once, for every language at a time; a language's score is
     // its stopwords among the tokens, then half a point per letter only it marks (at most
     // six).
@@ -71,7 +64,31 @@ pub fn detect(text: &str) -> LanguageGuess {
         // A letter used by several languages is weak evidence; ß or ñ alone is strong.
         *score += 0.5 * (count as f64).min(6.0);
     }
-    let total_tokens = lowered.len().max(1) as f64;
+    guess(text, &tokens, &scores, &hits)
+}
+
+/// The first 400 tokens of `text`: their byte ranges and their lowercase forms.
+fn tokens_of(text: &str) -> (Vec<(usize, usize)>, Vec<String>) {
+    let tokens: Vec<(usize, usize)> = token_ranges(text)
+        .take(400)
+        .map(|r| (r.start, r.end))
+        .collect();
+    let lowered = tokens
+        .iter()
+        .map(|&(s, e)| text[s..e].to_lowercase())
+        .collect();
+    (tokens, lowered)
+}
+
+/// The guess from each language's score and the tokens that scored for it (indices into
+/// `tokens`): the best language, `und` below one point.
+fn guess(
+    text: &str,
+    tokens: &[(usize, usize)],
+    scores: &[f64; LANGUAGES.len()],
+    hits: &[Vec<usize>],
+) -> LanguageGuess {
+    let total_tokens = tokens.len().max(1) as f64;
     let best = (0..LANGUAGES.len()).fold(0, |b, i| if scores[i] > scores[b] { i } else { b });
     if scores[best] < 1.0 {
         return LanguageGuess {
@@ -88,8 +105,10 @@ pub fn detect(text: &str) -> LanguageGuess {
         .collect();
     let sum: f64 = exps.iter().sum();
     let confidence = (exps[best] / sum) as f32;
-    let evidence = hits[best]
-        .iter()
+    let evidence = hits
+        .get(best)
+        .into_iter()
+        .flatten()
         .map(|&t| text[tokens[t].0..tokens[t].1].to_string())
         .collect();
     LanguageGuess {
@@ -143,20 +162,13 @@ mod tests {
         }
     }
 
-    /// The detection as first written — every language's stopword list scanned for every
+    /// The scoring as first written — every language's stopword list scanned for every
     /// token, its marker letters counted over the whole text — which the table and the single
     /// pass over the letters must reproduce exactly.
     fn detect_by_scanning(text: &str) -> LanguageGuess {
         use crate::text::stopwords;
-        let tokens: Vec<(usize, usize)> = token_ranges(text)
-            .take(400)
-            .map(|r| (r.start, r.end))
-            .collect();
-        let lowered: Vec<String> = tokens
-            .iter()
-            .map(|&(s, e)| text[s..e].to_lowercase())
-            .collect();
-        let mut scores = [0.0f64; 7];
+        let (tokens, lowered) = tokens_of(text);
+        let mut scores = [0.0f64; LANGUAGES.len()];
         let mut hits: Vec<Vec<usize>> = vec![Vec::new(); LANGUAGES.len()];
         for (li, lang) in LANGUAGES.iter().enumerate() {
             let words = stopwords(lang);
@@ -175,29 +187,7 @@ mod tests {
                 .count();
             scores[li] += 0.5 * (marked as f64).min(6.0);
         }
-        let total_tokens = lowered.len().max(1) as f64;
-        let best = (0..LANGUAGES.len()).fold(0, |b, i| if scores[i] > scores[b] { i } else { b });
-        if scores[best] < 1.0 {
-            return LanguageGuess {
-                language: "und",
-                confidence: 0.0,
-                evidence: Vec::new(),
-            };
-        }
-        let sharpness = 4.0 + 20.0 * (total_tokens.min(40.0) / 40.0);
-        let exps: Vec<f64> = scores
-            .iter()
-            .map(|s| crate::detmath::exp(sharpness * (s - scores[best]) / total_tokens.max(4.0)))
-            .collect();
-        let sum: f64 = exps.iter().sum();
-        LanguageGuess {
-            language: LANGUAGES[best],
-            confidence: (exps[best] / sum) as f32,
-            evidence: hits[best]
-                .iter()
-                .map(|&t| text[tokens[t].0..tokens[t].1].to_string())
-                .collect(),
-        }
+        guess(text, &tokens, &scores, &hits)
     }
 
     #[test]

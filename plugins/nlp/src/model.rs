@@ -496,13 +496,7 @@ impl<'a> Model<'a> {
             let (head, tail) = rest.split_at_mut(take);
             head.sort_unstable_by(order);
             for &(weight, _, row, block) in head.iter() {
-                let Some(text) = self.origin_text(text, scratch, row, block) else {
-                    continue;
-                };
-                match out.iter_mut().find(|c| c.text == text) {
-                    Some(existing) => existing.weight += weight,
-                    None => out.push(Contribution { text, weight }),
-                }
+                self.cite(text, scratch, row, block, weight, &mut out);
                 if out.len() >= k {
                     break;
                 }
@@ -510,6 +504,26 @@ impl<'a> Model<'a> {
             rest = tail;
         }
         out
+    }
+
+    /// Adds feature `row`'s `weight` to `out` under the text it was first seen as (summed
+    /// with a feature of the same text already there); a feature without one is skipped.
+    fn cite(
+        &self,
+        text: &str,
+        scratch: &Scratch,
+        row: u32,
+        block: Block,
+        weight: f32,
+        out: &mut Vec<Contribution>,
+    ) {
+        let Some(text) = self.origin_text(text, scratch, row, block) else {
+            return;
+        };
+        match out.iter_mut().find(|c| c.text == text) {
+            Some(existing) => existing.weight += weight,
+            None => out.push(Contribution { text, weight }),
+        }
     }
 
     fn origin_text(&self, text: &str, scratch: &Scratch, row: u32, block: Block) -> Option<String> {
@@ -851,7 +865,8 @@ mod tests {
         }
     }
 
-    /// The explanation as first written: every contribution stably sorted, then walked.
+    /// The explanation as first written: every contribution stably sorted, then walked (the
+    /// ordering is what is under test; citing is shared).
     fn explain_sorting_all(
         model: &Model<'_>,
         text: &str,
@@ -871,13 +886,7 @@ mod tests {
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
         let mut out: Vec<Contribution> = Vec::new();
         for (weight, row, block) in scored {
-            let Some(text) = model.origin_text(text, scratch, row, block) else {
-                continue;
-            };
-            match out.iter_mut().find(|c| c.text == text) {
-                Some(existing) => existing.weight += weight,
-                None => out.push(Contribution { text, weight }),
-            }
+            model.cite(text, scratch, row, block, weight, &mut out);
             if out.len() >= k {
                 break;
             }

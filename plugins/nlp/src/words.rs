@@ -47,7 +47,8 @@ impl<const SLOTS: usize> WordTable<SLOTS> {
         let mut slot = hash(word.as_bytes()) & (SLOTS - 1);
         loop {
             match self.0.get(slot) {
-                Some(&(w, lists)) if w == word && !w.is_empty() => return lists,
+                // An empty slot holds "" with no lists, so "" finds 0 there too.
+                Some(&(w, lists)) if w == word => return lists,
                 Some(&(w, _)) if !w.is_empty() => slot = (slot + 1) & (SLOTS - 1),
                 _ => return 0,
             }

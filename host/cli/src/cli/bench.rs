@@ -401,11 +401,15 @@ async fn triage(dir: &Path, source: &Tickets, limit: usize, rounds: usize) -> Re
             plugin.identity.key()
         )
     })?;
-    let model_path = plugin
-        .manifest_path
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join(data);
+    // The manifest names its files relative to itself.
+    let beside_manifest = |file: &Path| {
+        plugin
+            .manifest_path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(file)
+    };
+    let model_path = beside_manifest(data);
     let model_bytes = std::fs::read(&model_path)
         .with_context(|| format!("cannot read the model {}", model_path.display()))?;
     let model =
@@ -427,11 +431,7 @@ async fn triage(dir: &Path, source: &Tickets, limit: usize, rounds: usize) -> Re
     // there natively: a tier lookup answers none (and the decisions would differ).
     let settings = match &plugin.manifest.config {
         Some(file) => {
-            let path = plugin
-                .manifest_path
-                .parent()
-                .unwrap_or(Path::new("."))
-                .join(file);
+            let path = beside_manifest(file);
             std::fs::read(&path)
                 .with_context(|| format!("cannot read the settings {}", path.display()))?
         }
