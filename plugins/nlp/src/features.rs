@@ -73,9 +73,25 @@ pub struct Scratch {
     pub(crate) word: Vec<u32>,
     pub(crate) chars: Vec<u32>,
     pub(crate) origins: Vec<Origin>,
-    /// Vectorised input: (row, value, block).
-    pub(crate) x: Vec<(u32, f32, Block)>,
-    pub(crate) logits: Vec<f32>,
+    /// Vectorised input.
+    pub(crate) x: Vec<Feature>,
+    /// Rows read through a [`crate::model::RangeReader`]: per row its (idf, scale) and then
+    /// its weights, in the order of `x`.
+    pub(crate) rows: Vec<u8>,
+}
+
+/// One feature of a vectorised text, with where its model row is.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Feature {
+    pub bucket: u32,
+    pub block: Block,
+    /// Term frequency, then (once the row is found) the normalised TF-IDF value.
+    pub value: f32,
+    /// The row's (idf, scale) pair: offset into the bytes it was read from (the model's, or
+    /// `Scratch::rows`).
+    pub meta: usize,
+    /// Its weights, likewise.
+    pub weights: usize,
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;

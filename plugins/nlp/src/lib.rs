@@ -16,4 +16,4 @@ pub mod train;
 mod words;
 
 pub use features::{FeatureSpec, Scratch};
-pub use model::{Contribution, DType, Model, ModelError, Prediction};
+pub use model::{Contribution, DType, Model, ModelError, Prediction, RangeReader};

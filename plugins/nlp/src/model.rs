@@ -18,7 +18,7 @@
 //! ```
 
 use crate::detmath::softmax_into;
-use crate::features::{Block, FeatureSpec, Scratch, extract, for_each_count, tf};
+use crate::features::{Block, Feature, FeatureSpec, Scratch, extract, for_each_count, tf};
 use std::fmt;
 
 /// First bytes of every model file.
@@ -70,6 +70,8 @@ pub enum ModelError {
     Corrupt(&'static str),
     /// The digest does not match the content: the file was altered or truncated.
     DigestMismatch,
+    /// A [`RangeReader`] could not read the rows; says why.
+    Read(String),
 }
 
 impl fmt::Display for ModelError {
@@ -87,6 +89,7 @@ impl fmt::Display for ModelError {
                     "the model's sha256 does not match its content: the file was altered or truncated after training; retrain it or restore it"
                 )
             }
+            ModelError::Read(why) => write!(f, "cannot read the model's rows: {why}"),
         }
     }
 }
@@ -102,11 +105,38 @@ fn f32_at(bytes: &[u8], offset: usize) -> Option<f32> {
     u32_at(bytes, offset).map(f32::from_bits)
 }
 
+/// Reads byte ranges of a model file from somewhere other than the slice it was parsed from.
+///
+/// A plugin's model is bound into its memory, but every page of it a call touches stays
+/// mapped in the plugin's memory slot, and resetting the slot for the next call walks every
+/// mapped page: touching a few rows of a 4 MB model per ticket soon makes every reset walk
+/// all of it. Read through the host (`config.read-data`, `deskhost_sdk::bound::DataReader`),
+/// only the header, heads and labels are touched in memory; the rows a ticket needs arrive in
+/// the heap, which is reset anyway.
+pub trait RangeReader {
+    /// The bytes of each `(offset, length)` range of the model file, concatenated in order.
+    fn read(
+        &self,
+        ranges: &mut dyn ExactSizeIterator<Item = (u64, u32)>,
+    ) -> Result<Vec<u8>, String>;
+}
+
+#[derive(Clone, Copy)]
+struct Reader<'a>(&'a dyn RangeReader);
+
+impl fmt::Debug for Reader<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RangeReader")
+    }
+}
+
 /// A parsed view of a model's bytes. Parsing reads the header and checks every region is in
 /// bounds; it does not touch the weights.
 #[derive(Clone, Copy, Debug)]
 pub struct Model<'a> {
     bytes: &'a [u8],
+    /// Where the bucket index, row metadata and weights are read from instead of `bytes`.
+    reader: Option<Reader<'a>>,
     spec: FeatureSpec,
     n_rows: u32,
     stride: u32,
@@ -196,6 +226,7 @@ impl<'a> Model<'a> {
         let total_len = h(16)? as usize;
         let model = Model {
             bytes,
+            reader: None,
             spec,
             n_rows,
             stride,
@@ -323,105 +354,192 @@ impl<'a> Model<'a> {
         self.heads().find(|h| h.name() == name)
     }
 
-    fn row_of(&self, bucket: u32) -> Option<u32> {
-        let row = u32_at(self.bytes, self.index_off + bucket as usize * 4)?;
-        (row != NO_ROW && row < self.n_rows).then_some(row)
+    /// This model reading its bucket index, row metadata and weights through `reader` (which
+    /// must serve the same file) instead of from the slice it was parsed from.
+    pub fn reading_rows_from(self, reader: &'a dyn RangeReader) -> Self {
+        Self {
+            reader: Some(Reader(reader)),
+            ..self
+        }
+    }
+
+    /// Bytes of one row's weights.
+    fn row_len(&self) -> usize {
+        self.stride as usize * self.dtype.bytes()
+    }
+
+    /// The row of `bucket` as the index stores it, if it has one.
+    fn row_in(&self, index_entry: Option<u32>) -> Option<u32> {
+        index_entry.filter(|&row| row != NO_ROW && row < self.n_rows)
+    }
+
+    /// The bytes the offsets in `scratch.x` point into.
+    fn row_bytes<'s>(&'s self, scratch: &'s Scratch) -> &'s [u8] {
+        if self.reader.is_some() {
+            &scratch.rows
+        } else {
+            self.bytes
+        }
     }
 
     /// Turns `text` into the model's TF-IDF vector, kept in `scratch` for [`Self::predict`]
-    /// and [`Self::explain`].
-    pub fn vectorize(&self, text: &str, scratch: &mut Scratch, explain: bool) {
+    /// and [`Self::explain`]. Fails only when a [`RangeReader`] does.
+    pub fn vectorize(
+        &self,
+        text: &str,
+        scratch: &mut Scratch,
+        explain: bool,
+    ) -> Result<(), ModelError> {
         extract(text, &self.spec, scratch, explain);
         scratch.x.clear();
         let mut word = std::mem::take(&mut scratch.word);
         let mut chars = std::mem::take(&mut scratch.chars);
+        let sublinear = self.spec.sublinear_tf;
         for (buckets, block) in [(&mut word, Block::Word), (&mut chars, Block::Char)] {
-            let start = scratch.x.len();
             for_each_count(buckets, |bucket, count| {
-                if let Some(row) = self.row_of(bucket) {
-                    let idf =
-                        f32_at(self.bytes, self.rowmeta_off + row as usize * 8).unwrap_or(0.0);
-                    scratch
-                        .x
-                        .push((row, tf(count, self.spec.sublinear_tf) * idf, block));
-                }
+                scratch.x.push(Feature {
+                    bucket,
+                    block,
+                    value: tf(count, sublinear),
+                    meta: 0,
+                    weights: 0,
+                });
             });
-            let norm = scratch.x[start..]
-                .iter()
-                .map(|&(_, v, _)| v * v)
-                .sum::<f32>()
-                .sqrt();
-            if norm > 0.0 {
-                for entry in &mut scratch.x[start..] {
-                    entry.1 /= norm;
-                }
-            }
         }
         scratch.word = word;
         scratch.chars = chars;
+        match self.reader {
+            Some(Reader(reader)) => self.locate_through(reader, scratch)?,
+            None => self.locate(scratch),
+        }
+        let bytes = match self.reader {
+            Some(_) => &scratch.rows[..],
+            None => self.bytes,
+        };
+        for f in &mut scratch.x {
+            f.value *= f32_at(bytes, f.meta).unwrap_or(0.0);
+        }
+        // Each block is normalised on its own; the word features come first.
+        let words = scratch.x.partition_point(|f| f.block == Block::Word);
+        let (word, chars) = scratch.x.split_at_mut(words);
+        for block in [word, chars] {
+            let norm = block.iter().map(|f| f.value * f.value).sum::<f32>().sqrt();
+            if norm > 0.0 {
+                for f in block {
+                    f.value /= norm;
+                }
+            }
+        }
+        Ok(())
     }
 
-    /// The i8 weights' scale of row `row` (0 when out of bounds).
-    fn row_scale(&self, row: u32) -> f32 {
-        f32_at(self.bytes, self.rowmeta_off + row as usize * 8 + 4).unwrap_or(0.0)
+    /// Keeps the features whose bucket has a row, pointing at the row in `self.bytes`.
+    fn locate(&self, scratch: &mut Scratch) {
+        let row_len = self.row_len();
+        scratch.x.retain_mut(|f| {
+            let entry = u32_at(self.bytes, self.index_off + f.bucket as usize * 4);
+            let Some(row) = self.row_in(entry) else {
+                return false;
+            };
+            f.meta = self.rowmeta_off + row as usize * 8;
+            f.weights = self.weights_off + row as usize * row_len;
+            true
+        });
     }
 
-    /// Adds row `row`'s weights times `value` to `acc` (all heads' columns).
-    fn accumulate(&self, row: u32, value: f32, acc: &mut [f32]) {
-        let stride = self.stride as usize;
-        let scale = self.row_scale(row);
-        let start = self.weights_off + row as usize * stride * self.dtype.bytes();
+    /// [`Self::locate`] through `reader`: one read for the index entries of every bucket, one
+    /// for the rows found, into `scratch.rows` (per row its metadata, then its weights).
+    fn locate_through(
+        &self,
+        reader: &dyn RangeReader,
+        scratch: &mut Scratch,
+    ) -> Result<(), ModelError> {
+        let short = |what: &str| ModelError::Read(format!("the answer for the {what} is short"));
+        let index_off = self.index_off;
+        let entries = reader
+            .read(
+                &mut scratch
+                    .x
+                    .iter()
+                    .map(|f| ((index_off + f.bucket as usize * 4) as u64, 4)),
+            )
+            .map_err(ModelError::Read)?;
+        if entries.len() != scratch.x.len() * 4 {
+            return Err(short("bucket index"));
+        }
+        let row_len = self.row_len();
+        let mut i = 0;
+        scratch.x.retain_mut(|f| {
+            let row = self.row_in(u32_at(&entries, i * 4));
+            i += 1;
+            // The row number, until the row's place in `scratch.rows` is known.
+            row.inspect(|&row| f.meta = row as usize).is_some()
+        });
+        // Per row its (idf, scale) pair, then its weights.
+        let x = &scratch.x;
+        let mut ranges = (0..x.len() * 2).map(|j| match (x.get(j / 2), j % 2) {
+            (Some(f), 0) => ((self.rowmeta_off + f.meta * 8) as u64, 8),
+            (Some(f), _) => ((self.weights_off + f.meta * row_len) as u64, row_len as u32),
+            (None, _) => (0, 0),
+        });
+        scratch.rows = reader.read(&mut ranges).map_err(ModelError::Read)?;
+        if scratch.rows.len() != scratch.x.len() * (8 + row_len) {
+            return Err(short("rows"));
+        }
+        for (k, f) in scratch.x.iter_mut().enumerate() {
+            f.meta = k * (8 + row_len);
+            f.weights = f.meta + 8;
+        }
+        Ok(())
+    }
+
+    /// Adds `feature`'s weights times its value to `acc` (all heads' columns).
+    fn accumulate(&self, bytes: &[u8], feature: &Feature, acc: &mut [f32]) {
+        let scale = f32_at(bytes, feature.meta + 4).unwrap_or(0.0);
+        let Some(weights) = bytes.get(feature.weights..feature.weights + self.row_len()) else {
+            return;
+        };
         match self.dtype {
             DType::I8 => {
-                let Some(weights) = self.bytes.get(start..start + stride) else {
-                    return;
-                };
-                let v = value * scale;
+                let v = feature.value * scale;
                 for (a, &w) in acc.iter_mut().zip(weights) {
                     *a += v * f32::from(w as i8);
                 }
             }
             DType::F32 => {
-                let Some(weights) = self.bytes.get(start..start + stride * 4) else {
-                    return;
-                };
                 for (a, w) in acc.iter_mut().zip(weights.chunks_exact(4)) {
-                    *a += value * f32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+                    *a += feature.value * f32::from_le_bytes([w[0], w[1], w[2], w[3]]);
                 }
             }
         }
     }
 
-    /// What row `row` times `value` adds to column `column`: the one term of
-    /// [`Self::accumulate`] an explanation needs (the same arithmetic, so the same bits).
-    fn contribution(&self, row: u32, value: f32, column: usize) -> f32 {
-        let stride = self.stride as usize;
-        let scale = self.row_scale(row);
-        let start = self.weights_off + (row as usize * stride + column) * self.dtype.bytes();
+    /// What `feature` adds to column `column`: the one term of [`Self::accumulate`] an
+    /// explanation needs (the same arithmetic, so the same bits).
+    fn contribution(&self, bytes: &[u8], feature: &Feature, column: usize) -> f32 {
+        let scale = f32_at(bytes, feature.meta + 4).unwrap_or(0.0);
+        let at = feature.weights + column * self.dtype.bytes();
         match self.dtype {
-            DType::I8 => self
-                .bytes
-                .get(start)
-                .map_or(0.0, |&w| value * scale * f32::from(w as i8)),
-            DType::F32 => f32_at(self.bytes, start).map_or(0.0, |w| value * w),
+            DType::I8 => bytes
+                .get(at)
+                .map_or(0.0, |&w| feature.value * scale * f32::from(w as i8)),
+            DType::F32 => f32_at(bytes, at).map_or(0.0, |w| feature.value * w),
         }
     }
 
     /// Logits of every head for the vector in `scratch` (one pass over the rows).
-    fn logits<'s>(&self, scratch: &'s mut Scratch) -> &'s [f32] {
-        let stride = self.stride as usize;
-        scratch.logits.clear();
-        scratch.logits.resize(stride, 0.0);
-        for i in 0..scratch.x.len() {
-            let (row, value, _) = scratch.x[i];
-            self.accumulate(row, value, &mut scratch.logits);
+    fn logits(&self, scratch: &Scratch) -> Vec<f32> {
+        let mut logits = vec![0.0; self.stride as usize];
+        let bytes = self.row_bytes(scratch);
+        for feature in &scratch.x {
+            self.accumulate(bytes, feature, &mut logits);
         }
-        &scratch.logits
+        logits
     }
 
     /// Predicts every head for the vector in `scratch` (call [`Self::vectorize`] first).
-    pub fn predict(&self, scratch: &mut Scratch) -> Vec<Prediction> {
-        let logits = self.logits(scratch).to_vec();
+    pub fn predict(&self, scratch: &Scratch) -> Vec<Prediction> {
+        let logits = self.logits(scratch);
         self.heads()
             .map(|head| {
                 let mut raw: Vec<f32> = logits[head.column..head.column + head.n_classes].to_vec();
@@ -473,18 +591,17 @@ impl<'a> Model<'a> {
         if column >= stride {
             return Vec::new();
         }
-        // (weight, position in x, row, block): weight descending, then position, is a total
-        // order, so selecting and sorting by it needs no stable sort.
-        let mut scored: Vec<(f32, usize, u32, Block)> = Vec::new();
-        for (at, &(row, value, block)) in scratch.x.iter().enumerate() {
-            let weight = self.contribution(row, value, column);
+        // (weight, position in x): weight descending, then position, is a total order, so
+        // selecting and sorting by it needs no stable sort.
+        let bytes = self.row_bytes(scratch);
+        let mut scored: Vec<(f32, usize)> = Vec::new();
+        for (at, feature) in scratch.x.iter().enumerate() {
+            let weight = self.contribution(bytes, feature, column);
             if weight > 0.0 {
-                scored.push((weight, at, row, block));
+                scored.push((weight, at));
             }
         }
-        let order = |a: &(f32, usize, u32, Block), b: &(f32, usize, u32, Block)| {
-            b.0.total_cmp(&a.0).then(a.1.cmp(&b.1))
-        };
+        let order = |a: &(f32, usize), b: &(f32, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
         let chunk = chunk.max(1);
         let mut out: Vec<Contribution> = Vec::new();
         let mut rest = scored.as_mut_slice();
@@ -495,8 +612,10 @@ impl<'a> Model<'a> {
             }
             let (head, tail) = rest.split_at_mut(take);
             head.sort_unstable_by(order);
-            for &(weight, _, row, block) in head.iter() {
-                self.cite(text, scratch, row, block, weight, &mut out);
+            for &(weight, at) in head.iter() {
+                if let Some(feature) = scratch.x.get(at) {
+                    cite(text, scratch, feature, weight, &mut out);
+                }
                 if out.len() >= k {
                     break;
                 }
@@ -505,38 +624,36 @@ impl<'a> Model<'a> {
         }
         out
     }
+}
 
-    /// Adds feature `row`'s `weight` to `out` under the text it was first seen as (summed
-    /// with a feature of the same text already there); a feature without one is skipped.
-    fn cite(
-        &self,
-        text: &str,
-        scratch: &Scratch,
-        row: u32,
-        block: Block,
-        weight: f32,
-        out: &mut Vec<Contribution>,
-    ) {
-        let Some(text) = self.origin_text(text, scratch, row, block) else {
-            return;
-        };
-        match out.iter_mut().find(|c| c.text == text) {
-            Some(existing) => existing.weight += weight,
-            None => out.push(Contribution { text, weight }),
-        }
+/// Adds `feature`'s `weight` to `out` under the text it was first seen as (summed with a
+/// feature of the same text already there); a feature without one is skipped.
+fn cite(
+    text: &str,
+    scratch: &Scratch,
+    feature: &Feature,
+    weight: f32,
+    out: &mut Vec<Contribution>,
+) {
+    let Some(text) = origin_text(text, scratch, feature) else {
+        return;
+    };
+    match out.iter_mut().find(|c| c.text == text) {
+        Some(existing) => existing.weight += weight,
+        None => out.push(Contribution { text, weight }),
     }
+}
 
-    fn origin_text(&self, text: &str, scratch: &Scratch, row: u32, block: Block) -> Option<String> {
-        let origin = scratch
-            .origins
-            .iter()
-            .find(|o| o.block == block && self.row_of(o.bucket) == Some(row))?;
-        let first = scratch.token_spans.get(origin.token as usize)?;
-        let last = scratch
-            .token_spans
-            .get((origin.token + origin.tokens - 1) as usize)?;
-        text.get(first.start..last.end).map(str::to_string)
-    }
+fn origin_text(text: &str, scratch: &Scratch, feature: &Feature) -> Option<String> {
+    let origin = scratch
+        .origins
+        .iter()
+        .find(|o| o.block == feature.block && o.bucket == feature.bucket)?;
+    let first = scratch.token_spans.get(origin.token as usize)?;
+    let last = scratch
+        .token_spans
+        .get((origin.token + origin.tokens - 1) as usize)?;
+    text.get(first.start..last.end).map(str::to_string)
 }
 
 impl<'a> Head<'a> {
@@ -850,8 +967,10 @@ mod tests {
             );
             let mut scratch = Scratch::default();
             let text = "I forgot my PASSWORD again";
-            model.vectorize(text, &mut scratch, true);
-            let predictions = model.predict(&mut scratch);
+            model
+                .vectorize(text, &mut scratch, true)
+                .expect("vectorizes");
+            let predictions = model.predict(&scratch);
             assert_eq!(predictions[0].label, "access");
             assert_eq!(predictions[1].label, "urgent");
             let sum: f32 = predictions[1].probabilities.iter().sum();
@@ -876,17 +995,18 @@ mod tests {
         k: usize,
     ) -> Vec<Contribution> {
         let column = head.column + class;
-        let mut scored: Vec<(f32, u32, Block)> = Vec::new();
-        for &(row, value, block) in &scratch.x {
-            let weight = model.contribution(row, value, column);
+        let bytes = model.row_bytes(scratch);
+        let mut scored: Vec<(f32, &Feature)> = Vec::new();
+        for feature in &scratch.x {
+            let weight = model.contribution(bytes, feature, column);
             if weight > 0.0 {
-                scored.push((weight, row, block));
+                scored.push((weight, feature));
             }
         }
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
         let mut out: Vec<Contribution> = Vec::new();
-        for (weight, row, block) in scored {
-            model.cite(text, scratch, row, block, weight, &mut out);
+        for (weight, feature) in scored {
+            cite(text, scratch, feature, weight, &mut out);
             if out.len() >= k {
                 break;
             }
@@ -909,7 +1029,9 @@ mod tests {
             let model = Model::parse(&bytes).expect("parses");
             let mut scratch = Scratch::default();
             for text in texts {
-                model.vectorize(text, &mut scratch, true);
+                model
+                    .vectorize(text, &mut scratch, true)
+                    .expect("vectorizes");
                 for head in model.heads() {
                     for class in 0..head.n_classes {
                         for k in [1, 2, 3, 5, 50] {
@@ -929,6 +1051,127 @@ mod tests {
         }
     }
 
+    /// Serves ranges of `bytes`, counting the reads; `cut` drops that many bytes of every answer.
+    struct SliceReader<'a> {
+        bytes: &'a [u8],
+        reads: std::cell::Cell<usize>,
+        cut: usize,
+    }
+
+    impl RangeReader for SliceReader<'_> {
+        fn read(
+            &self,
+            ranges: &mut dyn ExactSizeIterator<Item = (u64, u32)>,
+        ) -> Result<Vec<u8>, String> {
+            self.reads.set(self.reads.get() + 1);
+            let mut out = Vec::new();
+            for (offset, length) in ranges {
+                let start = offset as usize;
+                let range = self.bytes.get(start..start + length as usize);
+                out.extend_from_slice(range.ok_or("outside the model")?);
+            }
+            out.truncate(out.len().saturating_sub(self.cut));
+            Ok(out)
+        }
+    }
+
+    #[test]
+    #[allow(clippy::expect_used)]
+    fn rows_read_through_a_reader_give_the_same_bits_and_leave_memory_untouched() {
+        let texts = [
+            "I forgot my PASSWORD again",
+            "refund the invoice, billing charged twice, refund refund",
+            "urgent outage: nothing works, access denied, password rejected, invoice missing",
+            "completely unrelated",
+            "",
+        ];
+        for dtype in [DType::F32, DType::I8] {
+            let bytes = tiny(dtype);
+            let model = Model::parse(&bytes).expect("parses");
+            // The copy in memory has the index, row metadata and weights scrambled: results
+            // equal to the clean model's show they were read only through the reader.
+            let mut scrambled = bytes.clone();
+            for (i, b) in scrambled[model.index_off..model.strings_off]
+                .iter_mut()
+                .enumerate()
+            {
+                *b = (i as u8).wrapping_mul(31) ^ 0x5a;
+            }
+            let reader = SliceReader {
+                bytes: &bytes,
+                reads: std::cell::Cell::new(0),
+                cut: 0,
+            };
+            let remote = Model::parse(&scrambled)
+                .expect("the header still parses")
+                .reading_rows_from(&reader);
+            let (mut here, mut there) = (Scratch::default(), Scratch::default());
+            for text in texts {
+                let reads = reader.reads.get();
+                model.vectorize(text, &mut here, true).expect("vectorizes");
+                remote
+                    .vectorize(text, &mut there, true)
+                    .expect("vectorizes");
+                assert_eq!(
+                    reader.reads.get() - reads,
+                    2,
+                    "{text}: one read for the index, one for the rows"
+                );
+                let (p, q) = (model.predict(&here), remote.predict(&there));
+                assert_eq!(p.len(), q.len());
+                for (p, q) in p.iter().zip(&q) {
+                    assert_eq!(p.label, q.label, "{text}");
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&p.probabilities), bits(&q.probabilities), "{text}");
+                }
+                for head in model.heads() {
+                    for class in 0..head.n_classes {
+                        let a = model.explain(text, &here, &head, class, 3);
+                        let b = remote.explain(text, &there, &head, class, 3);
+                        assert_eq!(a, b, "{text}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_reader_that_fails_or_answers_short_is_an_error() {
+        struct Refusing;
+        impl RangeReader for Refusing {
+            fn read(
+                &self,
+                _: &mut dyn ExactSizeIterator<Item = (u64, u32)>,
+            ) -> Result<Vec<u8>, String> {
+                Err("the host said no".into())
+            }
+        }
+        let bytes = tiny(DType::I8);
+        let Ok(model) = Model::parse(&bytes) else {
+            panic!("parses")
+        };
+        let mut scratch = Scratch::default();
+        let refusing = model.reading_rows_from(&Refusing);
+        assert_eq!(
+            refusing.vectorize("password", &mut scratch, false),
+            Err(ModelError::Read("the host said no".into()))
+        );
+        let short = SliceReader {
+            bytes: &bytes,
+            reads: std::cell::Cell::new(0),
+            cut: 1,
+        };
+        let error = model
+            .reading_rows_from(&short)
+            .vectorize("password", &mut scratch, false)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            error.as_deref(),
+            Some("cannot read the model's rows: the answer for the bucket index is short")
+        );
+    }
+
     #[test]
     fn unknown_words_give_the_prior() {
         let bytes = tiny(DType::F32);
@@ -936,8 +1179,11 @@ mod tests {
             panic!("parses")
         };
         let mut scratch = Scratch::default();
-        model.vectorize("completely unrelated", &mut scratch, false);
-        let p = model.predict(&mut scratch);
+        assert_eq!(
+            model.vectorize("completely unrelated", &mut scratch, false),
+            Ok(())
+        );
+        let p = model.predict(&scratch);
         assert_eq!(p[0].probabilities, vec![0.5, 0.5]);
     }
 

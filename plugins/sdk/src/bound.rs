@@ -6,6 +6,11 @@
 //! fresh instance then sees them copy-on-write from the pooling allocator's memory image:
 //! nothing is copied or parsed per call. Components the host did not bind (or other
 //! runtimes) get the same bytes through the `config` capability.
+//!
+//! Bound data costs nothing until it is read, but every page a call reads stays mapped in
+//! the plugin's memory slot, and resetting the slot for the next call walks every mapped
+//! page. Data read sparsely on every call (a large model's rows) is better read through
+//! [`DataReader`] (`config.read-data`): the bytes land in the heap, which is reset anyway.
 
 use std::borrow::Cow;
 use std::sync::OnceLock;
@@ -87,4 +92,34 @@ pub fn data() -> Cow<'static, [u8]> {
     }
     static FETCHED: OnceLock<Vec<u8>> = OnceLock::new();
     Cow::Borrowed(FETCHED.get_or_init(crate::config::data))
+}
+
+/// Reads ranges of the plugin's data through the host (`config.read-data`): for a
+/// [`deskhost_nlp::Model`] whose rows should not be read from the bound copy (see
+/// [`deskhost_nlp::RangeReader`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DataReader;
+
+impl deskhost_nlp::RangeReader for DataReader {
+    fn read(
+        &self,
+        ranges: &mut dyn ExactSizeIterator<Item = (u64, u32)>,
+    ) -> Result<Vec<u8>, String> {
+        let ranges: Vec<crate::config::ByteRange> = ranges
+            .map(|(offset, length)| crate::config::ByteRange { offset, length })
+            .collect();
+        crate::config::read_data(&ranges).map_err(|e| match e {
+            crate::CapabilityError::NotFound(m)
+            | crate::CapabilityError::InvalidArgument(m)
+            | crate::CapabilityError::Unavailable(m) => format!("config.read-data: {m}"),
+        })
+    }
+}
+
+/// A [`DataReader`] when the data is bound (read sparsely through the host rather than from
+/// the bound copy); `None` when it was fetched whole through `config.data` (it is in the
+/// heap already).
+pub fn data_reader() -> Option<DataReader> {
+    let s = slot();
+    region(s.data_ptr, s.data_len).map(|_| DataReader)
 }

@@ -9,7 +9,7 @@
 //!   tiers read through the CRM capability) raise priority, force a category or queue, add
 //!   tags and ask for escalation, each citing what matched.
 
-use deskhost_sdk::nlp::{Model, Prediction, Scratch, lang, sentiment};
+use deskhost_sdk::nlp::{Model, ModelError, Prediction, RangeReader, Scratch, lang, sentiment};
 use deskhost_sdk::phrases::{Matcher, TokenizedText};
 use deskhost_sdk::{
     EscalationRequest, Evidence, EvidenceSource, LabeledValue, NamedValue, PluginError, Priority,
@@ -162,7 +162,15 @@ struct Policy;
 impl deskhost_sdk::triage_world::Guest for Policy {
     fn triage(ticket: Ticket) -> Result<TriageDecision, PluginError> {
         let settings: Settings<'static> = deskhost_sdk::settings_borrowed()?;
-        decide_with(&ticket, &settings, &deskhost_sdk::bound::data(), &crm_tier)
+        let reader = deskhost_sdk::bound::data_reader();
+        let rows = reader.as_ref().map(|r| r as &dyn RangeReader);
+        decide_with(
+            &ticket,
+            &settings,
+            &deskhost_sdk::bound::data(),
+            rows,
+            &crm_tier,
+        )
     }
 }
 
@@ -177,24 +185,29 @@ pub fn triage_with(
     tier: &dyn Fn(&str) -> Option<String>,
 ) -> Result<TriageDecision, PluginError> {
     let settings: Settings<'_> = deskhost_sdk::parse_settings(settings)?;
-    decide_with(ticket, &settings, data, tier)
+    decide_with(ticket, &settings, data, None, tier)
 }
 
+/// `rows`: where the model's rows are read from instead of `data` (the host, in a
+/// component whose data is bound).
 fn decide_with(
     ticket: &Ticket,
     settings: &Settings<'_>,
     data: &[u8],
+    rows: Option<&dyn RangeReader>,
     tier: &dyn Fn(&str) -> Option<String>,
 ) -> Result<TriageDecision, PluginError> {
+    let bad_model = |e: ModelError| plugin_error("bad-model", format!("triage model: {e}"));
     let model = if data.is_empty() {
         None
     } else {
-        Some(
-            Model::parse(data)
-                .map_err(|e| plugin_error("bad-model", format!("triage model: {e}")))?,
-        )
+        let model = Model::parse(data).map_err(bad_model)?;
+        Some(match rows {
+            Some(reader) => model.reading_rows_from(reader),
+            None => model,
+        })
     };
-    Ok(decide(ticket, settings, model.as_ref(), tier))
+    decide(ticket, settings, model.as_ref(), tier).map_err(bad_model)
 }
 
 deskhost_sdk::export_triage!(Policy);
@@ -208,7 +221,7 @@ fn decide(
     settings: &Settings<'_>,
     model: Option<&Model<'_>>,
     tier: &dyn Fn(&str) -> Option<String>,
-) -> TriageDecision {
+) -> Result<TriageDecision, ModelError> {
     let text = ticket_text(ticket);
     let per_field = settings.evidence_per_field.unwrap_or(3);
     let model_ref = model
@@ -219,8 +232,8 @@ fn decide(
     let mut predicted: BTreeMap<String, (Prediction, Vec<Evidence>)> = BTreeMap::new();
     if let Some(model) = model {
         let mut scratch = Scratch::default();
-        model.vectorize(&text, &mut scratch, true);
-        for prediction in model.predict(&mut scratch) {
+        model.vectorize(&text, &mut scratch, true)?;
+        for prediction in model.predict(&scratch) {
             let why = model
                 .head(&prediction.field)
                 .map(|head| model.explain(&text, &scratch, &head, prediction.best, per_field))
@@ -402,7 +415,7 @@ fn decide(
         },
     );
     decision.rationale = rationale;
-    decision
+    Ok(decision)
 }
 
 /// Applies one operator rule to the decision. Operator rules are certain by definition:
@@ -575,7 +588,8 @@ mod tests {
             &settings(),
             None,
             &|_| None,
-        );
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         let e = d.escalate.unwrap_or_else(|| panic!("escalates"));
         assert_eq!(e.code, "legal-threat");
         assert_eq!(e.evidence[0].quote, "Lawyer");
@@ -597,7 +611,8 @@ mod tests {
             &settings(),
             None,
             &|_| None,
-        );
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             (d.category.value.as_str(), d.category.confidence),
             ("billing", 0.0)
@@ -653,7 +668,7 @@ mod high_risk {
                     messages: None,
                     created_at: None,
                 };
-                let d = decide(&t, &settings, None, &|_| None);
+                let d = decide(&t, &settings, None, &|_| None).unwrap_or_else(|e| panic!("{e}"));
                 if let Some(e) = &d.escalate {
                     assert!(
                         priority_rank(d.priority.value) >= priority_rank(Priority::High),

@@ -468,8 +468,8 @@ async fn triage(dir: &Path, source: &Tickets, limit: usize, rounds: usize) -> Re
         let started = Instant::now();
         for r in &records {
             let text = deskhost_nlp::text::ticket_text(&r.input.subject, &r.input.body);
-            model.vectorize(&text, &mut scratch, true);
-            for p in model.predict(&mut scratch) {
+            model.vectorize(&text, &mut scratch, true)?;
+            for p in model.predict(&scratch) {
                 if let Some(head) = model.head(&p.field) {
                     sink += model.explain(&text, &scratch, &head, p.best, 3).len();
                 }

@@ -27,6 +27,7 @@
 //! | `ticket-echo` | returns the ticket fields it sees as the rationale        |
 //! | `wasi`        | tries files, env, args, network, clock, randomness; says what it got |
 //! | `by-ticket`   | panics, loops or decides depending on the ticket body     |
+//! | `read-data`   | reads ranges of its data, then one outside it; says what it got |
 
 use deskhost_sdk::{
     Citation, EscalationSummary, LabeledValue, PluginError, Priority, PriorityCall, ReplyDraft,
@@ -186,6 +187,13 @@ impl deskhost_sdk::triage_world::Guest for Probe {
                 ),
             )),
             "wasi" => Ok(decision(&s, wasi_report())),
+            "read-data" => {
+                use deskhost_sdk::config::{ByteRange, read_data};
+                let at = |offset, length| ByteRange { offset, length };
+                let read = read_data(&[at(3, 2), at(0, 1), at(1000, 3), at(7, 0)]);
+                let outside = read_data(&[at(0, 1), at(u64::MAX, 1)]);
+                Ok(decision(&s, format!("read {read:?}; outside {outside:?}")))
+            }
             "by-ticket" => {
                 if ticket.body.contains("PANIC") {
                     panic!("by-ticket panic on {}", ticket.id)
