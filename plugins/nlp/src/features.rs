@@ -75,6 +75,9 @@ pub struct Scratch {
     pub(crate) origins: Vec<Origin>,
     /// Vectorised input.
     pub(crate) x: Vec<Feature>,
+    /// Ranges asked of a [`crate::model::RangeReader`]: offsets, and the length of each.
+    pub(crate) offsets: Vec<u64>,
+    pub(crate) lengths: Vec<u32>,
     /// Rows read through a [`crate::model::RangeReader`]: per row its (idf, scale) and then
     /// its weights, in the order of `x`.
     pub(crate) rows: Vec<u8>,

@@ -114,11 +114,9 @@ fn f32_at(bytes: &[u8], offset: usize) -> Option<f32> {
 /// only the header, heads and labels are touched in memory; the rows a ticket needs arrive in
 /// the heap, which is reset anyway.
 pub trait RangeReader {
-    /// The bytes of each `(offset, length)` range of the model file, concatenated in order.
-    fn read(
-        &self,
-        ranges: &mut dyn ExactSizeIterator<Item = (u64, u32)>,
-    ) -> Result<Vec<u8>, String>;
+    /// The bytes of each range of the model file (`lengths[i]` bytes from `offsets[i]`; the
+    /// slices are as long as each other), concatenated in order.
+    fn read(&self, offsets: &[u64], lengths: &[u32]) -> Result<Vec<u8>, String>;
 }
 
 #[derive(Clone, Copy)]
@@ -455,40 +453,51 @@ impl<'a> Model<'a> {
         scratch: &mut Scratch,
     ) -> Result<(), ModelError> {
         let short = |what: &str| ModelError::Read(format!("the answer for the {what} is short"));
-        let index_off = self.index_off;
+        scratch.offsets.clear();
+        scratch.offsets.extend(
+            scratch
+                .x
+                .iter()
+                .map(|f| (self.index_off + f.bucket as usize * 4) as u64),
+        );
+        scratch.lengths.clear();
+        scratch.lengths.resize(scratch.x.len(), 4);
         let entries = reader
-            .read(
-                &mut scratch
-                    .x
-                    .iter()
-                    .map(|f| ((index_off + f.bucket as usize * 4) as u64, 4)),
-            )
+            .read(&scratch.offsets, &scratch.lengths)
             .map_err(ModelError::Read)?;
         if entries.len() != scratch.x.len() * 4 {
             return Err(short("bucket index"));
         }
         let row_len = self.row_len();
         let mut i = 0;
+        scratch.offsets.clear();
+        scratch.lengths.clear();
+        let mut at = 0;
         scratch.x.retain_mut(|f| {
             let row = self.row_in(u32_at(&entries, i * 4));
             i += 1;
-            // The row number, until the row's place in `scratch.rows` is known.
-            row.inspect(|&row| f.meta = row as usize).is_some()
+            let Some(row) = row else {
+                return false;
+            };
+            // Per row its (idf, scale) pair, then its weights.
+            scratch
+                .offsets
+                .push((self.rowmeta_off + row as usize * 8) as u64);
+            scratch
+                .offsets
+                .push((self.weights_off + row as usize * row_len) as u64);
+            scratch.lengths.push(8);
+            scratch.lengths.push(row_len as u32);
+            f.meta = at;
+            f.weights = at + 8;
+            at += 8 + row_len;
+            true
         });
-        // Per row its (idf, scale) pair, then its weights.
-        let x = &scratch.x;
-        let mut ranges = (0..x.len() * 2).map(|j| match (x.get(j / 2), j % 2) {
-            (Some(f), 0) => ((self.rowmeta_off + f.meta * 8) as u64, 8),
-            (Some(f), _) => ((self.weights_off + f.meta * row_len) as u64, row_len as u32),
-            (None, _) => (0, 0),
-        });
-        scratch.rows = reader.read(&mut ranges).map_err(ModelError::Read)?;
-        if scratch.rows.len() != scratch.x.len() * (8 + row_len) {
+        scratch.rows = reader
+            .read(&scratch.offsets, &scratch.lengths)
+            .map_err(ModelError::Read)?;
+        if scratch.rows.len() != at {
             return Err(short("rows"));
-        }
-        for (k, f) in scratch.x.iter_mut().enumerate() {
-            f.meta = k * (8 + row_len);
-            f.weights = f.meta + 8;
         }
         Ok(())
     }
@@ -1059,13 +1068,11 @@ mod tests {
     }
 
     impl RangeReader for SliceReader<'_> {
-        fn read(
-            &self,
-            ranges: &mut dyn ExactSizeIterator<Item = (u64, u32)>,
-        ) -> Result<Vec<u8>, String> {
+        fn read(&self, offsets: &[u64], lengths: &[u32]) -> Result<Vec<u8>, String> {
             self.reads.set(self.reads.get() + 1);
+            assert_eq!(offsets.len(), lengths.len());
             let mut out = Vec::new();
-            for (offset, length) in ranges {
+            for (&offset, &length) in offsets.iter().zip(lengths) {
                 let start = offset as usize;
                 let range = self.bytes.get(start..start + length as usize);
                 out.extend_from_slice(range.ok_or("outside the model")?);
@@ -1139,10 +1146,7 @@ mod tests {
     fn a_reader_that_fails_or_answers_short_is_an_error() {
         struct Refusing;
         impl RangeReader for Refusing {
-            fn read(
-                &self,
-                _: &mut dyn ExactSizeIterator<Item = (u64, u32)>,
-            ) -> Result<Vec<u8>, String> {
+            fn read(&self, _: &[u64], _: &[u32]) -> Result<Vec<u8>, String> {
                 Err("the host said no".into())
             }
         }

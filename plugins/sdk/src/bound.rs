@@ -101,14 +101,8 @@ pub fn data() -> Cow<'static, [u8]> {
 pub struct DataReader;
 
 impl deskhost_nlp::RangeReader for DataReader {
-    fn read(
-        &self,
-        ranges: &mut dyn ExactSizeIterator<Item = (u64, u32)>,
-    ) -> Result<Vec<u8>, String> {
-        let ranges: Vec<crate::config::ByteRange> = ranges
-            .map(|(offset, length)| crate::config::ByteRange { offset, length })
-            .collect();
-        crate::config::read_data(&ranges).map_err(|e| match e {
+    fn read(&self, offsets: &[u64], lengths: &[u32]) -> Result<Vec<u8>, String> {
+        crate::config::read_data(offsets, lengths).map_err(|e| match e {
             crate::CapabilityError::NotFound(m)
             | crate::CapabilityError::InvalidArgument(m)
             | crate::CapabilityError::Unavailable(m) => format!("config.read-data: {m}"),

@@ -1,32 +1,41 @@
 //! `config`: the plugin's settings and data, for plugins that cannot bind them.
 
 use super::*;
-use crate::bindings::config::ByteRange;
 
 /// Most ranges one `config.read-data` call may name.
 pub const MAX_DATA_RANGES: usize = 65_536;
 
-/// The bytes of `ranges` of `data`, concatenated; or why not, naming the range. At most
-/// `max_bytes` in all (the plugin could not receive more).
-fn gather(data: &[u8], ranges: &[ByteRange], max_bytes: u64) -> Result<Vec<u8>, String> {
-    if ranges.len() > MAX_DATA_RANGES {
+/// The bytes of each range of `data` (`lengths[i]` from `offsets[i]`), concatenated; or why
+/// not, naming the range. At most `max_bytes` in all (the plugin could not receive more).
+fn gather(
+    data: &[u8],
+    offsets: &[u64],
+    lengths: &[u32],
+    max_bytes: u64,
+) -> Result<Vec<u8>, String> {
+    if offsets.len() != lengths.len() {
+        return Err(format!(
+            "{} offsets and {} lengths: give one length per offset",
+            offsets.len(),
+            lengths.len()
+        ));
+    }
+    if offsets.len() > MAX_DATA_RANGES {
         return Err(format!(
             "{} ranges in one call; at most {MAX_DATA_RANGES} are accepted, split the read",
-            ranges.len()
+            offsets.len()
         ));
     }
     let mut total: u64 = 0;
-    for (i, r) in ranges.iter().enumerate() {
-        let end = r.offset.checked_add(u64::from(r.length));
+    for (i, (&offset, &length)) in offsets.iter().zip(lengths).enumerate() {
+        let end = offset.checked_add(u64::from(length));
         if end.is_none_or(|end| end > data.len() as u64) {
             return Err(format!(
-                "range {i} ({} bytes at offset {}) is not inside the data ({} bytes)",
-                r.length,
-                r.offset,
+                "range {i} ({length} bytes at offset {offset}) is not inside the data ({} bytes)",
                 data.len()
             ));
         }
-        total += u64::from(r.length);
+        total += u64::from(length);
     }
     if total > max_bytes {
         return Err(format!(
@@ -34,10 +43,10 @@ fn gather(data: &[u8], ranges: &[ByteRange], max_bytes: u64) -> Result<Vec<u8>, 
         ));
     }
     let mut out = Vec::with_capacity(total as usize);
-    for r in ranges {
+    for (&offset, &length) in offsets.iter().zip(lengths) {
         // In bounds: checked above.
-        let start = r.offset as usize;
-        out.extend_from_slice(&data[start..start + r.length as usize]);
+        let start = offset as usize;
+        out.extend_from_slice(&data[start..start + length as usize]);
     }
     Ok(out)
 }
@@ -70,17 +79,18 @@ impl crate::bindings::config::Host for HostState {
 
     async fn read_data(
         &mut self,
-        ranges: Vec<ByteRange>,
+        offsets: Vec<u64>,
+        lengths: Vec<u32>,
     ) -> wasmtime::Result<Result<Vec<u8>, types::CapabilityError>> {
         let call = self.call.admit(
             CapabilityName::Config,
             "read-data",
-            serde_json::json!({ "ranges": ranges.len() }),
+            serde_json::json!({ "ranges": offsets.len() }),
         )?;
         // Recorded by count and size, as `data` is: the bytes are the plugin's own data,
         // named by its digest.
         let max_bytes = u64::from(self.call.plugin.limits.memory_mib) * 1024 * 1024;
-        match gather(&self.call.plugin.data, &ranges, max_bytes) {
+        match gather(&self.call.plugin.data, &offsets, &lengths, max_bytes) {
             Ok(bytes) => {
                 let answer = self.call.finish(
                     call,
@@ -106,35 +116,36 @@ impl crate::bindings::config::Host for HostState {
 mod tests {
     use super::*;
 
-    fn range(offset: u64, length: u32) -> ByteRange {
-        ByteRange { offset, length }
+    fn gather_ranges(data: &[u8], ranges: &[(u64, u32)], max: u64) -> Result<Vec<u8>, String> {
+        let (offsets, lengths): (Vec<u64>, Vec<u32>) = ranges.iter().copied().unzip();
+        gather(data, &offsets, &lengths, max)
     }
 
     #[test]
     fn gathers_ranges_in_order_and_refuses_what_is_outside() {
         let data: Vec<u8> = (0..=255).collect();
         assert_eq!(
-            gather(
-                &data,
-                &[range(10, 3), range(0, 2), range(255, 1), range(7, 0)],
-                1024
-            ),
+            gather_ranges(&data, &[(10, 3), (0, 2), (255, 1), (7, 0)], 1024),
             Ok(vec![10, 11, 12, 0, 1, 255])
         );
-        assert_eq!(gather(&data, &[], 1024), Ok(vec![]));
-        assert_eq!(gather(&data, &[range(256, 0)], 1024), Ok(vec![]));
+        assert_eq!(gather_ranges(&data, &[], 1024), Ok(vec![]));
+        assert_eq!(gather_ranges(&data, &[(256, 0)], 1024), Ok(vec![]));
         let refused = |r: Result<Vec<u8>, String>| r.expect_err("refused");
         assert_eq!(
-            refused(gather(&data, &[range(0, 1), range(250, 7)], 1024)),
+            refused(gather_ranges(&data, &[(0, 1), (250, 7)], 1024)),
             "range 1 (7 bytes at offset 250) is not inside the data (256 bytes)"
         );
-        assert!(refused(gather(&data, &[range(u64::MAX, 2)], 1024)).starts_with("range 0 "));
-        assert!(refused(gather(&data, &[range(257, 0)], 1024)).starts_with("range 0 "));
+        assert!(refused(gather_ranges(&data, &[(u64::MAX, 2)], 1024)).starts_with("range 0 "));
+        assert!(refused(gather_ranges(&data, &[(257, 0)], 1024)).starts_with("range 0 "));
         assert_eq!(
-            refused(gather(&data, &[range(0, 200), range(0, 200)], 300)),
+            refused(gather_ranges(&data, &[(0, 200), (0, 200)], 300)),
             "the ranges add up to 400 bytes, more than the plugin's memory limit (300 bytes)"
         );
-        let many = vec![range(0, 0); MAX_DATA_RANGES + 1];
-        assert!(refused(gather(&data, &many, 1024)).starts_with("65537 ranges in one call"));
+        assert_eq!(
+            refused(gather(&data, &[1, 2], &[1], 1024)),
+            "2 offsets and 1 lengths: give one length per offset"
+        );
+        let many = vec![(0, 0); MAX_DATA_RANGES + 1];
+        assert!(refused(gather_ranges(&data, &many, 1024)).starts_with("65537 ranges in one call"));
     }
 }

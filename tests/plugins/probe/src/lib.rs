@@ -188,10 +188,9 @@ impl deskhost_sdk::triage_world::Guest for Probe {
             )),
             "wasi" => Ok(decision(&s, wasi_report())),
             "read-data" => {
-                use deskhost_sdk::config::{ByteRange, read_data};
-                let at = |offset, length| ByteRange { offset, length };
-                let read = read_data(&[at(3, 2), at(0, 1), at(1000, 3), at(7, 0)]);
-                let outside = read_data(&[at(0, 1), at(u64::MAX, 1)]);
+                use deskhost_sdk::config::read_data;
+                let read = read_data(&[3, 0, 1000, 7], &[2, 1, 3, 0]);
+                let outside = read_data(&[0, u64::MAX], &[1, 1]);
                 Ok(decision(&s, format!("read {read:?}; outside {outside:?}")))
             }
             "by-ticket" => {
