@@ -127,6 +127,20 @@ pub fn extract(text: &str, spec: &FeatureSpec, scratch: &mut Scratch, explain: b
     scratch.origins.clear();
     scratch.token_spans.clear();
     scratch.token_hashes.clear();
+    // Room for a typical text's features up front (a word has about as many character
+    // n-grams as letters, four lengths each), so the buffers do not grow by doubling, each
+    // step a copy, on every fresh instance. A reused scratch keeps its capacity anyway.
+    let chars = text.len().min(spec.max_tokens as usize * 8);
+    let tokens = chars / 4 + 1;
+    scratch.token_spans.reserve(tokens);
+    scratch.token_hashes.reserve(tokens);
+    scratch.word.reserve(2 * tokens);
+    if spec.char_ngram_max > 0 {
+        scratch.chars.reserve(4 * chars);
+    }
+    if explain {
+        scratch.origins.reserve(2 * tokens + 4 * chars);
+    }
 
     let mut previous_word: Option<(u64, u32)> = None;
     for (index, range) in token_ranges(text)

@@ -393,6 +393,7 @@ impl<'a> Model<'a> {
         let mut word = std::mem::take(&mut scratch.word);
         let mut chars = std::mem::take(&mut scratch.chars);
         let sublinear = self.spec.sublinear_tf;
+        scratch.x.reserve(word.len() + chars.len());
         for (buckets, block) in [(&mut word, Block::Word), (&mut chars, Block::Char)] {
             for_each_count(buckets, |bucket, count| {
                 scratch.x.push(Feature {

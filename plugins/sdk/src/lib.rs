@@ -18,6 +18,7 @@
 //! ```
 //! - [`bound`]: the plugin's settings and data, read from memory when the host bound them
 //!   into the component (zero-copy), from the `config` capability otherwise.
+//! - [`bump`]: a bump allocator for plugins, which run in a fresh instance per call.
 //! - Small helpers every policy needs ([`evidence`], [`phrases`], [`settings`]).
 
 #[doc(hidden)]
@@ -33,6 +34,7 @@ pub use deskhost_nlp as nlp;
 pub use types::*;
 
 pub mod bound;
+pub mod bump;
 pub mod phrases;
 
 pub use escalation_world::export_escalation;

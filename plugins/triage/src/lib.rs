@@ -159,6 +159,11 @@ macro_rules! effects_of {
 
 struct Policy;
 
+// Each call runs in a fresh instance: freeing memory is wasted work (see the SDK's `bump`).
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: deskhost_sdk::bump::Bump = deskhost_sdk::bump::Bump::new();
+
 impl deskhost_sdk::triage_world::Guest for Policy {
     fn triage(ticket: Ticket) -> Result<TriageDecision, PluginError> {
         let settings: Settings<'static> = deskhost_sdk::settings_borrowed()?;
