@@ -373,10 +373,11 @@ impl<'a> Model<'a> {
         index_entry.filter(|&row| row != NO_ROW && row < self.n_rows)
     }
 
-    /// The bytes the offsets in `scratch.x` point into.
-    fn row_bytes<'s>(&'s self, scratch: &'s Scratch) -> &'s [u8] {
+    /// The bytes the offsets in `scratch.x` point into, given `scratch.rows` (a field, not
+    /// the scratch, so `scratch.x` can be changed meanwhile).
+    fn row_bytes<'s>(&'s self, rows: &'s [u8]) -> &'s [u8] {
         if self.reader.is_some() {
-            &scratch.rows
+            rows
         } else {
             self.bytes
         }
@@ -413,10 +414,7 @@ impl<'a> Model<'a> {
             Some(Reader(reader)) => self.locate_through(reader, scratch)?,
             None => self.locate(scratch),
         }
-        let bytes = match self.reader {
-            Some(_) => &scratch.rows[..],
-            None => self.bytes,
-        };
+        let bytes = self.row_bytes(&scratch.rows);
         for f in &mut scratch.x {
             f.value *= f32_at(bytes, f.meta).unwrap_or(0.0);
         }
@@ -561,7 +559,7 @@ impl<'a> Model<'a> {
     /// Logits of every head for the vector in `scratch` (one pass over the rows).
     fn logits(&self, scratch: &Scratch) -> Vec<f32> {
         let mut logits = vec![0.0; (self.stride as usize).next_multiple_of(LANES)];
-        let bytes = self.row_bytes(scratch);
+        let bytes = self.row_bytes(&scratch.rows);
         for feature in &scratch.x {
             self.accumulate(bytes, feature, &mut logits);
         }
@@ -624,7 +622,7 @@ impl<'a> Model<'a> {
         }
         // (weight, position in x): weight descending, then position, is a total order, so
         // selecting and sorting by it needs no stable sort.
-        let bytes = self.row_bytes(scratch);
+        let bytes = self.row_bytes(&scratch.rows);
         let mut scored: Vec<(f32, usize)> = Vec::new();
         for (at, feature) in scratch.x.iter().enumerate() {
             let weight = self.contribution(bytes, feature, column);
@@ -1028,16 +1026,12 @@ mod tests {
             let Ok(model) = Model::parse(&bytes) else {
                 panic!("parses")
             };
-            let reader = SliceReader {
-                bytes: &bytes,
-                reads: std::cell::Cell::new(0),
-                cut: 0,
-            };
+            let reader = SliceReader::new(&bytes, 0);
             for model in [model, model.reading_rows_from(&reader)] {
                 let mut scratch = Scratch::default();
                 assert_eq!(model.vectorize(words, &mut scratch, false), Ok(()));
                 assert!(scratch.x.len() > 20);
-                let bytes = model.row_bytes(&scratch);
+                let bytes = model.row_bytes(&scratch.rows);
                 let mut want = vec![0.0f32; classes];
                 for f in &scratch.x {
                     let scale = f32_at(bytes, f.meta + 4).unwrap_or(f32::NAN);
@@ -1097,7 +1091,7 @@ mod tests {
         k: usize,
     ) -> Vec<Contribution> {
         let column = head.column + class;
-        let bytes = model.row_bytes(scratch);
+        let bytes = model.row_bytes(&scratch.rows);
         let mut scored: Vec<(f32, &Feature)> = Vec::new();
         for feature in &scratch.x {
             let weight = model.contribution(bytes, feature, column);
@@ -1160,6 +1154,16 @@ mod tests {
         cut: usize,
     }
 
+    impl<'a> SliceReader<'a> {
+        fn new(bytes: &'a [u8], cut: usize) -> Self {
+            Self {
+                bytes,
+                reads: std::cell::Cell::new(0),
+                cut,
+            }
+        }
+    }
+
     impl RangeReader for SliceReader<'_> {
         fn read(&self, offsets: &[u64], lengths: &[u32]) -> Result<Vec<u8>, String> {
             self.reads.set(self.reads.get() + 1);
@@ -1197,11 +1201,7 @@ mod tests {
             {
                 *b = (i as u8).wrapping_mul(31) ^ 0x5a;
             }
-            let reader = SliceReader {
-                bytes: &bytes,
-                reads: std::cell::Cell::new(0),
-                cut: 0,
-            };
+            let reader = SliceReader::new(&bytes, 0);
             let remote = Model::parse(&scrambled)
                 .expect("the header still parses")
                 .reading_rows_from(&reader);
@@ -1253,11 +1253,7 @@ mod tests {
             refusing.vectorize("password", &mut scratch, false),
             Err(ModelError::Read("the host said no".into()))
         );
-        let short = SliceReader {
-            bytes: &bytes,
-            reads: std::cell::Cell::new(0),
-            cut: 1,
-        };
+        let short = SliceReader::new(&bytes, 1);
         let error = model
             .reading_rows_from(&short)
             .vectorize("password", &mut scratch, false)
