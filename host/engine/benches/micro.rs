@@ -1,6 +1,6 @@
 //! Micro benchmarks of the host's hot paths, one at a time (divan). Whole flows — Wasm vs
 //! native triage, KB build/open/search by size, `serve` under load — are `deskhost bench`
-//! and the e2e load test; see the README's Performance section.
+//! and the e2e load test; see the README's Performance section and `examples/bench/README.md`.
 //!
 //! Run: `cargo bench -p deskhost-engine --bench micro` (add `-- host_call` to pick one).
 //!
