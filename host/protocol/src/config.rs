@@ -466,7 +466,8 @@ impl WorkspaceConfig {
     /// disk), and the committer writes whatever is queued in one transaction, so many in
     /// flight make few, large commits. (`run`, banking77 dev, 2 CPUs: 64 in flight decided
     /// 8-15 % more per second than 32, for ~12 MB more memory.) A worker claims this many
-    /// per round, so more here makes `serve` slower to answer (measured in `examples/bench/README.md`).
+    /// per round, so more here makes `serve` slower to answer (measured in
+    /// `examples/bench/README.md`).
     pub fn concurrency(&self) -> usize {
         if self.pipeline.concurrency > 0 {
             return self.pipeline.concurrency;
