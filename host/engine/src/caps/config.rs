@@ -51,6 +51,15 @@ fn gather(
     Ok(out)
 }
 
+impl HostState {
+    /// What the audit log keeps of an answer holding the plugin's data (`config.data`,
+    /// `config.read-data`): its size and the data's digest, not the bytes — models are large
+    /// and the digest names them.
+    fn data_record(&self, bytes: usize) -> serde_json::Value {
+        serde_json::json!({ "bytes": bytes, "digest": self.call.plugin.config_digest })
+    }
+}
+
 impl crate::bindings::config::Host for HostState {
     async fn settings(&mut self) -> wasmtime::Result<String> {
         let call = self
@@ -65,15 +74,10 @@ impl crate::bindings::config::Host for HostState {
         let call = self
             .call
             .admit(CapabilityName::Config, "data", serde_json::Value::Null)?;
-        // Recorded by size, not content: models are large and have their own digest.
         let data = self.call.plugin.data.to_vec();
-        let len = data.len();
-        let answer = self.call.finish(
-            call,
-            CapResult::Ok(
-                serde_json::json!({ "bytes": len, "digest": self.call.plugin.config_digest }),
-            ),
-        )?;
+        let answer = self
+            .call
+            .finish(call, CapResult::Ok(self.data_record(data.len())))?;
         Ok(answer.map(|_| data).unwrap_or_default())
     }
 
@@ -87,18 +91,12 @@ impl crate::bindings::config::Host for HostState {
             "read-data",
             serde_json::json!({ "ranges": offsets.len() }),
         )?;
-        // Recorded by count and size, as `data` is: the bytes are the plugin's own data,
-        // named by its digest.
         let max_bytes = u64::from(self.call.plugin.limits.memory_mib) * 1024 * 1024;
         match gather(&self.call.plugin.data, &offsets, &lengths, max_bytes) {
             Ok(bytes) => {
-                let answer = self.call.finish(
-                    call,
-                    CapResult::Ok(serde_json::json!({
-                        "bytes": bytes.len(),
-                        "digest": self.call.plugin.config_digest,
-                    })),
-                )?;
+                let answer = self
+                    .call
+                    .finish(call, CapResult::Ok(self.data_record(bytes.len())))?;
                 Ok(Ok(answer.map(|_| bytes).unwrap_or_default()))
             }
             Err(message) => self
